@@ -1,0 +1,1 @@
+"""The command line: kubectl / cilium-dbg / hubble conventions plus ciliate's own."""

@@ -1,0 +1,1 @@
+"""Cluster state: get, list, transactional apply, watch from a resourceVersion."""

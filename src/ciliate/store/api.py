@@ -1,0 +1,77 @@
+"""The store interface every backend implements (SQLite now; etcd and a Kubernetes API
+server later). Nothing above the store knows which backend it runs on.
+
+Objects are documents (``Doc``) identified by ``ObjectKey`` (kind, namespace, name).
+The store sets metadata.uid, resourceVersion (a global, strictly increasing integer as
+a string), generation (bumped when anything but status/metadata changes) and
+creationTimestamp. ``apply`` is atomic: all changes of a batch land together or none.
+"""
+
+from __future__ import annotations
+
+import enum
+from collections.abc import Iterator, Sequence
+from dataclasses import dataclass
+from typing import NamedTuple, Protocol
+
+from ciliate.model.meta import Doc
+
+
+class ObjectKey(NamedTuple):
+    kind: str
+    namespace: str  # "" for cluster-scoped kinds
+    name: str
+
+    def __str__(self) -> str:
+        return f"{self.kind} {self.namespace + '/' if self.namespace else ''}{self.name}"
+
+
+class EventType(enum.StrEnum):
+    ADDED = "ADDED"
+    MODIFIED = "MODIFIED"
+    DELETED = "DELETED"
+
+
+@dataclass(frozen=True, slots=True)
+class WatchEvent:
+    type: EventType
+    resource_version: int
+    key: ObjectKey
+    object: Doc  # the object after the change (before it, for DELETED)
+
+
+@dataclass(frozen=True, slots=True)
+class Change:
+    """One change of a batch: put (create or replace) or delete."""
+
+    key: ObjectKey
+    object: Doc | None  # None = delete
+
+
+class Store(Protocol):
+    def get(self, key: ObjectKey) -> Doc | None: ...
+
+    def list(self, kind: str | None = None, namespace: str | None = None) -> list[Doc]:
+        """Objects of a kind (all kinds when None), in one namespace or all (None)."""
+        ...
+
+    def apply(self, changes: Sequence[Change]) -> int:
+        """Apply a batch atomically; return the resourceVersion after it.
+
+        Puts merge server-set metadata (uid and creationTimestamp kept across updates);
+        a delete of a missing object is ignored.
+        """
+        ...
+
+    def resource_version(self) -> int:
+        """The current (highest) resourceVersion."""
+        ...
+
+    def watch(
+        self, since: int = 0, timeout: float | None = None
+    ) -> Iterator[WatchEvent]:
+        """Events with resourceVersion > since, in order; blocks for new ones until
+        ``timeout`` seconds pass without any (None = forever)."""
+        ...
+
+    def close(self) -> None: ...
