@@ -290,7 +290,9 @@ class Node:
             ip,
             str(spec.get("podCIDR", "") or ""),
             tuple(
-                Taint(str(t.get("key", "")), str(t.get("value", "") or ""), str(t.get("effect", "")))
+                Taint(
+                    str(t.get("key", "")), str(t.get("value", "") or ""), str(t.get("effect", ""))
+                )
                 for t in spec.get("taints") or ()
             ),
             bool(spec.get("unschedulable", False)),

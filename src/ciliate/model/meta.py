@@ -114,9 +114,7 @@ class LabelSelector:
     @classmethod
     def from_labels(cls, labels: Mapping[str, str]) -> LabelSelector:
         return cls(
-            tuple(
-                Requirement(k, SelectorOp.IN, frozenset({v})) for k, v in sorted(labels.items())
-            )
+            tuple(Requirement(k, SelectorOp.IN, frozenset({v})) for k, v in sorted(labels.items()))
         )
 
     @property

@@ -67,9 +67,7 @@ class Store(Protocol):
         """The current (highest) resourceVersion."""
         ...
 
-    def watch(
-        self, since: int = 0, timeout: float | None = None
-    ) -> Iterator[WatchEvent]:
+    def watch(self, since: int = 0, timeout: float | None = None) -> Iterator[WatchEvent]:
         """Events with resourceVersion > since, in order; blocks for new ones until
         ``timeout`` seconds pass without any (None = forever)."""
         ...
