@@ -14,6 +14,7 @@ from collections.abc import Iterator, Sequence
 from dataclasses import dataclass
 from typing import NamedTuple, Protocol
 
+from ciliate.errors import ConflictError
 from ciliate.model.meta import Doc
 
 
@@ -46,6 +47,37 @@ class Change:
 
     key: ObjectKey
     object: Doc | None  # None = delete
+
+
+class ResourceVersionTooOldError(ConflictError):
+    """The events after ``since`` were compacted away (Kubernetes: 410 Gone).
+
+    A watcher recovers by listing again and watching from the list's resourceVersion.
+    """
+
+    def __init__(self, since: int, compacted: int) -> None:
+        self.since = since
+        self.compacted = compacted
+        super().__init__(
+            f"resourceVersion too old: {since} (events up to {compacted} were compacted);"
+            " list again and watch from the current resourceVersion"
+        )
+
+
+def update_status(store: Store, key: ObjectKey, status: object) -> int:
+    """Replace the status of an object on any backend (a MODIFIED event, same generation).
+
+    Backends with an atomic variant (``SQLiteStore.update_status``) are used directly.
+    Raises ``KeyError`` when the object does not exist.
+    """
+    native = getattr(store, "update_status", None)
+    if callable(native):
+        return int(native(key, status))
+    doc = store.get(key)
+    if doc is None:
+        raise KeyError(str(key))
+    doc["status"] = status
+    return store.apply([Change(key, doc)])
 
 
 class Store(Protocol):

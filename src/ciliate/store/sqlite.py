@@ -1,0 +1,482 @@
+"""The embedded store backend: one SQLite file in WAL mode (see docs/decisions/0001-store.md).
+
+Role: implements ``ciliate.store.api.Store`` for one machine. Inputs are batches of
+``Change``; outputs are documents and ``WatchEvent``s. Imports only the standard library
+and ``ciliate.store.api`` / ``ciliate.model.meta`` / ``ciliate.errors`` (never anything
+above the store layer).
+
+Theory of operation
+-------------------
+
+Two tables hold everything:
+
+- ``objects(kind, namespace, name, resource_version, doc)``: the current state, one
+  row per object, ``doc`` the canonical JSON of the whole document.
+- ``events(rv INTEGER PRIMARY KEY, type, kind, namespace, name, doc)``: an append-only
+  log, one row per change. ``rv`` is the global resourceVersion; the current version is
+  kept in ``meta`` (``rv``) because compaction may delete old events.
+
+``apply`` runs a batch in one ``BEGIN IMMEDIATE`` transaction, so writers from several
+processes serialize on SQLite's write lock (``busy_timeout`` makes them wait instead of
+failing) and a batch is wholly visible or not at all. Each change that alters an object
+takes the next rv; a put whose normalized document is identical to the stored one is a
+no-op (no event, no rv). Server-set fields:
+
+1. ``metadata.uid`` and ``metadata.creationTimestamp`` are kept from the existing object,
+   else a new uuid4 and the current time (RFC 3339, ``Z``).
+2. ``metadata.resourceVersion`` is the rv of the change that wrote it (a string, as in
+   Kubernetes).
+3. ``metadata.generation`` is 1 on create and +1 when anything outside ``metadata`` and
+   ``status`` changes (Kubernetes' rule for resources with a status subresource).
+4. A put without a ``status`` key keeps the stored status (status is written by
+   controllers and the agent, not by ``apply -f``, as with the status subresource);
+   a put with ``status`` replaces it.
+
+Watchers read the event log with their own connection. New events are noticed in two
+ways: an in-process notifier (a ``threading.Condition`` shared by every store object
+on the same file) wakes watchers of this process at once; other processes' commits are
+seen by polling ``PRAGMA data_version`` every ``poll_interval`` seconds, which costs no
+query of the events table when nothing changed.
+
+Crash safety (kill -9): SQLite's WAL commit is atomic with respect to a process dying
+at any instruction: a transaction is visible only once its commit frame is in the WAL,
+and a torn tail is ignored on the next open. ``synchronous=NORMAL`` in WAL mode loses
+no committed transaction when a *process* dies (the OS still has the pages); only a
+power loss can roll back the most recent commits, never corrupt the file. ``durable=True``
+selects ``synchronous=FULL`` (an fsync per commit) for that case.
+"""
+
+from __future__ import annotations
+
+import builtins
+import json
+import os
+import sqlite3
+import threading
+import time
+import uuid
+from collections.abc import Callable, Iterator, Sequence
+from datetime import UTC, datetime
+from pathlib import Path
+from typing import Any
+
+from ciliate.model.meta import Doc
+from ciliate.store.api import (
+    Change,
+    EventType,
+    ObjectKey,
+    ResourceVersionTooOldError,
+    WatchEvent,
+)
+
+DEFAULT_HISTORY = 10_000
+"""Events kept for watchers; older ones are compacted away (etcd's compaction)."""
+
+DEFAULT_POLL_INTERVAL = 0.025
+"""Seconds between checks for other processes' commits while a watch waits."""
+
+BUSY_TIMEOUT_MS = 60_000
+"""How long a writer waits for another process's write transaction before failing."""
+
+_SCHEMA = """
+CREATE TABLE IF NOT EXISTS meta (
+    key   TEXT PRIMARY KEY,
+    value INTEGER NOT NULL
+);
+CREATE TABLE IF NOT EXISTS objects (
+    kind             TEXT NOT NULL,
+    namespace        TEXT NOT NULL,
+    name             TEXT NOT NULL,
+    resource_version INTEGER NOT NULL,
+    doc              TEXT NOT NULL,
+    PRIMARY KEY (kind, namespace, name)
+);
+CREATE INDEX IF NOT EXISTS objects_by_ns ON objects (namespace, name);
+CREATE TABLE IF NOT EXISTS events (
+    rv        INTEGER PRIMARY KEY,
+    type      TEXT NOT NULL,
+    kind      TEXT NOT NULL,
+    namespace TEXT NOT NULL,
+    name      TEXT NOT NULL,
+    doc       TEXT NOT NULL
+);
+INSERT OR IGNORE INTO meta (key, value) VALUES ('schema', 1), ('rv', 0), ('compacted', 0);
+"""
+
+
+def _canonical(doc: Doc) -> str:
+    """The normalized byte form: sorted keys, no whitespace. Equal docs, equal text."""
+    return json.dumps(doc, sort_keys=True, separators=(",", ":"), ensure_ascii=False)
+
+
+def _rfc3339(t: float) -> str:
+    return datetime.fromtimestamp(t, UTC).strftime("%Y-%m-%dT%H:%M:%SZ")
+
+
+def _spec_part(doc: Doc) -> str:
+    """Everything that counts for ``generation``: all but metadata and status."""
+    return _canonical({k: v for k, v in doc.items() if k not in ("metadata", "status")})
+
+
+class _Notifier:
+    """Wakes in-process watchers of one database file when a commit lands."""
+
+    def __init__(self) -> None:
+        self.cond = threading.Condition()
+        self.commits = 0
+
+    def notify(self) -> None:
+        with self.cond:
+            self.commits += 1
+            self.cond.notify_all()
+
+
+_notifiers: dict[str, _Notifier] = {}
+_notifiers_lock = threading.Lock()
+
+
+def _notifier_for(path: str) -> _Notifier:
+    with _notifiers_lock:
+        n = _notifiers.get(path)
+        if n is None:
+            n = _notifiers[path] = _Notifier()
+        return n
+
+
+class SQLiteStore:
+    """The embedded ``Store``: a SQLite file shared safely by threads and processes."""
+
+    def __init__(
+        self,
+        path: str | os.PathLike[str],
+        *,
+        history: int = DEFAULT_HISTORY,
+        poll_interval: float = DEFAULT_POLL_INTERVAL,
+        durable: bool = False,
+        now: Callable[[], float] = time.time,
+        new_uid: Callable[[], str] = lambda: str(uuid.uuid4()),
+    ) -> None:
+        if history < 1:
+            raise ValueError("history must keep at least one event")
+        self.path = Path(path)
+        self._history = history
+        self._poll_interval = poll_interval
+        self._synchronous = "FULL" if durable else "NORMAL"
+        self._now = now
+        self._new_uid = new_uid
+        self._lock = threading.RLock()
+        self._notifier = _notifier_for(str(self.path.resolve()))
+        self._closed = False
+        self._conn = self._connect()
+        self._init_schema()
+
+    # --- connections ----------------------------------------------------------------
+
+    def _connect(self) -> sqlite3.Connection:
+        # isolation_level=None: we issue BEGIN/COMMIT ourselves (BEGIN IMMEDIATE for
+        # writers, so the write lock is taken up front and busy_timeout applies).
+        conn = sqlite3.connect(
+            str(self.path), isolation_level=None, check_same_thread=False, timeout=60.0
+        )
+        conn.execute(f"PRAGMA busy_timeout = {BUSY_TIMEOUT_MS}")
+        self._retry_busy(lambda: conn.execute("PRAGMA journal_mode = WAL").fetchone())
+        conn.execute(f"PRAGMA synchronous = {self._synchronous}")
+        return conn
+
+    @staticmethod
+    def _retry_busy(fn: Callable[[], Any]) -> Any:
+        # Switching a new file to WAL needs an exclusive lock that the busy handler does
+        # not always wait for (several processes creating the store at once).
+        deadline = time.monotonic() + BUSY_TIMEOUT_MS / 1000
+        while True:
+            try:
+                return fn()
+            except sqlite3.OperationalError as e:
+                if "locked" not in str(e) and "busy" not in str(e):
+                    raise
+                if time.monotonic() > deadline:
+                    raise
+                time.sleep(0.01)
+
+    def _init_schema(self) -> None:
+        # Plain statements in our own transaction (executescript would COMMIT first).
+        def create() -> None:
+            with self._lock:
+                self._conn.execute("BEGIN IMMEDIATE")
+                try:
+                    for stmt in _SCHEMA.split(";"):
+                        if stmt.strip():
+                            self._conn.execute(stmt)
+                    self._conn.execute("COMMIT")
+                except BaseException:
+                    if self._conn.in_transaction:
+                        self._conn.execute("ROLLBACK")
+                    raise
+
+        self._retry_busy(create)
+
+    # --- reads ----------------------------------------------------------------------
+
+    def get(self, key: ObjectKey) -> Doc | None:
+        with self._lock:
+            row = self._conn.execute(
+                "SELECT doc FROM objects WHERE kind = ? AND namespace = ? AND name = ?",
+                (key.kind, key.namespace, key.name),
+            ).fetchone()
+        return None if row is None else _load(row[0])
+
+    def list(self, kind: str | None = None, namespace: str | None = None) -> list[Doc]:
+        docs, _ = self.list_with_version(kind, namespace)
+        return docs
+
+    def list_with_version(
+        self, kind: str | None = None, namespace: str | None = None
+    ) -> tuple[builtins.list[Doc], int]:
+        """A consistent snapshot and the resourceVersion it reflects (list-then-watch)."""
+        sql = "SELECT doc FROM objects"
+        where: builtins.list[str] = []
+        args: builtins.list[str] = []
+        if kind is not None:
+            where.append("kind = ?")
+            args.append(kind)
+        if namespace is not None:
+            where.append("namespace = ?")
+            args.append(namespace)
+        if where:
+            sql += " WHERE " + " AND ".join(where)
+        sql += " ORDER BY namespace, name, kind"
+        with self._lock:
+            # One read transaction: the rows and the rv come from the same snapshot.
+            self._conn.execute("BEGIN")
+            try:
+                rows = self._conn.execute(sql, args).fetchall()
+                rv = self._meta("rv")
+            finally:
+                self._conn.execute("COMMIT")
+        return [_load(r[0]) for r in rows], rv
+
+    def resource_version(self) -> int:
+        with self._lock:
+            return self._meta("rv")
+
+    def _meta(self, key: str) -> int:
+        row = self._conn.execute("SELECT value FROM meta WHERE key = ?", (key,)).fetchone()
+        return int(row[0]) if row else 0
+
+    # --- writes ---------------------------------------------------------------------
+
+    def apply(self, changes: Sequence[Change]) -> int:
+        if self._closed:
+            raise RuntimeError("store is closed")
+        with self._lock:
+            conn = self._conn
+            conn.execute("BEGIN IMMEDIATE")
+            try:
+                rv = self._meta("rv")
+                start = rv
+                for change in changes:
+                    rv = self._apply_one(change, rv)
+                if rv != start:
+                    conn.execute("UPDATE meta SET value = ? WHERE key = 'rv'", (rv,))
+                    self._compact(rv)
+                conn.execute("COMMIT")
+            except BaseException:
+                if conn.in_transaction:
+                    conn.execute("ROLLBACK")
+                raise
+        if rv != start:
+            self._notifier.notify()
+        return rv
+
+    def update_status(self, key: ObjectKey, status: Any) -> int:
+        """Replace an object's status (a MODIFIED event; generation unchanged).
+
+        Raises ``KeyError`` when the object does not exist. Atomic: the read and the
+        write happen in one transaction, so a concurrent spec update is not lost.
+        """
+        with self._lock:
+            conn = self._conn
+            conn.execute("BEGIN IMMEDIATE")
+            try:
+                row = conn.execute(
+                    "SELECT doc FROM objects WHERE kind = ? AND namespace = ? AND name = ?",
+                    (key.kind, key.namespace, key.name),
+                ).fetchone()
+                if row is None:
+                    raise KeyError(str(key))
+                doc = _load(row[0])
+                doc["status"] = status
+                rv = start = self._meta("rv")
+                rv = self._apply_one(Change(key, doc), rv)
+                if rv != start:
+                    conn.execute("UPDATE meta SET value = ? WHERE key = 'rv'", (rv,))
+                    self._compact(rv)
+                conn.execute("COMMIT")
+            except BaseException:
+                if conn.in_transaction:
+                    conn.execute("ROLLBACK")
+                raise
+        if rv != start:
+            self._notifier.notify()
+        return rv
+
+    def _apply_one(self, change: Change, rv: int) -> int:
+        """Write one change inside the open transaction; return the rv after it."""
+        key = change.key
+        conn = self._conn
+        row = conn.execute(
+            "SELECT doc FROM objects WHERE kind = ? AND namespace = ? AND name = ?",
+            (key.kind, key.namespace, key.name),
+        ).fetchone()
+        old = None if row is None else _load(row[0])
+
+        if change.object is None:
+            if old is None:
+                return rv  # deleting a missing object is not an error (kubectl --ignore-not-found)
+            rv += 1
+            old.setdefault("metadata", {})["resourceVersion"] = str(rv)
+            conn.execute(
+                "DELETE FROM objects WHERE kind = ? AND namespace = ? AND name = ?",
+                (key.kind, key.namespace, key.name),
+            )
+            self._event(rv, EventType.DELETED, key, _canonical(old))
+            return rv
+
+        new: Doc = _load(_canonical(change.object))  # a private deep copy
+        meta = new.get("metadata")
+        if not isinstance(meta, dict):
+            meta = new["metadata"] = {}
+        if old is None:
+            meta["uid"] = self._new_uid()
+            meta["creationTimestamp"] = _rfc3339(self._now())
+            meta["generation"] = 1
+        else:
+            old_meta = old.get("metadata") or {}
+            meta["uid"] = old_meta.get("uid") or self._new_uid()
+            meta["creationTimestamp"] = old_meta.get("creationTimestamp") or _rfc3339(self._now())
+            gen = int(old_meta.get("generation") or 1)
+            meta["generation"] = gen + 1 if _spec_part(new) != _spec_part(old) else gen
+            meta["resourceVersion"] = old_meta.get("resourceVersion", "")
+            if "status" not in new and "status" in old:
+                new["status"] = old["status"]
+            if _canonical(new) == _canonical(old):
+                return rv  # byte-identical after normalization: unchanged, no event
+        rv += 1
+        meta["resourceVersion"] = str(rv)
+        text = _canonical(new)
+        conn.execute(
+            "INSERT OR REPLACE INTO objects (kind, namespace, name, resource_version, doc)"
+            " VALUES (?, ?, ?, ?, ?)",
+            (key.kind, key.namespace, key.name, rv, text),
+        )
+        self._event(rv, EventType.ADDED if old is None else EventType.MODIFIED, key, text)
+        return rv
+
+    def _event(self, rv: int, type_: EventType, key: ObjectKey, text: str) -> None:
+        self._conn.execute(
+            "INSERT INTO events (rv, type, kind, namespace, name, doc) VALUES (?, ?, ?, ?, ?, ?)",
+            (rv, type_.value, key.kind, key.namespace, key.name, text),
+        )
+
+    def _compact(self, rv: int) -> None:
+        floor = rv - self._history
+        if floor > self._meta("compacted"):
+            self._conn.execute("DELETE FROM events WHERE rv <= ?", (floor,))
+            self._conn.execute("UPDATE meta SET value = ? WHERE key = 'compacted'", (floor,))
+
+    # --- watch ----------------------------------------------------------------------
+
+    def compacted_version(self) -> int:
+        """The highest resourceVersion whose event was compacted away (0 = none)."""
+        with self._lock:
+            return self._meta("compacted")
+
+    def watch(self, since: int = 0, timeout: float | None = None) -> Iterator[WatchEvent]:
+        """Events with rv > ``since`` in order, from this process and any other.
+
+        Ends when ``timeout`` seconds pass without a new event (never when None) or the
+        store is closed. Raises ``ResourceVersionTooOldError`` when events after
+        ``since`` were compacted (Kubernetes answers 410 Gone): list again and watch
+        from the list's resourceVersion.
+        """
+        # A private connection: a waiting watcher never holds the writer's lock, and
+        # data_version on it changes for every commit made through other connections.
+        conn = sqlite3.connect(str(self.path), isolation_level=None, check_same_thread=False)
+        try:
+            conn.execute(f"PRAGMA busy_timeout = {BUSY_TIMEOUT_MS}")
+            yield from self._watch_loop(conn, since, timeout)
+        finally:
+            conn.close()
+
+    def _watch_loop(
+        self, conn: sqlite3.Connection, since: int, timeout: float | None
+    ) -> Iterator[WatchEvent]:
+        last = since
+        idle_deadline = None if timeout is None else time.monotonic() + timeout
+        data_version = -1
+        notifier = self._notifier
+        while not self._closed:
+            with notifier.cond:
+                seen_commits = notifier.commits
+            dv = int(conn.execute("PRAGMA data_version").fetchone()[0])
+            if dv != data_version:
+                data_version = dv
+                batch = self._read_events(conn, last)
+                if batch:
+                    for ev in batch:
+                        last = ev.resource_version
+                        yield ev
+                    if timeout is not None:
+                        idle_deadline = time.monotonic() + timeout
+                    data_version = -1  # there may be more than one page: read again
+                    continue
+            wait = self._poll_interval
+            if idle_deadline is not None:
+                left = idle_deadline - time.monotonic()
+                if left <= 0:
+                    return
+                wait = min(wait, left)
+            with notifier.cond:
+                if notifier.commits == seen_commits:
+                    notifier.cond.wait(wait)
+
+    def _read_events(self, conn: sqlite3.Connection, after: int) -> builtins.list[WatchEvent]:
+        conn.execute("BEGIN")
+        try:
+            row = conn.execute("SELECT value FROM meta WHERE key = 'compacted'").fetchone()
+            compacted = int(row[0]) if row else 0
+            if after < compacted:
+                raise ResourceVersionTooOldError(after, compacted)
+            rows = conn.execute(
+                "SELECT rv, type, kind, namespace, name, doc FROM events"
+                " WHERE rv > ? ORDER BY rv LIMIT 1000",
+                (after,),
+            ).fetchall()
+        finally:
+            conn.execute("COMMIT")
+        return [
+            WatchEvent(EventType(t), int(rv), ObjectKey(k, ns, n), _load(doc))
+            for rv, t, k, ns, n, doc in rows
+        ]
+
+    # --- lifecycle ------------------------------------------------------------------
+
+    def close(self) -> None:
+        with self._lock:
+            if self._closed:
+                return
+            self._closed = True
+            self._conn.close()
+        self._notifier.notify()  # let this process's watchers see the close
+
+    def __enter__(self) -> SQLiteStore:
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.close()
+
+
+def _load(text: str) -> Doc:
+    doc = json.loads(text)
+    assert isinstance(doc, dict)
+    return doc
