@@ -17,9 +17,10 @@ Must import nothing but ``ciliate.model`` and the standard library (no I/O).
 from __future__ import annotations
 
 import enum
-from collections.abc import Mapping
-from dataclasses import dataclass, field
+from collections.abc import Iterable, Iterator, Mapping
+from dataclasses import dataclass, field, replace
 from ipaddress import IPv4Address, IPv4Network
+from typing import Any, Generic, TypeVar
 
 # --- identities (cilium.md §1.1) -------------------------------------------------------
 
@@ -49,6 +50,8 @@ class Identity:
 # --- cilium_lxc (cilium.md §3.1) -------------------------------------------------------
 
 ENDPOINT_F_HOST = 0x1
+ENDPOINT_F_ATHOSTNS = 0x2
+ENDPOINT_KEY_IPV4 = 1  # endpoint_key.family / ipcache_key.family
 
 
 @dataclass(frozen=True, slots=True, order=True)
@@ -140,6 +143,8 @@ class PolicyEntry:
     auth_type: int = 0
     l7_rules: tuple[L7Rule, ...] = ()
     provenance: tuple[Provenance, ...] = field(default=(), compare=False)
+    proxy_port_priority: int = 0  # 1.18 policy_entry byte 4: higher wins among redirects
+    cookie: int = 0  # 1.18 policy-log cookie
 
 
 PolicyMap = Mapping[PolicyKey, PolicyEntry]
@@ -231,6 +236,43 @@ class Neighbor:
 
 
 # --- endpoints, pods and nodes ---------------------------------------------------------
+#
+# Interface index plan. The kernel datapath creates every link WITH THESE INDEXES
+# (netlink accepts a requested ifindex), so `ip a`, the ifindex in cilium_lxc and the
+# model's view agree. Per network namespace:
+#
+#   node netns:  lo 1, eth0 2, cilium_net 3, cilium_host 4, cilium_vxlan 5,
+#                lxc_health 6, pod lxc link of endpoint ID n: 2*n + 8 (8..8198)
+#   pod netns:   lo 1, eth0 2*n + 7 (the endpoint ID's odd twin)
+#   health netns: lo 1, eth0 5 (peer of lxc_health)
+#
+# The pair of a pod sits on consecutive numbers as when a veth pair is created in one
+# namespace and one end moved, like on a real cluster (`eth0@if10` in the pod,
+# `lxc…@if9` on the node). Both derive from the endpoint ID alone, so pods coming and
+# going never renumber anybody else's links.
+
+IFINDEX_LO = 1
+IFINDEX_ETH0 = 2
+IFINDEX_CILIUM_NET = 3
+IFINDEX_CILIUM_HOST = 4
+IFINDEX_CILIUM_VXLAN = 5
+IFINDEX_LXC_HEALTH = 6
+IFINDEX_HEALTH_ETH0 = 5
+
+
+def lxc_ifindex(endpoint_id: int) -> int:
+    """Node-side ifindex of a pod's lxc link."""
+    return 2 * endpoint_id + 8
+
+
+def pod_eth0_ifindex(endpoint_id: int) -> int:
+    """ifindex of eth0 inside the pod's network namespace."""
+    return 2 * endpoint_id + 7
+
+
+class EndpointKind(enum.StrEnum):
+    POD = "pod"
+    HEALTH = "health"
 
 
 @dataclass(frozen=True, slots=True)
@@ -250,6 +292,7 @@ class EndpointState:
     ingress_enforced: bool = False
     egress_enforced: bool = False
     state: str = "ready"
+    kind: EndpointKind = EndpointKind.POD
 
 
 @dataclass(frozen=True, slots=True)
@@ -282,6 +325,26 @@ class NodeState:
     lb4_reverse_nat: Mapping[int, LB4ReverseNat]
     maglev: Mapping[int, tuple[int, ...]]  # rev_nat_index -> M backend IDs
     pods: Mapping[str, PodNet] = field(default_factory=dict)  # local pods by ns/name
+    # The host endpoint (identity 1, reserved:host): listed by `endpoint list`; it has
+    # no lxc link (its address lives on cilium_host) and no policy map here.
+    host_endpoint_id: int = 0
+    role: str = "worker"  # control-plane | worker
+    labels: Mapping[str, str] = field(default_factory=dict)
+
+
+@dataclass(frozen=True, slots=True)
+class ServiceFrontend:
+    """What a rev_nat_index (Cilium's service ID) stands for: one frontend of a Service.
+    ``address`` is the frontend IP, ``0.0.0.0`` for the NodePort surrogate, or
+    ``<node>`` for the NodePort frontend on each node's own IP (one ID on every node)."""
+
+    rev_nat_index: int
+    service: str  # namespace/name
+    type: str  # ClusterIP | NodePort | LoadBalancer | ExternalIPs
+    address: str
+    port: int
+    protocol: str  # TCP | UDP | SCTP
+    port_name: str = ""
 
 
 @dataclass(frozen=True, slots=True)
@@ -290,6 +353,7 @@ class DesiredState:
     nodes: Mapping[str, NodeState]
     identities: Mapping[int, Identity]
     revision: int = 0  # store resourceVersion it was computed from
+    services: Mapping[int, ServiceFrontend] = field(default_factory=dict)  # by rev_nat_index
 
 
 # --- deltas ---------------------------------------------------------------------------
@@ -311,3 +375,269 @@ class MapChange:
     map: str  # MapName value, policy maps with their endpoint suffix
     key: object
     value: object | None  # None = delete
+
+
+def policy_map_name(endpoint_id: int) -> str:
+    """``cilium_policy_v2_%05d``: the per-endpoint policy map's pinned name."""
+    return f"{MapName.POLICY}_{endpoint_id:05d}"
+
+
+def parse_policy_map_name(name: str) -> int | None:
+    """The endpoint ID of ``cilium_policy_v2_NNNNN`` (or the ≤1.15 ``cilium_policy_NNNNN``)."""
+    for prefix in (f"{MapName.POLICY}_", "cilium_policy_"):
+        if name.startswith(prefix) and name[len(prefix) :].isdigit():
+            return int(name[len(prefix) :])
+    return None
+
+
+# --- layered maps: structural sharing between nodes and revisions -----------------------
+
+K = TypeVar("K")
+V = TypeVar("V")
+
+
+class LayeredMap(Mapping[K, V], Generic[K, V]):
+    """A read-only mapping: ``base`` with some keys replaced (``upserts``) or removed
+    (``deletes``). Why: most of a node's ipcache and lb maps are the same on every node,
+    and one pod more changes one entry; sharing the base keeps 1,000 nodes x 100,000
+    pods affordable, and ``diff`` compares only the layers that differ.
+    Never mutate ``base``, ``upserts`` or ``deletes`` after construction."""
+
+    __slots__ = ("_len", "base", "deletes", "upserts")
+
+    def __init__(
+        self,
+        base: Mapping[K, V],
+        upserts: Mapping[K, V] | None = None,
+        deletes: Iterable[K] = (),
+    ) -> None:
+        ups = dict(upserts or {})
+        dels = frozenset(k for k in deletes if k in base and k not in ups)
+        self.base = base
+        self.upserts: Mapping[K, V] = ups
+        self.deletes: frozenset[K] = dels
+        self._len = len(base) - len(dels) + sum(1 for k in ups if k not in base)
+
+    def __getitem__(self, key: K) -> V:
+        ups = self.upserts
+        if key in ups:
+            return ups[key]
+        if key in self.deletes:
+            raise KeyError(key)
+        return self.base[key]
+
+    def __contains__(self, key: object) -> bool:
+        if key in self.upserts:
+            return True
+        return key not in self.deletes and key in self.base
+
+    def __iter__(self) -> Iterator[K]:
+        dels, base = self.deletes, self.base
+        for k in base:
+            if k not in dels:
+                yield k
+        for k in self.upserts:
+            if k not in base:
+                yield k
+
+    def __len__(self) -> int:
+        return self._len
+
+    def __repr__(self) -> str:
+        return f"LayeredMap({len(self)} entries, {len(self.upserts) + len(self.deletes)} own)"
+
+    @property
+    def own_keys(self) -> frozenset[K]:
+        """Keys this layer changes relative to its base."""
+        return frozenset(self.upserts) | self.deletes
+
+    def with_changes(self, upserts: Mapping[K, V], deletes: Iterable[K] = ()) -> Mapping[K, V]:
+        """A new mapping with more changes on top; compacted into one dict when the
+        layer grows past a quarter of the base (amortized O(1) per change)."""
+        return layered(self, upserts, deletes)
+
+
+def layered(
+    base: Mapping[K, V], upserts: Mapping[K, V], deletes: Iterable[K] = ()
+) -> Mapping[K, V]:
+    """``base`` with changes, sharing ``base`` (flattening one level of layers)."""
+    dels = set(deletes)
+    if isinstance(base, LayeredMap):
+        ups = {k: v for k, v in base.upserts.items() if k not in dels}
+        ups.update(upserts)
+        all_dels = (set(base.deletes) - set(upserts)) | dels
+        inner: Mapping[K, V] = base.base
+    else:
+        ups, all_dels, inner = dict(upserts), dels, base
+    if len(ups) + len(all_dels) > max(64, len(inner) // 4):
+        flat = dict(inner)
+        for k in all_dels:
+            flat.pop(k, None)
+        flat.update(ups)
+        return flat
+    return LayeredMap(inner, ups, all_dels)
+
+
+# --- diff and apply ---------------------------------------------------------------------
+
+_MISSING: Any = object()
+
+
+def node_maps(node: NodeState) -> dict[str, Mapping[Any, Any]]:
+    """Every BPF map of a node by its pinned name (policy maps one per endpoint)."""
+    maps: dict[str, Mapping[Any, Any]] = {
+        MapName.LXC.value: node.lxc,
+        MapName.IPCACHE.value: node.ipcache,
+        MapName.LB4_SERVICES.value: node.lb4_services,
+        MapName.LB4_BACKENDS.value: node.lb4_backends,
+        MapName.LB4_REVERSE_NAT.value: node.lb4_reverse_nat,
+        MapName.LB4_MAGLEV.value: node.maglev,
+    }
+    for ep_id, pmap in node.policy.items():
+        maps[policy_map_name(ep_id)] = pmap
+    return maps
+
+
+def _sort_key(k: object) -> tuple[str, object]:
+    return (type(k).__name__, k)
+
+
+def _changed_keys(
+    old: Mapping[Any, Any], new: Mapping[Any, Any], memo: dict[tuple[int, int], set[Any]]
+) -> set[Any]:
+    """Keys whose presence or value may differ (a superset; the caller compares)."""
+    if old is new:
+        return set()
+    memo_key = (id(old), id(new))
+    if memo_key in memo:
+        return memo[memo_key]
+    keys: set[Any]
+    if isinstance(old, LayeredMap) and isinstance(new, LayeredMap):
+        keys = _changed_keys(old.base, new.base, memo) | old.own_keys | new.own_keys
+    elif isinstance(new, LayeredMap) and new.base is old:
+        keys = set(new.own_keys)
+    elif isinstance(old, LayeredMap) and old.base is new:
+        keys = set(old.own_keys)
+    elif isinstance(new, LayeredMap) and isinstance(new.base, LayeredMap) and new.base.base is old:
+        keys = set(new.own_keys | new.base.own_keys)
+    else:
+        keys = {k for k, v in new.items() if old.get(k, _MISSING) != v}
+        keys.update(k for k in old if k not in new)
+    memo[memo_key] = keys
+    return keys
+
+
+def diff_map(
+    old: Mapping[Any, Any],
+    new: Mapping[Any, Any],
+    memo: dict[tuple[int, int], set[Any]] | None = None,
+) -> list[tuple[Any, Any]]:
+    """(key, new value or None) for every entry that differs, sorted by key."""
+    out: list[tuple[Any, Any]] = []
+    for k in _changed_keys(old, new, {} if memo is None else memo):
+        nv = new.get(k, _MISSING)
+        if nv is _MISSING:
+            if k in old:
+                out.append((k, None))
+        elif old.get(k, _MISSING) != nv:
+            out.append((k, nv))
+    out.sort(key=lambda kv: _sort_key(kv[0]))
+    return out
+
+
+def diff(old: DesiredState, new: DesiredState) -> list[MapChange]:
+    """Only the changed map entries, per node and map (nodes, then maps, by name).
+
+    A node that disappears has all its entries deleted; a new node gets all of its
+    entries. Devices, routes and endpoints are not map entries: compare them directly.
+    """
+    memo: dict[tuple[int, int], set[Any]] = {}
+    empty: dict[str, Mapping[Any, Any]] = {}
+    changes: list[MapChange] = []
+    for name in sorted(set(old.nodes) | set(new.nodes)):
+        o = old.nodes.get(name)
+        n = new.nodes.get(name)
+        if o is n:
+            continue
+        om = node_maps(o) if o is not None else empty
+        nm = node_maps(n) if n is not None else empty
+        for map_name in sorted(set(om) | set(nm)):
+            for k, v in diff_map(om.get(map_name, {}), nm.get(map_name, {}), memo):
+                changes.append(MapChange(name, map_name, k, v))
+    return changes
+
+
+def _empty_node(name: str) -> NodeState:
+    return NodeState(
+        name=name,
+        internal_ip=IPv4Address(0),
+        node_prefix_len=0,
+        cilium_internal_ip=IPv4Address(0),
+        pod_cidr=IPv4Network("0.0.0.0/32"),
+        health_ip=None,
+        devices=(),
+        routes=(),
+        endpoints={},
+        lxc={},
+        ipcache={},
+        policy={},
+        lb4_services={},
+        lb4_backends={},
+        lb4_reverse_nat={},
+        maglev={},
+    )
+
+
+_FIELD_OF_MAP = {
+    MapName.LXC.value: "lxc",
+    MapName.IPCACHE.value: "ipcache",
+    MapName.LB4_SERVICES.value: "lb4_services",
+    MapName.LB4_BACKENDS.value: "lb4_backends",
+    MapName.LB4_REVERSE_NAT.value: "lb4_reverse_nat",
+    MapName.LB4_MAGLEV.value: "maglev",
+}
+
+
+def apply_delta(old: DesiredState, delta: Iterable[MapChange]) -> DesiredState:
+    """``old`` with the map changes applied (map contents only: devices, routes and
+    endpoints are kept from ``old``). ``apply_delta(a, diff(a, b))`` has b's maps."""
+    grouped: dict[str, dict[str, tuple[dict[Any, Any], set[Any]]]] = {}
+    for ch in delta:
+        ups, dels = grouped.setdefault(ch.node, {}).setdefault(ch.map, ({}, set()))
+        if ch.value is None:
+            ups.pop(ch.key, None)
+            dels.add(ch.key)
+        else:
+            dels.discard(ch.key)
+            ups[ch.key] = ch.value
+    nodes = dict(old.nodes)
+    for node_name, per_map in grouped.items():
+        node = nodes.get(node_name) or _empty_node(node_name)
+        updates: dict[str, Any] = {}
+        policy = dict(node.policy)
+        for map_name, (ups, dels) in per_map.items():
+            field_name = _FIELD_OF_MAP.get(map_name)
+            if field_name is not None:
+                updates[field_name] = layered(getattr(node, field_name), ups, dels)
+                continue
+            ep_id = parse_policy_map_name(map_name)
+            if ep_id is None:
+                raise ValueError(f"unknown map {map_name!r} in delta")
+            pm = layered(policy.get(ep_id, {}), ups, dels)
+            if len(pm):
+                policy[ep_id] = pm
+            else:
+                policy.pop(ep_id, None)
+        updates["policy"] = policy
+        nodes[node_name] = replace(node, **updates)
+    return replace(old, nodes=nodes)
+
+
+def map_contents(state: DesiredState) -> dict[tuple[str, str], dict[Any, Any]]:
+    """Every non-empty map of every node as plain dicts (for comparisons in tests)."""
+    out: dict[tuple[str, str], dict[Any, Any]] = {}
+    for name, node in state.nodes.items():
+        for map_name, m in node_maps(node).items():
+            if len(m):
+                out[(name, map_name)] = dict(m.items())
+    return out
