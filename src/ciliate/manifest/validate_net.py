@@ -26,8 +26,11 @@ def _ingress_backend(ck: Checker, be: dict[str, Any], p: str) -> None:
     svc = ck.get_map(be, "service", p)
     if svc is None:
         if "serviceName" in be or "servicePort" in be:
-            ck.error(p, "serviceName/servicePort are extensions/v1beta1 fields: use "
-                     "service.name and service.port.number|name")  # fmt: skip
+            ck.error(
+                p,
+                "serviceName/servicePort are extensions/v1beta1 fields: use "
+                "service.name and service.port.number|name",
+            )
         elif be.get("resource") is None:
             ck.error(join_path(p, "service"), "required value (or resource)")
         return
@@ -75,11 +78,15 @@ def validate_ingress(doc: dict[str, Any], ck: Checker) -> None:
         for pp, path in paths:
             pt = ck.get_str(path, "pathType", pp)
             if pt is None:
-                ck.error(join_path(pp, "pathType"), "required value: Exact, Prefix or "
-                         "ImplementationSpecific")  # fmt: skip
+                ck.error(
+                    join_path(pp, "pathType"),
+                    "required value: Exact, Prefix or ImplementationSpecific",
+                )
             elif pt not in PATH_TYPES:
-                ck.error(join_path(pp, "pathType"), f'unsupported value "{pt}": supported '
-                         f'values: {", ".join(PATH_TYPES)}')  # fmt: skip
+                ck.error(
+                    join_path(pp, "pathType"),
+                    f'unsupported value "{pt}": supported values: {", ".join(PATH_TYPES)}',
+                )
             value = ck.get_str(path, "path", pp)
             if value is not None and pt in ("Exact", "Prefix") and not value.startswith("/"):
                 ck.error(join_path(pp, "path"), "must be an absolute path")
@@ -140,8 +147,11 @@ def validate_gateway(doc: dict[str, Any], ck: Checker) -> None:
             ck.port_value(port, join_path(lp, "port"))
         proto = ck.get_str(listener, "protocol", lp, required=True)
         if proto is not None and proto not in LISTENER_PROTOCOLS and "/" not in proto:
-            ck.error(join_path(lp, "protocol"), f'unsupported value "{proto}": supported '
-                     f'values: {", ".join(LISTENER_PROTOCOLS)} or a domain-prefixed protocol')  # fmt: skip
+            ck.error(
+                join_path(lp, "protocol"),
+                f'unsupported value "{proto}": supported '
+                f"values: {', '.join(LISTENER_PROTOCOLS)} or a domain-prefixed protocol",
+            )
         host = ck.get_str(listener, "hostname", lp)
         if host and syntax.check_dns1123_subdomain(host.removeprefix("*.")):
             ck.error(join_path(lp, "hostname"), f'"{host}" is not a valid host name')
@@ -153,8 +163,10 @@ def validate_gateway(doc: dict[str, Any], ck: Checker) -> None:
                 nsp = join_path(arp, "namespaces")
                 frm = ck.get_str(ns, "from", nsp)
                 if frm is not None and frm not in ("All", "Same", "Selector"):
-                    ck.error(join_path(nsp, "from"), f'unsupported value "{frm}": supported '
-                             "values: All, Same, Selector")  # fmt: skip
+                    ck.error(
+                        join_path(nsp, "from"),
+                        f'unsupported value "{frm}": supported values: All, Same, Selector',
+                    )
                 ck.selector(ns.get("selector"), join_path(nsp, "selector"))
 
 
@@ -198,8 +210,10 @@ def validate_http_route(doc: dict[str, Any], ck: Checker) -> None:
                 pp = join_path(mp, "path")
                 pt = ck.get_str(path, "type", pp)
                 if pt is not None and pt not in GW_PATH_TYPES:
-                    ck.error(join_path(pp, "type"), f'unsupported value "{pt}": supported '
-                             f'values: {", ".join(GW_PATH_TYPES)}')  # fmt: skip
+                    ck.error(
+                        join_path(pp, "type"),
+                        f'unsupported value "{pt}": supported values: {", ".join(GW_PATH_TYPES)}',
+                    )
                 value = ck.get_str(path, "value", pp)
                 if value is not None and pt != "RegularExpression" and not value.startswith("/"):
                     ck.error(join_path(pp, "value"), "must be an absolute path")
@@ -302,8 +316,10 @@ def validate_calico_ip_pool(doc: dict[str, Any], ck: Checker) -> None:
     for f in ("ipipMode", "vxlanMode"):
         mode = ck.get_str(spec, f, "spec")
         if mode is not None and mode not in ("Never", "Always", "CrossSubnet"):
-            ck.error(join_path("spec", f), f'unsupported value "{mode}": supported values: '
-                     "Never, Always, CrossSubnet")  # fmt: skip
+            ck.error(
+                join_path("spec", f),
+                f'unsupported value "{mode}": supported values: Never, Always, CrossSubnet',
+            )
     ck.get_bool(spec, "natOutgoing", "spec")
 
 

@@ -186,8 +186,12 @@ def _cnp_spec(ck: Checker, spec: dict[str, Any], p: str, cluster: bool) -> None:
         ck.error(join_path(p, "endpointSelector"), "required value (or nodeSelector)")
     ck.selector(spec.get("endpointSelector"), join_path(p, "endpointSelector"), cilium=True)
     ck.selector(spec.get("nodeSelector"), join_path(p, "nodeSelector"), cilium=True)
-    for key, pre in (("ingress", "from"), ("ingressDeny", "from"), ("egress", "to"),
-                     ("egressDeny", "to")):  # fmt: skip
+    for key, pre in (
+        ("ingress", "from"),
+        ("ingressDeny", "from"),
+        ("egress", "to"),
+        ("egressDeny", "to"),
+    ):
         for rp, rule in ck.maps(spec, key, p):
             _cnp_rule(ck, rule, rp, pre, cluster)
     ck.get_str(spec, "description", p)
