@@ -1,0 +1,80 @@
+"""The reconciler: run the controllers to a fixed point over the store.
+
+Role: each round reads one snapshot of the store, runs the controllers in the order
+Kubernetes' components would act on a change, each on the snapshot with the previous
+controllers' changes folded in, and writes the net difference in one atomic store
+batch. Rounds repeat until one produces no change (a fixed point) or ``max_rounds``
+pass (then the last state stays written: reconcile failures become state, never a
+crash, and the next call continues from there).
+
+Order within a round:
+
+1. namespaces: objects of deleted namespaces go, namespace labels are completed;
+2. garbage collection by ownerReferences (and owner uids completed);
+3. workloads: Deployment -> ReplicaSet -> Pods, DaemonSet, StatefulSet;
+4. scheduler: pods without a node are bound;
+5. pod network: bound pods get addresses (IPAM) and start;
+6. endpointslices: services' slices follow the pods.
+
+Inputs: a ``Store`` and the cluster config; randomness for generated names comes from
+an injected ``random.Random`` (by default seeded from the store's resourceVersion, so
+the same history gives the same names). Output: the number of object changes written.
+Must not import cli, agent, datapath or observe.
+"""
+
+from __future__ import annotations
+
+import random
+from collections.abc import Callable, Sequence
+
+from ciliate.controllers.endpointslices import compute_endpointslices
+from ciliate.controllers.namespaces import compute_namespaces
+from ciliate.controllers.owners import compute_garbage, fill_owner_uids
+from ciliate.controllers.podnetwork import compute_pod_network
+from ciliate.controllers.scheduler import compute_scheduling
+from ciliate.controllers.snapshot import Snapshot, net_changes
+from ciliate.controllers.workloads import compute_workloads
+from ciliate.model.cluster import ClusterConfig
+from ciliate.store.api import Change, Store
+
+Controller = Callable[[Snapshot], list[Change]]
+
+
+def controllers(config: ClusterConfig, rng: random.Random) -> Sequence[tuple[str, Controller]]:
+    return (
+        ("namespaces", compute_namespaces),
+        ("garbage", compute_garbage),
+        ("owner-uids", fill_owner_uids),
+        ("workloads", lambda s: compute_workloads(s, rng)),
+        ("scheduler", lambda s: compute_scheduling(s, config)),
+        ("pod-network", lambda s: compute_pod_network(s, config)),
+        ("endpointslices", lambda s: compute_endpointslices(s, rng)),
+    )
+
+
+def compute_round(snap: Snapshot, config: ClusterConfig, rng: random.Random) -> list[Change]:
+    """One round over a snapshot: the net changes of every controller in order."""
+    work = snap
+    for _name, ctl in controllers(config, rng):
+        work = work.with_changes(ctl(work))
+    return net_changes(snap, work)
+
+
+def reconcile(
+    store: Store,
+    config: ClusterConfig,
+    rng: random.Random | None = None,
+    max_rounds: int = 20,
+) -> int:
+    """Run the controllers until nothing changes; return the number of changes written."""
+    if rng is None:
+        rng = random.Random(store.resource_version())
+    total = 0
+    for _ in range(max_rounds):
+        snap = Snapshot(store.list())
+        changes = compute_round(snap, config, rng)
+        if not changes:
+            break
+        store.apply(changes)
+        total += len(changes)
+    return total
