@@ -41,11 +41,27 @@ CLUSTER_LABEL = "io.cilium.k8s.policy.cluster"
 NAMESPACE_LABELS_PREFIX = "io.cilium.k8s.namespace.labels."
 
 
+# Pod label keys that Cilium's default label filter leaves out of the security identity
+# (pkg/labelsfilter defaults): rollout bookkeeping and Kubernetes-owned keys, so that
+# a rollout does not mint a new identity per ReplicaSet.
+IGNORED_POD_LABEL_KEYS = frozenset(
+    {"pod-template-hash", "controller-revision-hash", "pod-template-generation"}
+)
+
+
+def is_security_label(key: str) -> bool:
+    """Whether a pod label key counts for the identity (``!.*kubernetes.io`` etc.)."""
+    if key in IGNORED_POD_LABEL_KEYS:
+        return False
+    prefix, slash, _ = key.rpartition("/")
+    return not (slash and (prefix == "kubernetes.io" or prefix.endswith(".kubernetes.io")))
+
+
 def pod_identity_labels(
     pod: Pod, namespace_labels: Mapping[str, str], cluster_name: str = "default"
 ) -> LabelSet:
     """The security-relevant labels of a pod (cilium.md §1.2), sorted, with ``k8s:``."""
-    labels = {f"k8s:{k}={v}" for k, v in pod.meta.labels.items()}
+    labels = {f"k8s:{k}={v}" for k, v in pod.meta.labels.items() if is_security_label(k)}
     labels.add(f"k8s:{NAMESPACE_LABEL}={pod.meta.namespace}")
     labels.add(f"k8s:{SERVICE_ACCOUNT_LABEL}={pod.spec.service_account_name}")
     labels.add(f"k8s:{CLUSTER_LABEL}={cluster_name or 'default'}")

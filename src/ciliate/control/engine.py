@@ -1,0 +1,757 @@
+"""The control engine: a store snapshot (all docs) -> DesiredState, and incrementally
+store changes -> the changed map entries.
+
+Role: ``compute_desired(docs, config, previous)`` builds what every node's agent would
+program; ``Engine`` keeps the intermediate results so that a pod or an EndpointSlice
+change recomputes only what depends on it and returns the ``MapChange``s it made.
+
+Theory of operation:
+
+1. Nodes (``control.nodes``) give devices and routes; pods with a node and an IP get
+   an identity (``control.identity``), a local endpoint on their node
+   (``control.endpoints``) and a policy map (``control.policy`` when present).
+2. The ipcache is one shared map holding every address as seen from elsewhere (pods
+   and node addresses with their tunnel endpoint) plus, per node, a small layer with
+   its own addresses (no tunnel; its node IP and cilium_host IP as ``host``).
+3. lb maps: one shared layer for frontends every node has alike, plus per-node layers
+   (NodePort on the node's own IP; traffic policy Local), see ``control.services``.
+4. Every per-node map is a ``LayeredMap`` over the shared one, and every update goes
+   through ``desired.layered``: earlier DesiredStates are never mutated, and ``diff``
+   compares only the layers that differ.
+
+Pod and EndpointSlice/Service changes are incremental; any other kind (Node,
+Namespace, policies) triggers a full rebuild that keeps every ID handed out.
+
+Sans-IO (no clock, no randomness); must not import the store, datapaths or CLI.
+"""
+
+from __future__ import annotations
+
+import contextlib
+from collections.abc import Iterable, Mapping, Sequence
+from dataclasses import dataclass, field
+from ipaddress import IPv4Address, IPv4Network
+from typing import Any, Protocol
+
+from ciliate.control import endpoints as E
+from ciliate.control import services as S
+from ciliate.control.identity import (
+    LabelSet,
+    allocate_identities,
+    pod_identity_labels,
+    reserved_identities,
+)
+from ciliate.control.nodes import NodeInfo, node_devices, node_routes, resolve_nodes
+from ciliate.desired import (
+    IPCACHE_F_HAS_TUNNEL_EP,
+    DesiredState,
+    Device,
+    EndpointInfo,
+    EndpointKey,
+    EndpointState,
+    Identity,
+    IPCacheKey,
+    LayeredMap,
+    MapChange,
+    MapName,
+    NodeState,
+    PodNet,
+    PolicyEntry,
+    PolicyKey,
+    PolicyMap,
+    Provenance,
+    RemoteEndpointInfo,
+    ReservedIdentity,
+    Route,
+    layered,
+    policy_map_name,
+)
+from ciliate.model.cluster import ClusterConfig
+from ciliate.model.core import Namespace, Pod, Service
+from ciliate.model.meta import Doc, doc_key
+
+try:  # the policy engineer's compiler; the allow-all fallback goes when it lands
+    from ciliate.control import policy as _policy
+except ImportError:  # pragma: no cover - only before control/policy.py exists
+    _policy = None  # type: ignore[assignment]
+
+POLICY_KINDS = frozenset({"NetworkPolicy", "CiliumNetworkPolicy", "CiliumClusterwideNetworkPolicy"})
+WORLD = IPCacheKey(IPv4Network("0.0.0.0/0"))
+_DERIVED = "derived"
+
+ALLOW_ALL: PolicyMap = {
+    PolicyKey(0, False): PolicyEntry(
+        provenance=(Provenance(_DERIVED, "", "", "allow-any-ingress"),)
+    ),
+    PolicyKey(0, True): PolicyEntry(provenance=(Provenance(_DERIVED, "", "", "allow-any-egress"),)),
+}
+
+
+class DocEvent(Protocol):
+    """A store watch event (``store.api.WatchEvent``), duck-typed: control/ must not
+    import the store."""
+
+    @property
+    def type(self) -> str: ...
+
+    @property
+    def object(self) -> Doc: ...
+
+
+@dataclass(frozen=True, slots=True)
+class PodRecord:
+    key: str
+    pod: Pod
+    node: str
+    ip: IPv4Address
+    labels: LabelSet
+    identity: int
+
+
+@dataclass(frozen=True, slots=True)
+class _EPPolicy:
+    map: PolicyMap
+    ingress_enforced: bool
+    egress_enforced: bool
+
+
+_FALLBACK_POLICY = _EPPolicy(ALLOW_ALL, False, False)
+
+
+@dataclass(slots=True)
+class _NodeParts:
+    info: NodeInfo
+    base_devices: tuple[Device, ...]
+    routes: tuple[Route, ...]
+    host_endpoint_id: int
+    endpoints: Mapping[int, EndpointState] = field(default_factory=dict)
+    lxc: Mapping[EndpointKey, EndpointInfo] = field(default_factory=dict)
+    own_ipcache: Mapping[IPCacheKey, RemoteEndpointInfo] = field(default_factory=dict)
+    policy: Mapping[int, PolicyMap] = field(default_factory=dict)
+    pods: Mapping[str, PodNet] = field(default_factory=dict)
+    lb_services: Mapping[Any, Any] = field(default_factory=dict)
+    lb_revnat: Mapping[Any, Any] = field(default_factory=dict)
+    lb_maglev: Mapping[Any, Any] = field(default_factory=dict)
+
+
+def _pod_eligible(pod: Pod) -> bool:
+    return (
+        bool(pod.spec.node_name)
+        and bool(pod.status.pod_ip)
+        and not pod.spec.host_network
+        and pod.status.phase not in ("Succeeded", "Failed")
+    )
+
+
+def _ip4(text: str) -> IPv4Address | None:
+    try:
+        return IPv4Address(text)
+    except ValueError:
+        return None
+
+
+def _remote_view(info: NodeInfo) -> dict[IPCacheKey, RemoteEndpointInfo]:
+    """How other nodes see this node's own addresses (cilium.md §3.2)."""
+    tun = info.internal_ip
+    node_ident = (
+        ReservedIdentity.KUBE_APISERVER if info.is_control_plane else ReservedIdentity.REMOTE_NODE
+    )
+    out = {
+        IPCacheKey(IPv4Network(info.internal_ip)): RemoteEndpointInfo(int(node_ident)),
+        IPCacheKey(IPv4Network(info.cilium_internal_ip)): RemoteEndpointInfo(
+            int(ReservedIdentity.REMOTE_NODE), tun, IPCACHE_F_HAS_TUNNEL_EP
+        ),
+    }
+    if info.health_ip is not None:
+        out[IPCacheKey(IPv4Network(info.health_ip))] = RemoteEndpointInfo(
+            int(ReservedIdentity.HEALTH), tun, IPCACHE_F_HAS_TUNNEL_EP
+        )
+    return out
+
+
+def _local_view(info: NodeInfo) -> dict[IPCacheKey, RemoteEndpointInfo]:
+    host = RemoteEndpointInfo(int(ReservedIdentity.HOST))
+    out = {
+        IPCacheKey(IPv4Network(info.internal_ip)): host,
+        IPCacheKey(IPv4Network(info.cilium_internal_ip)): host,
+    }
+    if info.health_ip is not None:
+        out[IPCacheKey(IPv4Network(info.health_ip))] = RemoteEndpointInfo(
+            int(ReservedIdentity.HEALTH)
+        )
+    return out
+
+
+class Engine:
+    """Incremental control engine. ``load`` builds everything; ``update`` and
+    ``apply_events`` take changed and deleted documents and return the map changes.
+    ``state`` is the current DesiredState (earlier ones stay valid and unchanged)."""
+
+    def __init__(self, config: ClusterConfig, previous: DesiredState | None = None) -> None:
+        self.config = config
+        self.cluster_name = config.name or "default"
+        self.previous = previous
+        self.docs: dict[tuple[str, str, str], Doc] = {}
+        self.nodes: dict[str, NodeInfo] = {}
+        self.parts: dict[str, _NodeParts] = {}
+        self.namespaces: dict[str, Namespace] = {}
+        self.pods: dict[str, PodRecord] = {}
+        self.label_ids: dict[LabelSet, int] = {}
+        self.ident_refs: dict[int, int] = {}
+        self.identities: Mapping[int, Identity] = {}
+        self.ep_ids: dict[str, dict[str, int]] = {}
+        self.ep_policy: dict[str, _EPPolicy] = {}
+        self.compiler: Any = None
+        self.cidr_identities: dict[IPv4Network, Identity] = {}
+        self.services: dict[str, Service] = {}
+        self.slices: dict[str, dict[str, S.EndpointSlice]] = {}
+        self.svc_entries: dict[str, S.ServiceEntries] = {}
+        self.alloc = S.Allocators()
+        self.maglev_cache: dict[tuple[int, ...], tuple[int, ...]] = {}
+        self.shared_ipcache: Mapping[IPCacheKey, RemoteEndpointInfo] = {}
+        self.lb_services: Mapping[Any, Any] = {}
+        self.lb_backends: Mapping[Any, Any] = {}
+        self.lb_revnat: Mapping[Any, Any] = {}
+        self.lb_maglev: Mapping[Any, Any] = {}
+        self.frontends: Mapping[Any, Any] = {}
+        self.revision = 0
+        self._state: DesiredState | None = None
+        if previous is not None:
+            self._seed_from(previous)
+
+    # --- seeding IDs from an earlier state -------------------------------------------
+
+    def _seed_from(self, prev: DesiredState) -> None:
+        for ident in prev.identities.values():
+            if ident.id >= 256 and ident.id < (1 << 24):
+                self.label_ids.setdefault(ident.labels, ident.id)
+        for name, node in prev.nodes.items():
+            ids = self.ep_ids.setdefault(name, {})
+            for ep in node.endpoints.values():
+                ids[ep.pod or E.HEALTH_KEY] = ep.id
+            if node.host_endpoint_id:
+                ids[E.HOST_KEY] = node.host_endpoint_id
+            S.seed_allocators(self.alloc, node.lb4_backends, {})
+        S.seed_allocators(self.alloc, {}, prev.services)
+
+    # --- full build ------------------------------------------------------------------
+
+    def load(self, docs: Iterable[Doc]) -> DesiredState:
+        self.docs = {doc_key(d): d for d in docs}
+        self._rebuild()
+        return self.state
+
+    def _kind(self, kind: str) -> list[Doc]:
+        return [d for k, d in self.docs.items() if k[0] == kind]
+
+    def _rebuild(self) -> None:
+        cfg = self.config
+        self.nodes = resolve_nodes(self._kind("Node"), cfg)
+        self.namespaces = {
+            n.meta.name: n for n in (Namespace.from_doc(d) for d in self._kind("Namespace"))
+        }
+        # 1. pods -> identities
+        pods: list[tuple[Pod, IPv4Address, LabelSet]] = []
+        for d in self._kind("Pod"):
+            pod = Pod.from_doc(d)
+            ip = _ip4(pod.status.pod_ip)
+            if ip is None or not _pod_eligible(pod) or pod.spec.node_name not in self.nodes:
+                continue
+            pods.append((pod, ip, self._labels(pod)))
+        self.label_ids = allocate_identities((p[2] for p in pods), self.label_ids)
+        self.pods = {
+            p.key: PodRecord(p.key, p, p.spec.node_name, ip, labels, self.label_ids[labels])
+            for p, ip, labels in pods
+        }
+        self.ident_refs = {}
+        for rec in self.pods.values():
+            self.ident_refs[rec.identity] = self.ident_refs.get(rec.identity, 0) + 1
+        self.label_ids = {k: v for k, v in self.label_ids.items() if v in self.ident_refs}
+        # 2. policy
+        self._compute_policy_full()
+        self._refresh_identities()
+        # 3. per-node endpoints and maps
+        by_node: dict[str, list[PodRecord]] = {n: [] for n in self.nodes}
+        for rec in self.pods.values():
+            by_node[rec.node].append(rec)
+        shared: dict[IPCacheKey, RemoteEndpointInfo] = {WORLD: RemoteEndpointInfo(2)}
+        for net, ident in self.cidr_identities.items():
+            shared[IPCacheKey(net)] = RemoteEndpointInfo(ident.id)
+        for info in self.nodes.values():
+            shared.update(_remote_view(info))
+        for rec in self.pods.values():
+            shared[IPCacheKey(IPv4Network(rec.ip))] = RemoteEndpointInfo(
+                rec.identity, self.nodes[rec.node].internal_ip, IPCACHE_F_HAS_TUNNEL_EP
+            )
+        self.shared_ipcache = shared
+        all_nodes = list(self.nodes.values())
+        self.parts = {}
+        for name, info in self.nodes.items():
+            self.parts[name] = self._build_node(info, all_nodes, by_node[name])
+        # 4. services
+        self.services = {}
+        self.slices = {}
+        for d in self._kind("Service"):
+            svc = Service.from_doc(d)
+            self.services[svc.key] = svc
+        for d in self._kind("EndpointSlice"):
+            sl = S.EndpointSlice.from_doc(d)
+            self.slices.setdefault(sl.service, {})[sl.name] = sl
+        self._compute_services_full()
+        self._state = None
+
+    def _labels(self, pod: Pod) -> LabelSet:
+        ns = self.namespaces.get(pod.meta.namespace)
+        ns_labels = dict(ns.meta.labels) if ns else {}
+        ns_labels.setdefault("kubernetes.io/metadata.name", pod.meta.namespace)
+        return pod_identity_labels(pod, ns_labels, self.cluster_name)
+
+    def _identity_objects(self) -> dict[int, Identity]:
+        out = reserved_identities()
+        for labels, n in self.label_ids.items():
+            out[n] = Identity(n, labels)
+        return out
+
+    def _refresh_identities(self) -> None:
+        idents = self._identity_objects()
+        for ident in self.cidr_identities.values():
+            idents[ident.id] = ident
+        self.identities = idents
+
+    def _compute_policy_full(self) -> None:
+        self.ep_policy = {}
+        self.cidr_identities = {}
+        if _policy is None:
+            self.compiler = None
+            self.ep_policy = dict.fromkeys(self.pods, _FALLBACK_POLICY)
+            return
+        inputs = _policy.PolicyInputs(
+            config=self.config,
+            namespaces=list(self.namespaces.values()),
+            pods=[r.pod for r in self.pods.values()],
+            pod_identity={k: r.identity for k, r in self.pods.items()},
+            identities=self._identity_objects(),
+            policies=[d for k, d in self.docs.items() if k[0] in POLICY_KINDS],
+            services=[Service.from_doc(d) for d in self._kind("Service")],
+            endpoint_slices=self._kind("EndpointSlice"),
+            pod_ips={k: str(r.ip) for k, r in self.pods.items()},
+        )
+        self.compiler = _policy.PolicyCompiler.from_inputs(inputs)
+        result = self.compiler.result()
+        for key in self.pods:
+            ep = result.endpoints.get(key)
+            self.ep_policy[key] = (
+                _EPPolicy(ep.map, ep.ingress_enforced, ep.egress_enforced)
+                if ep
+                else _FALLBACK_POLICY
+            )
+        self.cidr_identities = dict(result.cidr_identities)
+
+    def _build_node(
+        self, info: NodeInfo, all_nodes: Sequence[NodeInfo], recs: list[PodRecord]
+    ) -> _NodeParts:
+        cfg = self.config
+        keys = [r.key for r in recs] + [E.HOST_KEY] + ([E.HEALTH_KEY] if info.health_ip else [])
+        ids = E.allocate_endpoint_ids(keys, self.ep_ids.get(info.name, {}))
+        self.ep_ids[info.name] = ids
+        endpoints: dict[int, EndpointState] = {}
+        lxc: dict[EndpointKey, EndpointInfo] = E.host_lxc_entries(info, cfg.cluster_id)
+        own = _local_view(info)
+        policy: dict[int, PolicyMap] = {}
+        pods: dict[str, PodNet] = {}
+        health = E.health_endpoint(info, ids.get(E.HEALTH_KEY, 0))
+        if health is not None:
+            endpoints[health.id] = health
+            k, v = E.lxc_entry(health, cfg.cluster_id)
+            lxc[k] = v
+            policy[health.id] = ALLOW_ALL
+        for rec in recs:
+            ep = self._endpoint(info, rec, ids[rec.key])
+            endpoints[ep.id] = ep
+            k, v = E.lxc_entry(ep, cfg.cluster_id)
+            lxc[k] = v
+            own[IPCacheKey(IPv4Network(rec.ip))] = RemoteEndpointInfo(rec.identity)
+            policy[ep.id] = self.ep_policy.get(rec.key, _FALLBACK_POLICY).map
+            pods[rec.key] = E.pod_net(ep, info, cfg.mtu)
+        return _NodeParts(
+            info=info,
+            base_devices=node_devices(info, cfg),
+            routes=node_routes(info, all_nodes, cfg),
+            host_endpoint_id=ids[E.HOST_KEY],
+            endpoints=endpoints,
+            lxc=lxc,
+            own_ipcache=own,
+            policy=policy,
+            pods=pods,
+        )
+
+    def _endpoint(self, info: NodeInfo, rec: PodRecord, ep_id: int) -> EndpointState:
+        ep = E.pod_endpoint(info, rec.key, ep_id, rec.ip, rec.identity, rec.labels)
+        pol = self.ep_policy.get(rec.key, _FALLBACK_POLICY)
+        if pol.ingress_enforced or pol.egress_enforced:
+            from dataclasses import replace
+
+            ep = replace(
+                ep, ingress_enforced=pol.ingress_enforced, egress_enforced=pol.egress_enforced
+            )
+        return ep
+
+    def _compute_services_full(self) -> None:
+        keep_b: set[Any] = set()
+        self.svc_entries = {}
+        all_nodes = list(self.nodes.values())
+        for key in sorted(self.services):
+            ent = S.compute_service_entries(
+                self.services[key],
+                list(self.slices.get(key, {}).values()),
+                all_nodes,
+                self.config,
+                self.alloc,
+                self.maglev_cache,
+            )
+            self.svc_entries[key] = ent
+            keep_b.update((b.address, b.port, b.proto) for b in ent.backends.values())
+        self.alloc.backends.retain(keep_b)
+        self.alloc.rev_nat.retain(
+            (fe.service, fe.type, fe.address, fe.port, fe.protocol)
+            for e in self.svc_entries.values()
+            for fe in e.frontends.values()
+        )
+        svcs, backends, revnat, maglev, frontends = S.merge_shared(self.svc_entries.values())
+        self.lb_services, self.lb_backends, self.lb_revnat = svcs, backends, revnat
+        self.lb_maglev, self.frontends = maglev, frontends
+        for name, parts in self.parts.items():
+            ns, nr, nm = S.merge_node(self.svc_entries.values(), name)
+            parts.lb_services, parts.lb_revnat, parts.lb_maglev = ns, nr, nm
+
+    # --- the state ---------------------------------------------------------------------
+
+    @property
+    def state(self) -> DesiredState:
+        if self._state is None:
+            self._state = DesiredState(
+                cluster=self.config.name,
+                nodes={n: self._node_state(p) for n, p in self.parts.items()},
+                identities=self.identities,
+                revision=self.revision,
+                services=self.frontends,
+            )
+        return self._state
+
+    def _node_state(self, p: _NodeParts) -> NodeState:
+        info = p.info
+        lxc_devs = tuple(
+            E.lxc_device(ep) for ep in sorted(p.endpoints.values(), key=lambda e: e.lxc_ifindex)
+        )
+        return NodeState(
+            info.name,
+            info.internal_ip,
+            info.node_prefix_len,
+            info.cilium_internal_ip,
+            info.pod_cidr,
+            info.health_ip,
+            p.base_devices + lxc_devs,
+            p.routes,
+            p.endpoints,
+            p.lxc,
+            LayeredMap(self.shared_ipcache, p.own_ipcache),
+            p.policy,
+            LayeredMap(self.lb_services, p.lb_services) if p.lb_services else self.lb_services,
+            self.lb_backends,
+            LayeredMap(self.lb_revnat, p.lb_revnat) if p.lb_revnat else self.lb_revnat,
+            LayeredMap(self.lb_maglev, p.lb_maglev) if p.lb_maglev else self.lb_maglev,
+            p.pods,
+            p.host_endpoint_id,
+            info.role,
+            info.labels,
+        )
+
+    # --- incremental updates -------------------------------------------------------------
+
+    def apply_events(self, events: Iterable[DocEvent]) -> list[MapChange]:
+        changed: list[Doc] = []
+        deleted: list[Doc] = []
+        for ev in events:
+            (deleted if str(ev.type) == "DELETED" else changed).append(ev.object)
+        return self.update(changed, deleted)
+
+    def update(self, changed: Sequence[Doc] = (), deleted: Sequence[Doc] = ()) -> list[MapChange]:
+        """Apply changed (put) and deleted documents; return the map changes made."""
+        kinds = {str(d.get("kind", "")) for d in [*changed, *deleted]}
+        before = self.state
+        if not kinds <= {"Pod", "Service", "EndpointSlice"}:
+            for d in deleted:
+                self.docs.pop(doc_key(d), None)
+            for d in changed:
+                self.docs[doc_key(d)] = d
+            self._rebuild()
+            from ciliate.desired import diff
+
+            return diff(before, self.state)
+        out: list[MapChange] = []
+        svc_touched: set[str] = set()
+        for d in deleted:
+            self.docs.pop(doc_key(d), None)
+            if d.get("kind") == "Pod":
+                out += self._remove_pod(doc_key(d)[1] + "/" + doc_key(d)[2])
+            else:
+                svc_touched.add(self._service_doc(d, delete=True))
+        for d in changed:
+            self.docs[doc_key(d)] = d
+            if d.get("kind") == "Pod":
+                out += self._set_pod(Pod.from_doc(d))
+            else:
+                svc_touched.add(self._service_doc(d, delete=False))
+        for key in sorted(svc_touched - {""}):
+            out += self._recompute_service(key)
+        self._state = None
+        return out
+
+    # pods
+
+    def _set_pod(self, pod: Pod) -> list[MapChange]:
+        out: list[MapChange] = []
+        if pod.key in self.pods:
+            old = self.pods[pod.key]
+            ip = _ip4(pod.status.pod_ip)
+            if (
+                _pod_eligible(pod)
+                and ip == old.ip
+                and pod.spec.node_name == old.node
+                and self._labels(pod) == old.labels
+            ):
+                return out
+            out += self._remove_pod(pod.key)
+        ip = _ip4(pod.status.pod_ip)
+        if ip is None or not _pod_eligible(pod) or pod.spec.node_name not in self.parts:
+            return out
+        labels = self._labels(pod)
+        new_ident = labels not in self.label_ids
+        if new_ident:
+            self.label_ids = allocate_identities([labels], self.label_ids)
+        ident = self.label_ids[labels]
+        self.ident_refs[ident] = self.ident_refs.get(ident, 0) + 1
+        if new_ident:
+            self.identities = layered(self.identities, {ident: Identity(ident, labels)})
+        rec = PodRecord(pod.key, pod, pod.spec.node_name, ip, labels, ident)
+        self.pods[pod.key] = rec
+        recompiled: set[str] = set()
+        if self.compiler is not None:
+            recompiled = self.compiler.set_pod(pod, Identity(ident, labels), str(ip))
+        else:
+            self.ep_policy[pod.key] = _FALLBACK_POLICY
+        parts = self.parts[rec.node]
+        ids = E.allocate_endpoint_ids([*self.ep_ids[rec.node], pod.key], self.ep_ids[rec.node])
+        self.ep_ids[rec.node] = ids
+        info = parts.info
+        if self.compiler is not None:
+            self._sync_policy(recompiled | {pod.key}, out)
+        ep = self._endpoint(info, rec, ids[pod.key])
+        k, v = E.lxc_entry(ep, self.config.cluster_id)
+        ick = IPCacheKey(IPv4Network(ip))
+        local = RemoteEndpointInfo(ident)
+        remote = RemoteEndpointInfo(ident, info.internal_ip, IPCACHE_F_HAS_TUNNEL_EP)
+        parts.endpoints = layered(parts.endpoints, {ep.id: ep})
+        parts.lxc = layered(parts.lxc, {k: v})
+        parts.own_ipcache = layered(parts.own_ipcache, {ick: local})
+        pmap = self.ep_policy.get(pod.key, _FALLBACK_POLICY).map
+        parts.policy = layered(parts.policy, {ep.id: pmap})
+        parts.pods = layered(parts.pods, {pod.key: E.pod_net(ep, info, self.config.mtu)})
+        self.shared_ipcache = layered(self.shared_ipcache, {ick: remote})
+        out.append(MapChange(rec.node, MapName.LXC.value, k, v))
+        for name in self.parts:
+            out.append(
+                MapChange(name, MapName.IPCACHE.value, ick, local if name == rec.node else remote)
+            )
+        pname = policy_map_name(ep.id)
+        out.extend(MapChange(rec.node, pname, pk, pe) for pk, pe in sorted(pmap.items()))
+        return out
+
+    def _remove_pod(self, key: str) -> list[MapChange]:
+        rec = self.pods.pop(key, None)
+        out: list[MapChange] = []
+        if rec is None:
+            return out
+        parts = self.parts.get(rec.node)
+        self.ident_refs[rec.identity] -= 1
+        if not self.ident_refs[rec.identity]:
+            del self.ident_refs[rec.identity]
+            self.label_ids.pop(rec.labels, None)
+            self.identities = layered(self.identities, {}, [rec.identity])
+        if self.compiler is not None:
+            recompiled = self.compiler.remove_pod(key)
+            self._sync_policy(recompiled - {key}, out)
+        self.ep_policy.pop(key, None)
+        ick = IPCacheKey(IPv4Network(rec.ip))
+        self.shared_ipcache = layered(self.shared_ipcache, {}, [ick])
+        for name in self.parts:
+            out.append(MapChange(name, MapName.IPCACHE.value, ick, None))
+        if parts is None:
+            return out
+        ep_id = self.ep_ids[rec.node].pop(key, 0)
+        ep = parts.endpoints.get(ep_id)
+        if ep is not None:
+            ek = EndpointKey(ep.ip, self.config.cluster_id)
+            parts.endpoints = layered(parts.endpoints, {}, [ep_id])
+            parts.lxc = layered(parts.lxc, {}, [ek])
+            out.append(MapChange(rec.node, MapName.LXC.value, ek, None))
+            old_map = parts.policy.get(ep_id, {})
+            out.extend(
+                MapChange(rec.node, policy_map_name(ep_id), pk, None) for pk in sorted(old_map)
+            )
+            parts.policy = layered(parts.policy, {}, [ep_id])
+        parts.own_ipcache = layered(parts.own_ipcache, {}, [ick])
+        parts.pods = layered(parts.pods, {}, [key])
+        return out
+
+    def _sync_policy(self, pods: set[str], out: list[MapChange]) -> None:
+        """Pick up recompiled policy maps of existing pods and emit their entry changes."""
+        from ciliate.desired import diff_map
+
+        for key in sorted(pods):
+            rec = self.pods.get(key)
+            ep = self.compiler.endpoint(key)
+            if rec is None or ep is None:
+                continue
+            new = _EPPolicy(ep.map, ep.ingress_enforced, ep.egress_enforced)
+            self.ep_policy[key] = new
+            ep_id = self.ep_ids.get(rec.node, {}).get(key)
+            parts = self.parts[rec.node]
+            if ep_id is None or ep_id not in parts.policy:
+                continue
+            old_map = parts.policy[ep_id]
+            if old_map is new.map:
+                continue
+            for pk, pe in diff_map(old_map, new.map):
+                out.append(MapChange(rec.node, policy_map_name(ep_id), pk, pe))
+            parts.policy = layered(parts.policy, {ep_id: new.map})
+            old_ep = parts.endpoints[ep_id]
+            if (old_ep.ingress_enforced, old_ep.egress_enforced) != (
+                new.ingress_enforced,
+                new.egress_enforced,
+            ):
+                parts.endpoints = layered(
+                    parts.endpoints, {ep_id: self._endpoint(parts.info, rec, ep_id)}
+                )
+
+    # services
+
+    def _service_doc(self, d: Doc, delete: bool) -> str:
+        kind = d.get("kind")
+        if kind == "Service":
+            svc = Service.from_doc(d)
+            if delete:
+                self.services.pop(svc.key, None)
+            else:
+                self.services[svc.key] = svc
+            return svc.key
+        sl = S.EndpointSlice.from_doc(d)
+        per = self.slices.setdefault(sl.service, {})
+        if delete:
+            per.pop(sl.name, None)
+        else:
+            per[sl.name] = sl
+        if self.compiler is not None:
+            with contextlib.suppress(AttributeError):
+                self.compiler.slices = self._kind("EndpointSlice")
+        return sl.service
+
+    def _recompute_service(self, key: str) -> list[MapChange]:
+        old = self.svc_entries.pop(key, None)
+        svc = self.services.get(key)
+        new = (
+            S.compute_service_entries(
+                svc,
+                list(self.slices.get(key, {}).values()),
+                list(self.nodes.values()),
+                self.config,
+                self.alloc,
+                self.maglev_cache,
+            )
+            if svc is not None
+            else None
+        )
+        if new is not None:
+            self.svc_entries[key] = new
+        o = old or S.ServiceEntries(key)
+        n = new or S.ServiceEntries(key)
+        out: list[MapChange] = []
+        nodes = list(self.parts)
+
+        def delta(a: Mapping[Any, Any], b: Mapping[Any, Any]) -> tuple[dict[Any, Any], list[Any]]:
+            ups = {k: v for k, v in b.items() if a.get(k) != v}
+            dels = [k for k in a if k not in b]
+            return ups, dels
+
+        # Backends: drop only those no other service references.
+        ups, dels = delta(o.backends, n.backends)
+        if dels:
+            still = {bid for e in self.svc_entries.values() for bid in e.backends}
+            dels = [b for b in dels if b not in still]
+            for bid in dels:
+                gone = o.backends[bid]
+                self.alloc.backends.release((gone.address, gone.port, gone.proto))
+        shared_pairs = (
+            ("lb_services", MapName.LB4_SERVICES.value, o.shared_services, n.shared_services),
+            ("lb_backends", MapName.LB4_BACKENDS.value, o.backends, n.backends),
+            ("lb_revnat", MapName.LB4_REVERSE_NAT.value, o.shared_revnat, n.shared_revnat),
+            ("lb_maglev", MapName.LB4_MAGLEV.value, o.shared_maglev, n.shared_maglev),
+        )
+        for attr, map_name, a, b in shared_pairs:
+            ups, dels = delta(a, b)
+            if attr == "lb_backends":
+                still = {bid for e in self.svc_entries.values() for bid in e.backends}
+                dels = [x for x in dels if x not in still]
+            if not ups and not dels:
+                continue
+            setattr(self, attr, layered(getattr(self, attr), ups, dels))
+            for name in nodes:
+                out.extend(MapChange(name, map_name, k, v) for k, v in sorted(ups.items()))
+                out.extend(MapChange(name, map_name, k, None) for k in sorted(dels))
+        for name in nodes:
+            parts = self.parts[name]
+            for attr, map_name, a, b in (
+                (
+                    "lb_services",
+                    MapName.LB4_SERVICES.value,
+                    o.node_services.get(name, {}),
+                    n.node_services.get(name, {}),
+                ),
+                (
+                    "lb_revnat",
+                    MapName.LB4_REVERSE_NAT.value,
+                    o.node_revnat.get(name, {}),
+                    n.node_revnat.get(name, {}),
+                ),
+                (
+                    "lb_maglev",
+                    MapName.LB4_MAGLEV.value,
+                    o.node_maglev.get(name, {}),
+                    n.node_maglev.get(name, {}),
+                ),
+            ):
+                ups, dels = delta(a, b)
+                if not ups and not dels:
+                    continue
+                setattr(parts, attr, layered(getattr(parts, attr), ups, dels))
+                out.extend(MapChange(name, map_name, k, v) for k, v in sorted(ups.items()))
+                out.extend(MapChange(name, map_name, k, None) for k in sorted(dels))
+        fe_ups = {k: v for k, v in n.frontends.items() if o.frontends.get(k) != v}
+        fe_dels = [k for k in o.frontends if k not in n.frontends]
+        for rn in fe_dels:
+            fe = o.frontends[rn]
+            self.alloc.rev_nat.release((fe.service, fe.type, fe.address, fe.port, fe.protocol))
+        if fe_ups or fe_dels:
+            self.frontends = layered(self.frontends, fe_ups, fe_dels)
+        return out
+
+
+def compute_desired(
+    docs: Sequence[Doc], config: ClusterConfig, previous: DesiredState | None = None
+) -> DesiredState:
+    """Everything every node programs, from a store snapshot (all documents).
+
+    ``previous`` pins the IDs handed out before (identities, endpoint IDs, backend and
+    rev-NAT IDs) so that they never move between recomputations.
+    """
+    return Engine(config, previous).load(docs)
