@@ -1,15 +1,55 @@
-"""Policy compilation entry point (filled in by the compiler; signature is the contract)."""
+"""Policy compilation: rules -> per-identity selection -> per-endpoint policy maps.
+
+Role (cilium.md §6.4): ``compute_policy(PolicyInputs) -> PolicyResult`` is what the
+control engine calls; ``PolicyCompiler`` is the stateful, incremental form behind it.
+
+Theory of operation:
+
+1. Every policy document is resolved into ``rules.Rule``s (``rules.resolve_rules``).
+2. CIDR peers allocate local-scope identities (``1<<24 | n``, labels ``cidr:<prefix>``
+   and ``reserved:world``; 0.0.0.0/0 is ``reserved:world`` itself); they are returned in
+   ``cidr_identities`` so the engine can put them into the ipcache.
+3. A ``SelectorCache`` resolves every subject and peer selector to identities once.
+4. Endpoints are grouped by (identity, container ports): pods of a group share one
+   compiled map (named ports are the only per-pod input), so N replicas compile once.
+5. For a group, the rules selecting its identity give the enforcement per direction
+   (mode ``default``: a selecting rule with that direction; ``always``; ``never``),
+   then every element yields keys (peer identity or 0 for the wildcard) x (protocol,
+   aligned port block) with provenance, inserted through ``MapStateBuilder`` (deny
+   precedence of §6.5). A non-enforced direction gets the allow-all entry; an
+   enforced ingress gets the allow-localhost entry for identity 1 (host).
+6. Incremental updates (``set_policy``, ``remove_policy``, ``set_pod``, ``remove_pod``,
+   ``set_namespace_pods``) recompute only the groups whose selecting rules or peer
+   identities changed and return the pods whose maps were recompiled.
+
+Sans-IO; imports the model, ``desired`` and ``control``.
+"""
 
 from __future__ import annotations
 
-from collections.abc import Mapping, Sequence
+import contextlib
+from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
-from ipaddress import IPv4Network
+from ipaddress import IPv4Address, IPv4Network, ip_address
 
-from ciliate.desired import Identity, PolicyMap
+from ciliate.control import rules as R
+from ciliate.control.mapstate import MapStateBuilder
+from ciliate.control.portrange import split_range
+from ciliate.control.selectors import IdentitySelector, SelectorCache
+from ciliate.desired import (
+    LOCAL_IDENTITY_SCOPE,
+    Identity,
+    PolicyEntry,
+    PolicyKey,
+    PolicyMap,
+    Provenance,
+    ReservedIdentity,
+)
 from ciliate.model.cluster import ClusterConfig
 from ciliate.model.core import Namespace, Pod, Service
 from ciliate.model.meta import Doc
+
+WORLD_NET = IPv4Network("0.0.0.0/0")
 
 
 @dataclass(frozen=True, slots=True)
@@ -22,6 +62,7 @@ class PolicyInputs:
     policies: Sequence[Doc]  # NetworkPolicy, CiliumNetworkPolicy, CiliumClusterwideNetworkPolicy
     services: Sequence[Service] = ()
     endpoint_slices: Sequence[Doc] = ()
+    pod_ips: Mapping[str, str] = field(default_factory=dict)  # overrides status.podIP
 
 
 @dataclass(frozen=True, slots=True)
@@ -38,17 +79,432 @@ class PolicyResult:
 
 
 def compute_policy(inputs: PolicyInputs) -> PolicyResult:
-    """Per-endpoint policy maps for every pod of ``inputs`` (stub: allow-all)."""
-    from ciliate.control.mapstate import allow_all
-    from ciliate.desired import Provenance
+    """Per-endpoint policy maps for every pod of ``inputs`` (one full compilation)."""
+    c = PolicyCompiler.from_inputs(inputs)
+    return c.result()
 
-    eps: dict[str, EndpointPolicy] = {}
-    for pod in inputs.pods:
-        m = dict(
-            [
-                allow_all(False, Provenance("derived", "", "", "allow-any-ingress")),
-                allow_all(True, Provenance("derived", "", "", "allow-any-egress")),
-            ]
+
+def cidr_identity_labels(net: IPv4Network) -> tuple[str, ...]:
+    return (f"cidr:{net}", "reserved:world")
+
+
+def named_port_key(pod: Pod) -> tuple[tuple[str, str, int], ...]:
+    """The per-pod input of a compiled map: its named container ports."""
+    return tuple(
+        sorted(
+            (p.name, p.protocol, p.container_port)
+            for c in pod.spec.containers
+            for p in c.ports
+            if p.name
         )
-        eps[pod.key] = EndpointPolicy(m, False, False)
-    return PolicyResult(eps, {})
+    )
+
+
+GroupKey = tuple[int, tuple[tuple[str, str, int], ...]]
+
+
+class PolicyCompiler:
+    """Stateful compiler; every update returns the pods whose maps were recompiled."""
+
+    def __init__(self, config: ClusterConfig, identities: Mapping[int, Identity]) -> None:
+        self.config = config
+        self.cluster = config.name or "default"
+        self.mode = config.policy_enforcement
+        self.cache = SelectorCache(identities)
+        self.identities: dict[int, Identity] = dict(identities)
+        self.rules: dict[tuple[str, str, str], tuple[R.Rule, ...]] = {}
+        self.pods: dict[str, Pod] = {}
+        self.pod_identity: dict[str, int] = {}
+        self.pod_ip: dict[str, IPv4Address] = {}
+        self.services: dict[str, Service] = {}
+        self.slices: list[Doc] = []
+        self.cidr_identities: dict[IPv4Network, Identity] = {}
+        self._groups: dict[GroupKey, set[str]] = {}
+        self._group_of: dict[str, GroupKey] = {}
+        self._ident_pods: dict[int, set[str]] = {}
+        self._maps: dict[GroupKey, EndpointPolicy] = {}
+        self._subject_memo: dict[IdentitySelector, frozenset[int]] = {}
+
+    # --- construction ---------------------------------------------------------------
+
+    @classmethod
+    def from_inputs(cls, inputs: PolicyInputs) -> PolicyCompiler:
+        c = cls(inputs.config, inputs.identities)
+        c.services = {s.key: s for s in inputs.services}
+        c.slices = list(inputs.endpoint_slices)
+        for pod in inputs.pods:
+            ident = inputs.pod_identity.get(pod.key)
+            if ident is None:
+                continue
+            c._add_pod_state(pod, ident, inputs.pod_ips.get(pod.key, ""))
+        for doc in inputs.policies:
+            c.rules[R.policy_id(doc)] = R.resolve_rules(doc, c.cluster)
+        c._sync_cidr_identities()
+        for g in c._groups:
+            c._maps[g] = c._compile_group(g)
+        return c
+
+    def result(self) -> PolicyResult:
+        return PolicyResult(self.endpoints(), dict(self.cidr_identities))
+
+    def endpoints(self) -> dict[str, EndpointPolicy]:
+        return {p: self._maps[g] for p, g in self._group_of.items()}
+
+    def endpoint(self, pod: str) -> EndpointPolicy | None:
+        g = self._group_of.get(pod)
+        return None if g is None else self._maps.get(g)
+
+    # --- incremental updates --------------------------------------------------------
+
+    def set_policy(self, doc: Doc) -> set[str]:
+        pid = R.policy_id(doc)
+        old = self.rules.get(pid, ())
+        new = R.resolve_rules(doc, self.cluster)
+        self.rules[pid] = new
+        changed_cidrs = self._sync_cidr_identities()
+        ids = self._subjects(old) | self._subjects(new)
+        if changed_cidrs:
+            ids |= self._peer_users(changed_cidrs)
+        return self._recompile_identities(ids)
+
+    def remove_policy(self, kind: str, namespace: str, name: str) -> set[str]:
+        old = self.rules.pop((kind, namespace, name), ())
+        changed = self._sync_cidr_identities()
+        ids = self._subjects(old)
+        if changed:
+            ids |= self._peer_users(changed)
+        return self._recompile_identities(ids)
+
+    def set_pod(self, pod: Pod, identity: Identity, ip: str = "") -> set[str]:
+        """Add a pod or change its labels (a new identity); returns recompiled pods."""
+        old_g = self._group_of.get(pod.key)
+        old_ident = old_g[0] if old_g else None
+        if old_g is not None:
+            self._drop_pod_state(pod.key)
+        new_ident = identity.id not in self.identities
+        changed_sels: list[IdentitySelector] = []
+        if new_ident:
+            self.identities[identity.id] = identity
+            changed_sels = self.cache.add_identity(identity)
+            self._subject_memo.clear()
+        self._add_pod_state(pod, identity.id, ip)
+        affected: set[int] = set()
+        if changed_sels:
+            affected |= self._peer_users(changed_sels)
+        affected |= self._pod_sensitive_users()
+        if old_ident is not None:
+            affected |= self._gc_identity(old_ident)
+        out = self._recompile_identities(affected)
+        g = self._group_of[pod.key]
+        if g not in self._maps:
+            self._maps[g] = self._compile_group(g)
+        return out | {pod.key}
+
+    def remove_pod(self, key: str) -> set[str]:
+        g = self._group_of.get(key)
+        if g is None:
+            return set()
+        self._drop_pod_state(key)
+        affected = self._gc_identity(g[0]) | self._pod_sensitive_users()
+        return self._recompile_identities(affected)
+
+    def set_namespace_pods(self, pods: Iterable[tuple[Pod, Identity]]) -> set[str]:
+        """A namespace label change: every pod of it with its new identity."""
+        out: set[str] = set()
+        for pod, ident in pods:
+            out |= self.set_pod(pod, ident, str(self.pod_ip.get(pod.key, "")))
+        return out
+
+    # --- state helpers ----------------------------------------------------------------
+
+    def _add_pod_state(self, pod: Pod, ident: int, ip: str) -> None:
+        self.pods[pod.key] = pod
+        self.pod_identity[pod.key] = ident
+        addr = ip or pod.status.pod_ip
+        if addr:
+            try:
+                a = ip_address(addr)
+                if isinstance(a, IPv4Address):
+                    self.pod_ip[pod.key] = a
+            except ValueError:
+                pass
+        g: GroupKey = (ident, named_port_key(pod))
+        self._group_of[pod.key] = g
+        self._groups.setdefault(g, set()).add(pod.key)
+        self._ident_pods.setdefault(ident, set()).add(pod.key)
+
+    def _drop_pod_state(self, key: str) -> None:
+        g = self._group_of.pop(key)
+        idp = self._ident_pods.get(g[0], set())
+        idp.discard(key)
+        if not idp:
+            self._ident_pods.pop(g[0], None)
+        members = self._groups.get(g, set())
+        members.discard(key)
+        if not members:
+            self._groups.pop(g, None)
+            self._maps.pop(g, None)
+        self.pods.pop(key, None)
+        self.pod_identity.pop(key, None)
+        self.pod_ip.pop(key, None)
+
+    def _gc_identity(self, ident: int) -> set[int]:
+        """Forget a pod identity no pod uses any more; return identities to recompile."""
+        if ident < 256 or self._ident_pods.get(ident):
+            return set()
+        self.identities.pop(ident, None)
+        changed = self.cache.remove_identity(ident)
+        self._subject_memo.clear()
+        return self._peer_users(changed)
+
+    def _subjects(self, rules: Iterable[R.Rule]) -> set[int]:
+        out: set[int] = set()
+        for r in rules:
+            out |= self.cache.select(r.subject)
+        return out
+
+    def _all_rules(self) -> Iterable[R.Rule]:
+        for rs in self.rules.values():
+            yield from rs
+
+    def _peer_users(self, changed: Iterable[IdentitySelector]) -> set[int]:
+        """Subject identities of rules with a peer selector among ``changed``."""
+        ch = set(changed)
+        out: set[int] = set()
+        for r in self._all_rules():
+            if any(s in ch for e in r.elements for s in e.peers.selectors):
+                out |= self.cache.select(r.subject)
+        return out
+
+    def _pod_sensitive_users(self) -> set[int]:
+        """Rules whose peers depend on pod addresses, services or named ports."""
+        out: set[int] = set()
+        for r in self._all_rules():
+            if any(
+                any(c.match_pods for c in e.peers.cidrs)
+                or e.peers.services
+                or (e.egress and any(p.name for p in e.ports))
+                for e in r.elements
+            ):
+                out |= self.cache.select(r.subject)
+        return out
+
+    def _recompile_identities(self, ids: set[int]) -> set[str]:
+        out: set[str] = set()
+        for g in [g for g in self._groups if g[0] in ids]:
+            self._maps[g] = self._compile_group(g)
+            out |= self._groups[g]
+        return out
+
+    def _sync_cidr_identities(self) -> list[IdentitySelector]:
+        """Local CIDR identities for every prefix named by a rule (§6.3 "CIDR rules")."""
+        want: set[IPv4Network] = set()
+        for r in self._all_rules():
+            for e in r.elements:
+                for c in e.peers.cidrs:
+                    want.add(c.net)
+                    want.update(c.excepts)
+                for s in e.peers.services:
+                    want.update(self._selectorless_service_nets(s))
+        want.discard(WORLD_NET)
+        changed: list[IdentitySelector] = []
+        for net in [n for n in self.cidr_identities if n not in want]:
+            ident = self.cidr_identities.pop(net)
+            changed += self.cache.remove_identity(ident.id)
+            self.identities.pop(ident.id, None)
+        used = {i.id for i in self.cidr_identities.values()}
+        for net in sorted(want - self.cidr_identities.keys()):
+            n = 1
+            while (LOCAL_IDENTITY_SCOPE | n) in used:
+                n += 1
+            ident = Identity(LOCAL_IDENTITY_SCOPE | n, cidr_identity_labels(net))
+            used.add(ident.id)
+            self.cidr_identities[net] = ident
+            self.identities[ident.id] = ident
+            changed += self.cache.add_identity(ident)
+        if changed:
+            self._subject_memo.clear()
+        return changed
+
+    # --- peers ------------------------------------------------------------------------
+
+    def _cidr_peer_ids(self, c: R.CIDRPeer) -> set[int]:
+        out: set[int] = set()
+        if c.net == WORLD_NET and not any(c.net == e for e in c.excepts):
+            out.add(int(ReservedIdentity.WORLD))
+        for net, cident in self.cidr_identities.items():
+            if c.contains(net):
+                out.add(cident.id)
+        if c.match_pods:
+            for ident, members in self._ident_pods.items():
+                if members and ident not in out and self._identity_inside(members, c):
+                    out.add(ident)
+        return out
+
+    def _identity_inside(self, members: Iterable[str], c: R.CIDRPeer) -> bool:
+        """Every pod of an identity has an address inside the block (see CIDRPeer)."""
+        for p in members:
+            ip = self.pod_ip.get(p)
+            if ip is None or not c.contains(IPv4Network(ip)):
+                return False
+        return True
+
+    def _selectorless_service_nets(self, s: R.ServicePeer) -> list[IPv4Network]:
+        out: list[IPv4Network] = []
+        for svc in self._services_of(s):
+            if svc.spec.selector is not None:
+                continue
+            for sl in self.slices:
+                m = sl.get("metadata") or {}
+                labels = m.get("labels") or {}
+                if (
+                    m.get("namespace") == svc.meta.namespace
+                    and labels.get("kubernetes.io/service-name") == svc.meta.name
+                ):
+                    for ep in sl.get("endpoints") or ():
+                        for a in ep.get("addresses") or ():
+                            with contextlib.suppress(ValueError):
+                                out.append(IPv4Network(f"{a}/32"))
+        return out
+
+    def _services_of(self, s: R.ServicePeer) -> list[Service]:
+        if s.name:
+            svc = self.services.get(f"{s.namespace}/{s.name}")
+            return [] if svc is None else [svc]
+        if s.selector is None:
+            return []
+        return [
+            svc
+            for svc in self.services.values()
+            if svc.meta.namespace == s.namespace and s.selector.matches(svc.meta.labels)
+        ]
+
+    def _service_peer_ids(self, s: R.ServicePeer) -> set[int]:
+        out: set[int] = set()
+        for svc in self._services_of(s):
+            sel = svc.selector
+            if sel is None:
+                continue
+            for p, pod in self.pods.items():
+                if pod.meta.namespace == svc.meta.namespace and sel.matches(pod.meta.labels):
+                    out.add(self.pod_identity[p])
+        for net in self._selectorless_service_nets(s):
+            ident = self.cidr_identities.get(net)
+            if ident is not None:
+                out.add(ident.id)
+        return out
+
+    def peer_identities(self, peers: R.Peers) -> set[int]:
+        """The identities a peer set selects; {0} for the wildcard."""
+        if peers.wildcard:
+            return {0}
+        out: set[int] = set()
+        for s in peers.selectors:
+            out |= self.cache.select(s)
+        for c in peers.cidrs:
+            out |= self._cidr_peer_ids(c)
+        for sv in peers.services:
+            out |= self._service_peer_ids(sv)
+        return out
+
+    # --- distillation -------------------------------------------------------------------
+
+    def selecting_rules(self, ident: int) -> list[R.Rule]:
+        out: list[R.Rule] = []
+        for r in self._all_rules():
+            ids = self._subject_memo.get(r.subject)
+            if ids is None:
+                ids = self.cache.select(r.subject)
+                self._subject_memo[r.subject] = ids
+            if ident in ids:
+                out.append(r)
+        return out
+
+    def _named_ports(self, ident: int, name: str, proto: int) -> set[int]:
+        out: set[int] = set()
+        pname = R.PROTOCOL_NAMES.get(proto, "")
+        for g in self._groups:
+            if ident not in (0, g[0]):
+                continue
+            for n, p, num in g[1]:
+                if n == name and p == pname:
+                    out.add(num)
+        return out
+
+    def _port_keys(
+        self, spec: R.PortSpec, egress: bool, peer: int, own: GroupKey
+    ) -> list[tuple[int, int, int]]:
+        """(protocol, block start, prefix) for one port spec toward one peer identity."""
+        if spec.protocol == 0:
+            return [(0, 0, 0)]
+        if spec.name:
+            if egress:
+                nums = self._named_ports(peer, spec.name, spec.protocol)
+            else:
+                pname = R.PROTOCOL_NAMES.get(spec.protocol, "")
+                nums = {num for n, p, num in own[1] if n == spec.name and p == pname}
+            return [(spec.protocol, n, 16) for n in sorted(nums)]
+        if spec.first == 0:
+            return [(spec.protocol, 0, 0)]
+        return [(spec.protocol, s, p) for s, p in split_range(spec.first, spec.last)]
+
+    def enforcement(self, selecting: Sequence[R.Rule]) -> tuple[bool, bool]:
+        if self.mode == "never":
+            return False, False
+        if self.mode == "always":
+            return True, True
+        return (
+            any(r.default_deny_ingress for r in selecting),
+            any(r.default_deny_egress for r in selecting),
+        )
+
+    def _compile_group(self, g: GroupKey) -> EndpointPolicy:
+        ident = g[0]
+        selecting = self.selecting_rules(ident)
+        ing, eg = self.enforcement(selecting)
+        b = MapStateBuilder()
+        if self.mode != "never":
+            # Allows of a non-enforced direction still matter: their L7 redirects apply
+            # (enableDefaultDeny does not cover L7, §6.1); the allow-all entry below
+            # covers everything else.
+            for r in selecting:
+                for e in r.elements:
+                    self._add_element(b, e, g)
+        if not ing:
+            b.add(
+                PolicyKey(0, False),
+                PolicyEntry(provenance=(Provenance("derived", "", "", "allow-any-ingress"),)),
+            )
+        else:
+            b.add(
+                PolicyKey(int(ReservedIdentity.HOST), False),
+                PolicyEntry(provenance=(Provenance("derived", "", "", "allow-localhost-ingress"),)),
+            )
+        if not eg:
+            b.add(
+                PolicyKey(0, True),
+                PolicyEntry(provenance=(Provenance("derived", "", "", "allow-any-egress"),)),
+            )
+        return EndpointPolicy(b.build(), ing, eg)
+
+    def _add_element(self, b: MapStateBuilder, e: R.Element, g: GroupKey) -> None:
+        peers = self.peer_identities(e.peers)
+        ports = e.ports or (R.PortSpec(0),)
+        prov = (e.provenance,)
+        for spec in ports:
+            if e.deny:
+                entry = PolicyEntry(deny=True, provenance=prov)
+            elif spec.l7 is not None:
+                proxy = R.DNS_PROXY_PORT if spec.l7[0].kind == "dns" else R.HTTP_PROXY_PORT
+                entry = PolicyEntry(proxy_port=proxy, l7_rules=spec.l7, provenance=prov)
+            else:
+                entry = PolicyEntry(provenance=prov)
+            if spec.name and e.egress:
+                for peer in peers:
+                    for proto, start, plen in self._port_keys(spec, True, peer, g):
+                        b.add(PolicyKey(peer, True, proto, start, plen), entry)
+                continue
+            keys = self._port_keys(spec, e.egress, 0, g)
+            for peer in peers:
+                for proto, start, plen in keys:
+                    b.add(PolicyKey(peer, e.egress, proto, start, plen), entry)

@@ -1,0 +1,265 @@
+"""Reachability: the verdict for every ordered pair of pods, from the compiled maps.
+
+Role: ``build_view`` turns typed objects (a store snapshot or manifests) into one
+consistent ``ClusterView`` (namespaces, pods with addresses, identities, policies);
+``reach_matrix`` walks, for each pair, what the datapath does for a new connection:
+egress lookup in the source endpoint's map with the destination's identity, then
+ingress lookup in the destination's map with the source's identity
+(``mapstate.lookup``), and the proxy's L7 decision when an entry redirects and the
+probe carries an HTTP request. A caller with a full model datapath passes
+``verdict`` (e.g. ``datapath.sim.probe``) instead. A pod to itself is always allowed.
+
+Speed: verdicts depend only on (map, peer identity), so pods are grouped into classes
+of (identity, compiled map) and each class pair is looked up once; a 1,000-pod matrix
+is a few thousand lookups plus the expansion.
+
+Sans-IO; imports the model, ``desired`` and ``control``.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Mapping, Sequence
+from dataclasses import dataclass, field
+from ipaddress import IPv4Address, IPv4Network
+from typing import Any
+
+from ciliate.control.explain import Evaluator, namespace_labels
+from ciliate.control.identity import allocate_identities, pod_identity_labels, reserved_identities
+from ciliate.control.l7 import HTTP_FORBIDDEN, http_allowed
+from ciliate.control.mapstate import lookup
+from ciliate.control.policy import PolicyInputs, PolicyResult, compute_policy
+from ciliate.desired import Identity, PolicyMap
+from ciliate.model.cluster import ClusterConfig
+from ciliate.model.core import Namespace, Pod, Service
+from ciliate.model.meta import Doc
+
+POLICY_KINDS = ("NetworkPolicy", "CiliumNetworkPolicy", "CiliumClusterwideNetworkPolicy")
+PROTO_NUM = {"TCP": 6, "UDP": 17, "SCTP": 132, "ICMP": 1}
+
+
+@dataclass(frozen=True, slots=True)
+class ClusterView:
+    config: ClusterConfig
+    namespaces: tuple[Namespace, ...]
+    pods: tuple[Pod, ...]
+    policies: tuple[Doc, ...]
+    services: tuple[Service, ...] = ()
+    endpoint_slices: tuple[Doc, ...] = ()
+    pod_ips: Mapping[str, str] = field(default_factory=dict)
+    identities: Mapping[int, Identity] = field(default_factory=dict)
+    pod_identity: Mapping[str, int] = field(default_factory=dict)
+
+    def inputs(self) -> PolicyInputs:
+        return PolicyInputs(
+            self.config,
+            self.namespaces,
+            self.pods,
+            self.pod_identity,
+            self.identities,
+            self.policies,
+            self.services,
+            self.endpoint_slices,
+            self.pod_ips,
+        )
+
+    def evaluator(self) -> Evaluator:
+        return Evaluator(
+            self.config,
+            self.namespaces,
+            self.pods,
+            self.policies,
+            self.services,
+            self.endpoint_slices,
+            self.pod_ips,
+        )
+
+
+def _with_namespace(doc: Doc, default: str = "default") -> Doc:
+    m = doc.get("metadata") or {}
+    if m.get("namespace") or doc.get("kind") == "CiliumClusterwideNetworkPolicy":
+        return doc
+    return {**doc, "metadata": {**m, "namespace": default}}
+
+
+def build_view(config: ClusterConfig, docs: Sequence[Doc]) -> ClusterView:
+    """A consistent view from documents: Namespaces (implicit ones added), Pods,
+    policies, Services, EndpointSlices. Pods without ``status.podIP`` get addresses
+    from the cluster pod CIDR in order (only ipBlock rules look at them)."""
+    ns_docs: dict[str, Doc] = {}
+    pods: list[Pod] = []
+    policies: list[Doc] = []
+    services: list[Service] = []
+    slices: list[Doc] = []
+    for d in docs:
+        kind = d.get("kind")
+        if kind == "Namespace":
+            ns_docs[str((d.get("metadata") or {}).get("name", ""))] = d
+        elif kind == "Pod":
+            pods.append(Pod.from_doc(_with_namespace(d)))
+        elif kind in POLICY_KINDS:
+            policies.append(_with_namespace(d))
+        elif kind == "Service":
+            services.append(Service.from_doc(_with_namespace(d)))
+        elif kind == "EndpointSlice":
+            slices.append(_with_namespace(d))
+    for p in pods:
+        ns_docs.setdefault(
+            p.meta.namespace,
+            {"apiVersion": "v1", "kind": "Namespace", "metadata": {"name": p.meta.namespace}},
+        )
+    namespaces = tuple(Namespace.from_doc(d) for d in ns_docs.values())
+    ns_by_name = {n.meta.name: n for n in namespaces}
+    # Addresses: given ones kept, the others allocated after the highest used.
+    ips: dict[str, str] = {p.key: p.status.pod_ip for p in pods if p.status.pod_ip}
+    used = set(ips.values())
+    pool = IPv4Network(config.pod_cidr or "10.10.0.0/16")
+    nxt = int(pool.network_address) + 10
+    for p in pods:
+        if p.key in ips:
+            continue
+        while str(IPv4Address(nxt)) in used:
+            nxt += 1
+        ips[p.key] = str(IPv4Address(nxt))
+        used.add(ips[p.key])
+        nxt += 1
+    cluster = config.name or "default"
+    labels_of = {
+        p.key: pod_identity_labels(
+            p, namespace_labels(ns_by_name.get(p.meta.namespace), p.meta.namespace), cluster
+        )
+        for p in pods
+    }
+    alloc = allocate_identities(labels_of.values())
+    identities: dict[int, Identity] = dict(reserved_identities())
+    for labels, num in alloc.items():
+        identities[num] = Identity(num, labels)
+    return ClusterView(
+        config=config,
+        namespaces=namespaces,
+        pods=tuple(pods),
+        policies=tuple(policies),
+        services=tuple(services),
+        endpoint_slices=tuple(slices),
+        pod_ips=ips,
+        identities=identities,
+        pod_identity={k: alloc[v] for k, v in labels_of.items()},
+    )
+
+
+@dataclass(frozen=True, slots=True)
+class Matrix:
+    port: int
+    protocol: str
+    pods: tuple[str, ...]
+    allowed: Mapping[str, Mapping[str, bool]]
+
+    def to_json(self) -> dict[str, Any]:
+        return {
+            "port": self.port,
+            "protocol": self.protocol,
+            "pods": list(self.pods),
+            "matrix": {a: dict(self.allowed[a]) for a in self.pods},
+        }
+
+    def table(self) -> str:
+        """The netpol e2e truth table: rows from, columns to, ``.`` allowed, ``X`` denied."""
+        w = max((len(p) for p in self.pods), default=1)
+        head = " " * w + "  " + " ".join(p.ljust(w) for p in self.pods)
+        lines = [head.rstrip()]
+        for a in self.pods:
+            cells = " ".join(("." if self.allowed[a][b] else "X").ljust(w) for b in self.pods)
+            lines.append((a.ljust(w) + "  " + cells).rstrip())
+        return "\n".join(lines)
+
+
+PairVerdict = Callable[[str, str], bool]
+
+
+def map_verdict(
+    map_src: PolicyMap | None,
+    map_dst: PolicyMap | None,
+    src_identity: int,
+    dst_identity: int,
+    proto: int,
+    port: int,
+    http: tuple[str, str] | None = None,
+) -> tuple[bool, int]:
+    """(allowed, drop reason or 403) for a new connection between two local endpoints."""
+    for pmap, ident, egress in ((map_src, dst_identity, True), (map_dst, src_identity, False)):
+        if pmap is None:
+            continue
+        v = lookup(pmap, ident, egress, proto, port)
+        if not v.allowed:
+            return False, v.drop_reason
+        if v.redirect and http is not None and v.entry is not None:
+            rules = v.entry.l7_rules
+            if any(r.kind == "http" for r in rules) and http_allowed(rules, *http) is None:
+                return False, HTTP_FORBIDDEN
+    return True, 0
+
+
+def reach_matrix(
+    view: ClusterView,
+    port: int,
+    protocol: str = "TCP",
+    http: tuple[str, str] | None = None,
+    result: PolicyResult | None = None,
+    verdict: PairVerdict | None = None,
+) -> Matrix:
+    """Every ordered pair of the view's pods, from the compiled maps (or ``verdict``)."""
+    keys = tuple(sorted(p.key for p in view.pods))
+    out: dict[str, dict[str, bool]] = {k: {} for k in keys}
+    if verdict is not None:
+        for a in keys:
+            for b in keys:
+                out[a][b] = a == b or verdict(a, b)
+        return Matrix(port, protocol.upper(), keys, out)
+    res = result if result is not None else compute_policy(view.inputs())
+    proto = PROTO_NUM.get(protocol.upper(), 6)
+    # Classes of pods sharing identity and map: one lookup per class pair.
+    cls_of: dict[str, int] = {}
+    classes: list[tuple[int, PolicyMap | None]] = []
+    index: dict[tuple[int, int], int] = {}
+    for k in keys:
+        ep = res.endpoints.get(k)
+        ident = view.pod_identity.get(k, 0)
+        m = ep.map if ep is not None else None
+        ck = (ident, id(m))
+        if ck not in index:
+            index[ck] = len(classes)
+            classes.append((ident, m))
+        cls_of[k] = index[ck]
+    n = len(classes)
+    cm = [[False] * n for _ in range(n)]
+    for i, (si, sm) in enumerate(classes):
+        row = cm[i]
+        for j, (di, dm) in enumerate(classes):
+            row[j] = map_verdict(sm, dm, si, di, proto, port, http)[0]
+    members: dict[int, list[str]] = {}
+    for k in keys:
+        members.setdefault(cls_of[k], []).append(k)
+    for a in keys:
+        row = cm[cls_of[a]]
+        ra = out[a]
+        for j, group in members.items():
+            v = row[j]
+            for b in group:
+                ra[b] = v
+        ra[a] = True
+    # Re-order each row to the pod order (JSON keys follow ``pods``).
+    ordered = {a: {b: out[a][b] for b in keys} for a in keys}
+    return Matrix(port, protocol.upper(), keys, ordered)
+
+
+def explain_matrix(
+    view: ClusterView, port: int, protocol: str = "TCP", http: tuple[str, str] | None = None
+) -> Matrix:
+    """The same matrix from the rule-level oracle (slow; for tests and cross-checks)."""
+    ev = view.evaluator()
+    return reach_matrix(
+        view,
+        port,
+        protocol,
+        http,
+        verdict=lambda a, b: ev.explain(a, b, port, protocol, http).allowed,
+    )
