@@ -248,7 +248,7 @@ def validate_cluster(
 
     _check_nodes(ck, top, node_net, pool)
     if ck.diags:
-        raise DiagnosticError(ck.diags)
+        raise DiagnosticError(sorted(ck.diags, key=lambda d: (d.line, d.col)))
     config = ClusterConfig.from_doc(top)
     try:
         return resolve_config(config)
