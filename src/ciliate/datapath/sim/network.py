@@ -105,11 +105,28 @@ def transmit(w: Walk, node: str, p: Packet) -> Outcome:
 # --- resolving SRC and DST -------------------------------------------------------------
 
 
+def _service_frontend(topo: Topology, name: str, port: int) -> Endpoint | None:
+    """The ClusterIP frontend of Service ``ns/name`` (the one on ``port`` if given)."""
+    fronts = sorted(
+        (f for f in topo.state.services.values() if f.service == name and f.type == "ClusterIP"),
+        key=lambda f: (f.port != port, f.rev_nat_index),
+    )
+    if not fronts:
+        return None
+    f = fronts[0]
+    return Endpoint(Kind.SERVICE, name, IPv4Address(f.address), port=f.port)
+
+
 def resolve(
-    topo: Topology, what: Endpointish, services: Mapping[str, tuple[IPv4Address, int]] | None = None
+    topo: Topology,
+    what: Endpointish,
+    services: Mapping[str, tuple[IPv4Address, int]] | None = None,
+    port: int = 0,
 ) -> Endpoint:
-    """A pod (ns/name or IP), a service (ns/name via ``services``, or frontend IP[:port]),
-    a node (name or address), else an outside (world) IP."""
+    """A pod (ns/name or IP), a service (ns/name: its ClusterIP frontend, on ``port``
+    when it has several; or a frontend IP[:port]), a node (name or address), else an
+    outside (world) IP. ``services`` adds names (ns/name -> frontend) for states that
+    do not carry ``DesiredState.services``."""
     if isinstance(what, Endpoint):
         return what
     text = what.strip()
@@ -117,8 +134,11 @@ def resolve(
         node, ep = topo.pods[text]
         return Endpoint(Kind.POD, text, ep.ip, node)
     if services and text in services:
-        ip, port = services[text]
-        return Endpoint(Kind.SERVICE, text, ip, port=port)
+        ip, sport = services[text]
+        return Endpoint(Kind.SERVICE, text, ip, port=sport)
+    svc = _service_frontend(topo, text, port) if "/" in text else None
+    if svc is not None:
+        return svc
     if text in topo.nodes:
         return Endpoint(Kind.NODE, text, topo.nodes[text].state.internal_ip, text)
     addr, _, port_text = text.partition(":")
@@ -128,7 +148,7 @@ def resolve(
         raise NotFoundError(
             f"{text!r} is not a pod (namespace/name), service, node or IPv4 address"
         ) from None
-    port = int(port_text) if port_text.isdigit() else 0
+    port = int(port_text) if port_text.isdigit() else port
     if ip in topo.pod_by_ip:
         node, ep = topo.pod_by_ip[ip]
         return Endpoint(Kind.POD, ep.pod, ip, node, port)
@@ -213,7 +233,7 @@ def trace(
     conntrack and affinity state across calls (it must be over the same state)."""
     topo = topology(state)
     s = resolve(topo, src, services)
-    d = resolve(topo, dst, services)
+    d = resolve(topo, dst, services, port)
     if d.port and not port:
         port = d.port
     w = walk or Walk(topo, clock or FakeClock(), rng or random.Random(0), transmit)
@@ -295,7 +315,7 @@ def probe(
     that decide it when no service is on the path."""
     topo = topology(state)
     s = resolve(topo, src)
-    d = resolve(topo, dst)
+    d = resolve(topo, dst, port=port)
     key: tuple[object, ...] | None = None
     if s.kind == Kind.POD and d.kind == Kind.POD:
         sn, sep = topo.pods[s.name]

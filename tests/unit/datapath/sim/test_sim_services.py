@@ -1,0 +1,98 @@
+"""Service translation in the model datapath: DNAT, reverse NAT, NodePort, no backend,
+session affinity on the injected clock, Maglev consistency."""
+
+import random
+from collections.abc import Callable
+
+from ciliate.clock import FakeClock
+from ciliate.datapath.sim import trace
+from ciliate.datapath.sim.network import topology, transmit
+from ciliate.datapath.sim.walk import Walk
+from ciliate.desired import DesiredState
+
+BB_A = "networking101/busybox-a"
+BACKENDS = {"10.10.2.121:8080", "10.10.1.155:8080"}
+
+
+def test_cluster_ip_is_dnated_and_the_reply_reverse_nated(state: DesiredState) -> None:
+    r = trace(state, BB_A, "10.96.0.10:80", protocol="tcp")
+    assert r.delivered and r.backend in BACKENDS
+    svc = next(s for s in r.steps if s.action == "service")
+    assert svc.lookups[0].map == "cilium_lb4_services_v2"
+    assert svc.lookups[0].key_hex == "0a 60 00 0a 00 50 00 00 06 00 00 00"
+    rev = next(s for s in r.reply_steps if s.action == "rev-nat")
+    assert "-> 10.96.0.10:80" in rev.detail
+    # The client sees the answer coming from the service address.
+    assert r.reply_steps[-1].packet.startswith("10.96.0.10:80 -> 10.10.2.117:40000")
+
+
+def test_service_by_name(state: DesiredState) -> None:
+    r = trace(state, BB_A, "networking101/netshoot", 80, "tcp")
+    assert r.dst.kind == "service" and r.delivered
+
+
+def test_no_backend_drops_158(state: DesiredState) -> None:
+    r = trace(state, BB_A, "10.96.0.20:80", protocol="tcp")
+    assert not r.delivered and r.drop_reason == 158
+    assert r.steps[-1].action == "drop" and "Service backend not found" in r.steps[-1].detail
+    drops = [f for f in r.flows if f.event_type == 1]
+    assert drops and drops[0].to_hubble()["drop_reason_desc"] == "SERVICE_BACKEND_NOT_FOUND"
+
+
+def test_random_selection_follows_the_injected_rng(state: DesiredState) -> None:
+    seen = {trace(state, BB_A, "10.96.0.10:80", rng=random.Random(seed)).backend for seed in range(12)}
+    assert seen == BACKENDS
+    a = trace(state, BB_A, "10.96.0.10:80", rng=random.Random(5)).backend
+    b = trace(state, BB_A, "10.96.0.10:80", rng=random.Random(5)).backend
+    assert a == b
+
+
+def test_session_affinity_sticks_until_the_timeout(state: DesiredState) -> None:
+    clock = FakeClock()
+    rng = random.Random(1)
+    w = Walk(topology(state), clock, rng, transmit)
+    first = trace(state, BB_A, "10.96.0.30:80", walk=w).backend
+    for _ in range(10):
+        clock.advance(30)  # each connection within the 100 s timeout of the last use
+        # A new connection (the old CT entry is gone after its SYN lifetime).
+        w.ct.clear()
+        assert trace(state, BB_A, "10.96.0.30:80", walk=w).backend == first
+    clock.advance(101)
+    w.ct.clear()
+    r = trace(state, BB_A, "10.96.0.30:80", walk=w)
+    step = next(s for s in r.steps if s.action == "service")
+    # The affinity entry timed out: a fresh (random) choice, remembered again.
+    assert "(random)" in step.detail
+    assert any(lk.map == "cilium_lb4_affinity" and not lk.hit for lk in step.lookups)
+
+
+def test_established_connection_keeps_its_backend_without_affinity(state: DesiredState) -> None:
+    w = Walk(topology(state), FakeClock(), random.Random(3), transmit)
+    first = trace(state, BB_A, "10.96.0.10:80", walk=w).backend
+    assert all(trace(state, BB_A, "10.96.0.10:80", walk=w).backend == first for _ in range(10))
+
+
+def test_maglev_is_a_function_of_the_tuple(make_state: Callable[..., DesiredState]) -> None:
+    s1, s2 = make_state(), make_state()
+    got = [trace(s, BB_A, "10.96.0.40:80", rng=random.Random(i)).backend for i, s in enumerate((s1, s2, s1))]
+    assert len(set(got)) == 1 and got[0] in BACKENDS
+    step = next(s for s in trace(s1, BB_A, "10.96.0.40:80").steps if s.action == "service")
+    assert "(maglev)" in step.detail
+    assert any(lk.map == "cilium_lb4_maglev" for lk in step.lookups)
+
+
+def test_nodeport_from_outside_via_eth0(state: DesiredState) -> None:
+    for seed in range(6):
+        r = trace(state, "192.0.2.10", "172.18.0.2:31000", protocol="tcp", rng=random.Random(seed))
+        assert r.steps[0].program == "cil_from_netdev"
+        assert r.delivered, [s.detail for s in r.steps + r.reply_steps]
+        assert r.backend in BACKENDS
+        # The client gets its answer from the address and port it connected to.
+        assert r.reply_steps[-1].packet.startswith("172.18.0.2:31000 -> 192.0.2.10:40000")
+        if r.backend.startswith("10.10.1."):
+            assert any(s.action == "snat" for s in r.steps)
+
+
+def test_cluster_ip_from_outside_is_refused(state: DesiredState) -> None:
+    r = trace(state, "192.0.2.10", "10.96.0.10:80", protocol="tcp")
+    assert r.drop_reason == 174
