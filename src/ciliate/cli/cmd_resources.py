@@ -1,0 +1,551 @@
+"""``apply``, ``delete``, ``get`` and ``describe``: kubectl's conventions over the store.
+
+apply is atomic (bad input changes nothing):
+
+1. decode every file into one batch; any diagnostic fails the whole batch;
+2. admission against the store: namespaces exist or are created by the batch; then
+   ``controllers.admission.admit`` (clusterIP/nodePort allocation and checks) when that
+   module is present, else the local check that a clusterIP lies in the service CIDR;
+3. one ``store.apply`` of every object (policies carry ``ciliate.io/source`` and
+   ``ciliate.io/source-lines`` annotations for provenance);
+4. ``controllers.reconcile.reconcile`` runs the controllers to a fixed point.
+
+Diagnostics raised by admission without a file position are located through the
+batch's source maps. get consults ``cli.virtual`` (computed kinds) before the store.
+"""
+
+from __future__ import annotations
+
+import argparse
+import importlib
+import ipaddress
+import json
+from collections.abc import Callable, Sequence
+from types import ModuleType
+from typing import Any
+
+import yaml
+
+from ciliate.cli import describe as describe_mod
+from ciliate.cli.context import Context
+from ciliate.cli.render import table
+from ciliate.cli.resource_tables import table_for
+from ciliate.cli.virtual import VirtualKind
+from ciliate.cli.virtual import lookup as virtual_lookup
+from ciliate.errors import CiliateError, Diagnostic, DiagnosticError, ExitCode
+from ciliate.manifest import kinds
+from ciliate.manifest.decode import Batch, Decoded, check_namespaces, load_paths, with_provenance
+from ciliate.manifest.kinds import KindInfo
+from ciliate.manifest.selector import parse_selector
+from ciliate.model.cluster import ClusterConfig
+from ciliate.model.meta import Doc, LabelSelector
+from ciliate.store.api import Change, ObjectKey, Store
+
+NAMESPACE_NAME_LABEL = "kubernetes.io/metadata.name"
+PROTECTED_NAMESPACES = frozenset({"default", "kube-system", "kube-public", "kube-node-lease"})
+SERVER_FIELDS = ("uid", "resourceVersion", "generation", "creationTimestamp", "managedFields")
+
+APPLY_EPILOG = """\
+Examples:
+  ciliate apply -f networking101/workloads.yaml
+  ciliate apply -f manifests/ -R            # every *.yaml, *.yml, *.json below
+  cat pod.yaml | ciliate apply -f -
+
+Every document is validated first; one problem anywhere and nothing is applied.
+Exit status: 0 applied, 1 invalid input (every problem printed as file:line:col).
+"""
+
+DELETE_EPILOG = """\
+Examples:
+  ciliate delete -f networking101/workloads.yaml
+  ciliate delete pod busybox-c8bbbbb84-fmhwc -n networking101
+  ciliate delete deploy busybox netshoot -n networking101
+
+Exit status: 0 deleted, 1 invalid input, 2 not found.
+"""
+
+GET_EPILOG = """\
+Examples:
+  ciliate get pods -n networking101 -o wide
+  ciliate get deploy,svc -A
+  ciliate get pods -l app=busybox -o name
+  ciliate get cnp my-policy -o yaml
+  ciliate get nodes -o json                 # a Kubernetes List
+
+Kinds: plural, singular or short names (po, svc, no, deploy, rs, ds, sts, ns, netpol,
+cnp, ccnp, ing, gtw, httproute, ep, cm, cep, cn, ippools ...), or KIND.GROUP.
+Exit status: 0 ok, 1 invalid arguments, 2 a named object was not found.
+"""
+
+DESCRIBE_EPILOG = """\
+Examples:
+  ciliate describe pod busybox-c8bbbbb84-fmhwc -n networking101
+  ciliate describe svc my-service
+
+Exit status: 0 ok, 1 invalid arguments, 2 not found.
+"""
+
+
+class NotFound(CiliateError):
+    """kubectl's ``Error from server (NotFound): pods "x" not found``."""
+
+    exit_code = ExitCode.NOT_FOUND
+
+
+def register(sub: Any) -> None:
+    fmt = argparse.RawDescriptionHelpFormatter
+    p = sub.add_parser(
+        "apply",
+        help="create or update objects from manifests",
+        description="Create or update objects from manifest files, directories or stdin.",
+        epilog=APPLY_EPILOG,
+        formatter_class=fmt,
+    )
+    _file_args(p, required=True)
+    p.set_defaults(func=run_apply)
+
+    p = sub.add_parser(
+        "delete",
+        help="delete objects by manifest or by kind and name",
+        description="Delete the objects of manifests (-f) or named objects (KIND NAME...).",
+        epilog=DELETE_EPILOG,
+        formatter_class=fmt,
+    )
+    _file_args(p, required=False)
+    p.add_argument("kind", nargs="?", help="resource kind (e.g. pod, deploy, svc)")
+    p.add_argument("names", nargs="*", metavar="NAME")
+    p.add_argument("-n", "--namespace", default=None, help="namespace (default: default)")
+    p.add_argument("--ignore-not-found", action="store_true", help="missing objects are fine")
+    p.set_defaults(func=run_delete)
+
+    p = sub.add_parser(
+        "get",
+        help="list objects in kubectl's columns",
+        description="Display one or many objects (kubectl get).",
+        epilog=GET_EPILOG,
+        formatter_class=fmt,
+    )
+    p.add_argument("kind", help="resource kind(s), comma-separated")
+    p.add_argument("names", nargs="*", metavar="NAME")
+    _namespace_args(p)
+    p.add_argument("-l", "--selector", default="", help="label selector, e.g. app=x,tier!=db")
+    p.add_argument(
+        "-o",
+        "--output",
+        choices=("wide", "yaml", "json", "name"),
+        default=None,
+        help="output format",
+    )
+    p.set_defaults(func=run_get)
+
+    p = sub.add_parser(
+        "describe",
+        help="show details of an object",
+        description="Show the details of one object (kubectl describe).",
+        epilog=DESCRIBE_EPILOG,
+        formatter_class=fmt,
+    )
+    p.add_argument("kind")
+    p.add_argument("names", nargs="+", metavar="NAME")
+    p.add_argument("-n", "--namespace", default=None, help="namespace (default: default)")
+    p.set_defaults(func=run_describe)
+
+
+def _file_args(p: argparse.ArgumentParser, required: bool) -> None:
+    p.add_argument(
+        "-f",
+        "--filename",
+        action="append",
+        default=[],
+        required=required,
+        metavar="FILE",
+        help="manifest file, directory, or - for stdin (repeatable)",
+    )
+    p.add_argument("-R", "--recursive", action="store_true", help="recurse into directories")
+
+
+def _namespace_args(p: argparse.ArgumentParser) -> None:
+    p.add_argument("-n", "--namespace", default=None, help="namespace (default: default)")
+    p.add_argument("-A", "--all-namespaces", action="store_true", help="objects of every namespace")
+
+
+# -- optional parts of other layers ----------------------------------------------------------
+
+
+def _optional(module: str) -> ModuleType | None:
+    try:
+        return importlib.import_module(module)
+    except ModuleNotFoundError as e:
+        if e.name == module:
+            return None
+        raise
+
+
+def _cluster_config(store: Store) -> ClusterConfig:
+    from ciliate.controllers.clusterconfig import get_cluster_config
+
+    return get_cluster_config(store)
+
+
+def _reconcile(store: Store, config: ClusterConfig) -> None:
+    mod = _optional("ciliate.controllers.reconcile")
+    if mod is not None:
+        mod.reconcile(store, config)
+
+
+# -- apply ---------------------------------------------------------------------------------
+
+
+def _qualified(info: KindInfo | VirtualKind, name: str) -> str:
+    return f"{info.qualified_singular}/{name}"
+
+
+def _comparable(doc: Doc, keep_status: bool) -> Doc:
+    """A document without the fields the server sets, to tell "unchanged" apart."""
+    meta = {k: v for k, v in (doc.get("metadata") or {}).items() if k not in SERVER_FIELDS}
+    out = {k: v for k, v in doc.items() if k != "metadata" and (keep_status or k != "status")}
+    out["metadata"] = meta
+    return out
+
+
+def _locate(diags: Sequence[Diagnostic], batch: Batch) -> list[Diagnostic]:
+    """Give diagnostics raised without a position (admission) their file:line:col."""
+    by_key = {d.key: d for d in batch.objects}
+    out: list[Diagnostic] = []
+    for diag in diags:
+        obj = by_key.get((diag.kind, diag.namespace, diag.name))
+        if diag.line or obj is None:
+            out.append(diag)
+            continue
+        out.append(obj.diagnostic(diag.path, diag.reason))
+    return out
+
+
+def check_service_cidr(objects: Sequence[Decoded], config: ClusterConfig) -> list[Diagnostic]:
+    """A Service's clusterIP must lie inside the service CIDR (used when the controllers'
+    admission is not there; it performs the same check)."""
+    try:
+        net = ipaddress.ip_network(config.service_cidr, strict=False)
+    except ValueError:
+        return []
+    out: list[Diagnostic] = []
+    for d in objects:
+        if d.kind != "Service":
+            continue
+        cip = (d.doc.get("spec") or {}).get("clusterIP")
+        if not cip or cip == "None":
+            continue
+        try:
+            inside = ipaddress.ip_address(cip) in net
+        except ValueError:
+            continue
+        if not inside:
+            out.append(
+                d.diagnostic(
+                    "spec.clusterIP",
+                    f"failed to allocate IP {cip}: the provided IP ({cip}) is not in the "
+                    f"valid range. The range of valid IPs is {config.service_cidr}",
+                )
+            )
+    return out
+
+
+def _prepare(d: Decoded) -> Doc:
+    doc = with_provenance(d)
+    if d.kind == "Namespace":
+        meta = dict(doc.get("metadata") or {})
+        labels = dict(meta.get("labels") or {})
+        labels[NAMESPACE_NAME_LABEL] = d.name
+        meta["labels"] = labels
+        doc = {**doc, "metadata": meta}
+    return doc
+
+
+def apply_batch(batch: Batch, store: Store) -> list[tuple[Decoded, str]]:
+    """Admission + one atomic store batch + reconcile; returns (object, action) pairs.
+
+    Raises ``DiagnosticError`` (nothing written) when any check fails.
+    """
+    batch.raise_if_invalid()
+    config = _cluster_config(store)
+    namespaces = {str((n.get("metadata") or {}).get("name")) for n in store.list("Namespace")}
+    diags = check_namespaces(batch.objects, namespaces)
+    if diags:
+        raise DiagnosticError(diags)
+    docs = [_prepare(d) for d in batch.objects]
+    admission = _optional("ciliate.controllers.admission")
+    if admission is not None:
+        try:
+            docs = list(admission.admit(docs, store, config))
+        except DiagnosticError as e:
+            raise DiagnosticError(_locate(e.diagnostics, batch)) from None
+    else:
+        diags = check_service_cidr(batch.objects, config)
+        if diags:
+            raise DiagnosticError(diags)
+    changes: list[Change] = []
+    results: list[tuple[Decoded, str]] = []
+    for d, doc in zip(batch.objects, docs, strict=True):
+        key = ObjectKey(d.kind, d.namespace, d.name)
+        old = store.get(key)
+        if old is None:
+            action = "created"
+        elif _comparable(old, "status" in doc) == _comparable(doc, "status" in doc):
+            action = "unchanged"
+        else:
+            action = "configured"
+        results.append((d, action))
+        if action != "unchanged":
+            changes.append(Change(key, doc))
+    if changes:
+        store.apply(changes)
+    _reconcile(store, config)
+    return results
+
+
+def run_apply(args: argparse.Namespace, ctx: Context) -> int:
+    batch = load_paths(args.filename, args.recursive, ctx.stdin)
+    batch.raise_if_invalid()
+    if not batch.objects:
+        ctx.err("error: no objects passed to apply")
+        return ExitCode.INVALID_INPUT
+    for d, action in apply_batch(batch, ctx.store()):
+        ctx.out(f"{_qualified(d.info, d.name)} {action}")
+    return ExitCode.OK
+
+
+# -- resolving kinds -------------------------------------------------------------------------
+
+
+Resolved = KindInfo | VirtualKind
+
+
+def _resolve(word: str) -> Resolved:
+    vk = virtual_lookup(word)
+    if vk is not None:
+        return vk
+    info = kinds.resolve_resource(word)
+    if info is None:
+        raise CiliateError(f'the server doesn\'t have a resource type "{word}"')
+    return info
+
+
+def _kind_name(r: Resolved) -> str:
+    return r.kind
+
+
+def _namespace(args: argparse.Namespace) -> str:
+    return str(args.namespace or "default")
+
+
+def _not_found(r: Resolved, name: str) -> str:
+    return f'Error from server (NotFound): {r.qualified_plural} "{name}" not found'
+
+
+# -- delete --------------------------------------------------------------------------------
+
+
+def run_delete(args: argparse.Namespace, ctx: Context) -> int:
+    store = ctx.store()
+    targets: list[tuple[Resolved, str, str]] = []  # (kind, namespace, name)
+    if args.filename:
+        if args.kind:
+            raise CiliateError("give either -f FILE or KIND NAME, not both")
+        batch = load_paths(args.filename, args.recursive, ctx.stdin)
+        batch.raise_if_invalid()
+        targets = [(d.info, d.namespace, d.name) for d in batch.objects]
+    else:
+        if not args.kind or not args.names:
+            raise CiliateError("give -f FILE, or KIND and at least one NAME")
+        r = _resolve(args.kind)
+        if isinstance(r, VirtualKind) or r.computed:
+            raise CiliateError(f"{r.plural} are computed by ciliate and cannot be deleted")
+        ns = _namespace(args) if r.namespaced else ""
+        targets = [(r, ns, n) for n in args.names]
+    changes: list[Change] = []
+    lines: list[str] = []
+    missing: list[str] = []
+    for r, ns, name in targets:
+        kind = _kind_name(r)
+        if kind == "Namespace" and name in PROTECTED_NAMESPACES:
+            raise CiliateError(
+                f'namespaces "{name}" is forbidden: this namespace may not be deleted'
+            )
+        key = ObjectKey(kind, ns, name)
+        if store.get(key) is None:
+            if not args.ignore_not_found:
+                missing.append(_not_found(r, name))
+            continue
+        changes.append(Change(key, None))
+        lines.append(f'{r.qualified_singular} "{name}" deleted')
+    if changes:
+        store.apply(changes)
+        config = _config_or_none(store)
+        if config is not None:
+            _reconcile(store, config)
+    for line in lines:
+        ctx.out(line)
+    for m in missing:
+        ctx.err(m)
+    return ExitCode.NOT_FOUND if missing else ExitCode.OK
+
+
+def _config_or_none(store: Store) -> ClusterConfig | None:
+    try:
+        return _cluster_config(store)
+    except CiliateError:
+        return None
+
+
+# -- get -----------------------------------------------------------------------------------
+
+
+def _list(r: Resolved, ctx: Context, namespace: str | None) -> list[Doc]:
+    if isinstance(r, VirtualKind):
+        docs = r.list(ctx)
+        if r.namespaced and namespace is not None:
+            docs = [d for d in docs if (d.get("metadata") or {}).get("namespace") == namespace]
+    else:
+        docs = ctx.store().list(r.kind, namespace if r.namespaced else None)
+    return sorted(
+        docs,
+        key=lambda d: (
+            str((d.get("metadata") or {}).get("namespace", "")),
+            str((d.get("metadata") or {}).get("name", "")),
+        ),
+    )
+
+
+def _labels(doc: Doc) -> dict[str, str]:
+    return {str(k): str(v) for k, v in ((doc.get("metadata") or {}).get("labels") or {}).items()}
+
+
+def _name(doc: Doc) -> str:
+    return str((doc.get("metadata") or {}).get("name", ""))
+
+
+def _ns(doc: Doc) -> str:
+    return str((doc.get("metadata") or {}).get("namespace", "") or "")
+
+
+def _table_fn(r: Resolved) -> Callable[[Sequence[Doc], bool], tuple[list[str], list[list[str]]]]:
+    if isinstance(r, VirtualKind):
+        return r.table
+    fn = table_for(r.kind)
+    return lambda docs, wide: fn(docs, wide, None)
+
+
+def _clean(doc: Doc) -> Doc:
+    """The document as ``-o yaml|json`` shows it (apiVersion and kind first)."""
+    head: Doc = {k: doc[k] for k in ("apiVersion", "kind", "metadata") if k in doc}
+    return {**head, **{k: v for k, v in doc.items() if k not in head}}
+
+
+def run_get(args: argparse.Namespace, ctx: Context) -> int:
+    try:
+        selector = parse_selector(args.selector)
+    except ValueError as e:
+        raise CiliateError(f"invalid label selector: {e}") from None
+    resolved = [_resolve(w) for w in args.kind.split(",") if w]
+    if not resolved:
+        raise CiliateError("give a resource kind, e.g. `ciliate get pods`")
+    namespace: str | None = None if args.all_namespaces else _namespace(args)
+    if args.names and args.all_namespaces:
+        raise CiliateError("a resource cannot be retrieved by name across all namespaces")
+    several = len(resolved) > 1
+    found: list[tuple[Resolved, list[Doc]]] = []
+    errors: list[str] = []
+    for r in resolved:
+        docs = _list(r, ctx, namespace)
+        docs = [d for d in docs if selector.matches(_labels(d))]
+        if args.names:
+            by_name = {_name(d): d for d in docs}
+            picked: list[Doc] = []
+            for n in args.names:
+                if n in by_name:
+                    picked.append(by_name[n])
+                else:
+                    errors.append(_not_found(r, n))
+            docs = picked
+        found.append((r, docs))
+    _print(found, args, ctx, several, namespace, selector)
+    for message in errors:
+        ctx.err(message)
+    return ExitCode.NOT_FOUND if errors else ExitCode.OK
+
+
+def _print(
+    found: list[tuple[Resolved, list[Doc]]],
+    args: argparse.Namespace,
+    ctx: Context,
+    several: bool,
+    namespace: str | None,
+    selector: LabelSelector,
+) -> None:
+    all_docs = [_clean(d) for _, docs in found for d in docs]
+    if args.output in ("json", "yaml"):
+        single = len(all_docs) == 1 and len(args.names) == 1 and not several
+        obj: Any = (
+            all_docs[0]
+            if single
+            else {
+                "apiVersion": "v1",
+                "items": all_docs,
+                "kind": "List",
+                "metadata": {"resourceVersion": ""},
+            }
+        )
+        if args.output == "json":
+            ctx.out(json.dumps(obj, indent=4))
+        else:
+            ctx.stdout.write(yaml.safe_dump(obj, sort_keys=False, default_flow_style=False))
+        return
+    if not all_docs:
+        if not args.names:
+            where = (
+                f" in {namespace} namespace"
+                if namespace is not None and any(r.namespaced for r, _ in found)
+                else ""
+            )
+            ctx.err(f"No resources found{where}.")
+        return
+    if args.output == "name":
+        for r, docs in found:
+            for d in docs:
+                ctx.out(_qualified(r, _name(d)))
+        return
+    wide = args.output == "wide"
+    blocks: list[str] = []
+    for r, docs in found:
+        if not docs:
+            continue
+        headers, rows = _table_fn(r)(docs, wide)
+        if several:
+            rows = [[_qualified(r, row[0]), *row[1:]] for row in rows]
+        if args.all_namespaces and r.namespaced:
+            headers = ["NAMESPACE", *headers]
+            rows = [[_ns(d), *row] for d, row in zip(docs, rows, strict=True)]
+        blocks.append(table(headers, rows))
+    ctx.out("\n\n".join(blocks))
+
+
+# -- describe --------------------------------------------------------------------------------
+
+
+def run_describe(args: argparse.Namespace, ctx: Context) -> int:
+    r = _resolve(args.kind)
+    namespace = _namespace(args) if r.namespaced else None
+    docs = {_name(d): d for d in _list(r, ctx, namespace)}
+    missing = 0
+    texts: list[str] = []
+    for name in args.names:
+        doc = docs.get(name)
+        if doc is None:
+            ctx.err(_not_found(r, name))
+            missing += 1
+            continue
+        store = None if isinstance(r, VirtualKind) else ctx.store()
+        texts.append(describe_mod.describe(doc, store))
+    if texts:
+        ctx.out("\n\n".join(texts))
+    return ExitCode.NOT_FOUND if missing else ExitCode.OK
