@@ -81,7 +81,7 @@ def test_service_entries_keep_backend_and_rev_nat() -> None:
     ct = CTTable(clock)
     p = build_request("a", "b", A, IPv4Address("10.96.0.10"), IPProto.TCP, 80, 40000)
     assert ct.lookup_service(p) is None
-    key, entry = ct.create_service(p, backend_id=7, rev_nat_index=3)
+    key, _entry = ct.create_service(p, backend_id=7, rev_nat_index=3)
     assert key.flags == 4
     got = ct.lookup_service(p)
     assert got is not None and (got.backend_id, got.rev_nat_index) == (7, 3)

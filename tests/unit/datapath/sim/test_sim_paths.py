@@ -30,7 +30,7 @@ def test_same_node_redirects_to_the_destination_lxc(state: DesiredState) -> None
 def test_cross_node_is_encapsulated_with_the_source_identity(state: DesiredState) -> None:
     r = trace(state, BB_A, NS_B, 0, "icmp")
     assert r.delivered
-    ipc = [lk for s in r.steps for lk in s.lookups if lk.map == "cilium_ipcache"][0]
+    ipc = next(lk for s in r.steps for lk in s.lookups if lk.map == "cilium_ipcache")
     assert ipc.key_hex.startswith("40 00 00 00 00 00 00 01 0a 0a 01 9b")
     assert ipc.value_hex.split()[4:8] == ["ac", "12", "00", "04"]
     encap = next(s for s in r.steps if s.action == "encap")

@@ -20,13 +20,19 @@ NETSHOOT_IN: PolicyMap = {
 }
 # busybox may not send anything (egress enforced, empty), ingress open.
 BUSYBOX_NO_EGRESS: PolicyMap = {PolicyKey(0, False): PolicyEntry()}
-DENY_PROV = (Provenance("CiliumNetworkPolicy", "networking101", "deny-busybox", "spec.ingressDeny[0]"),)
+DENY_PROV = (
+    Provenance("CiliumNetworkPolicy", "networking101", "deny-busybox", "spec.ingressDeny[0]"),
+)
 NETSHOOT_DENY: PolicyMap = {
     PolicyKey(3372, False): PolicyEntry(deny=True, provenance=DENY_PROV),
     PolicyKey(0, False): PolicyEntry(),
     PolicyKey(0, True): PolicyEntry(),
 }
-L7_PROV = (Provenance("CiliumNetworkPolicy", "networking101", "l7", "spec.ingress[0].toPorts[0].rules.http"),)
+L7_PROV = (
+    Provenance(
+        "CiliumNetworkPolicy", "networking101", "l7", "spec.ingress[0].toPorts[0].rules.http"
+    ),
+)
 NETSHOOT_L7: PolicyMap = {
     PolicyKey(3372, False, 6, 80, 16): PolicyEntry(
         proxy_port=15001,
@@ -114,8 +120,17 @@ def test_probe_agrees_with_trace_for_every_pair(make_state: Make) -> None:
         s = make_state(netshoot(pol))
         for a in pods:
             for b in pods:
-                for port, proto, http in ((80, "tcp", None), (53, "udp", None), (0, "icmp", None), (80, "tcp", ("GET", "/x"))):
+                for port, proto, http in (
+                    (80, "tcp", None),
+                    (53, "udp", None),
+                    (0, "icmp", None),
+                    (80, "tcp", ("GET", "/x")),
+                ):
                     t = trace(s, a, b, port, proto, http)
                     for _ in range(2):  # the second call hits the cache
                         p = probe(s, a, b, port, proto, http)
-                        assert (p.allowed, p.drop_reason, p.status) == (t.delivered, t.drop_reason, t.status), (a, b, port, proto)
+                        assert (p.allowed, p.drop_reason, p.status) == (
+                            t.delivered,
+                            t.drop_reason,
+                            t.status,
+                        ), (a, b, port, proto)

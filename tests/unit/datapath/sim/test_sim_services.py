@@ -40,7 +40,9 @@ def test_no_backend_drops_158(state: DesiredState) -> None:
 
 
 def test_random_selection_follows_the_injected_rng(state: DesiredState) -> None:
-    seen = {trace(state, BB_A, "10.96.0.10:80", rng=random.Random(seed)).backend for seed in range(12)}
+    seen = {
+        trace(state, BB_A, "10.96.0.10:80", rng=random.Random(seed)).backend for seed in range(12)
+    }
     assert seen == BACKENDS
     a = trace(state, BB_A, "10.96.0.10:80", rng=random.Random(5)).backend
     b = trace(state, BB_A, "10.96.0.10:80", rng=random.Random(5)).backend
@@ -74,7 +76,10 @@ def test_established_connection_keeps_its_backend_without_affinity(state: Desire
 
 def test_maglev_is_a_function_of_the_tuple(make_state: Callable[..., DesiredState]) -> None:
     s1, s2 = make_state(), make_state()
-    got = [trace(s, BB_A, "10.96.0.40:80", rng=random.Random(i)).backend for i, s in enumerate((s1, s2, s1))]
+    got = [
+        trace(s, BB_A, "10.96.0.40:80", rng=random.Random(i)).backend
+        for i, s in enumerate((s1, s2, s1))
+    ]
     assert len(set(got)) == 1 and got[0] in BACKENDS
     step = next(s for s in trace(s1, BB_A, "10.96.0.40:80").steps if s.action == "service")
     assert "(maglev)" in step.detail
