@@ -1,0 +1,157 @@
+/* SPDX-License-Identifier: Apache-2.0 */
+/* bpf_host.c: the programs of the node's own devices.
+ *
+ * cil_from_netdev (eth0 ingress): NodePort / LoadBalancer frontends reached from the node
+ *   network are DNATed to a local backend (lb.h) and delivered; everything else passes.
+ * cil_to_host (cilium_host and cilium_net ingress): traffic handed to the host; passes.
+ * cil_from_host (cilium_host egress): the host's own traffic towards pods, routed to
+ *   cilium_host by the per-pod-CIDR routes: local pods are delivered through cilium_lxc
+ *   (the destination's ingress policy sees identity host), remote pods are tunnelled with
+ *   VNI = host (1), which the far side reads as remote-node (6).
+ */
+#include "lib/common.h"
+#include "lib/eth.h"
+#include "lib/ipv4.h"
+#include "lib/l4.h"
+#include "lib/maps.h"
+#include "lib/trace.h"
+#include "lib/drop.h"
+#include "lib/conntrack.h"
+#include "lib/policy.h"
+#include "lib/lb.h"
+#include "lib/nat.h"
+#include "lib/encap.h"
+
+#define THIS_FILE FILE_BPF_HOST
+
+/* Deliver to a local endpoint or tunnel to a remote one, for traffic whose source is not a
+ * local pod (the host, or the node network after NodePort DNAT). */
+static __always_inline int host_forward(struct __sk_buff *skb, __u32 src_id, __be32 saddr,
+					__be32 daddr, __u8 proto, __u32 l4_off,
+					struct l4_info *l4, struct lb_result *lb)
+{
+	struct runtime_config *cfg = runtime_config();
+	struct endpoint_info *dst;
+	struct remote_endpoint_info *remote;
+	struct ipv4_ct_tuple tuple = {};
+	struct ct_result ct;
+	struct trace_ctx t = {};
+	__u32 flags = cfg ? cfg->flags : 0;
+	int ret;
+
+	dst = lookup_endpoint(daddr);
+	ct_build_tuple(&tuple, saddr, daddr, proto, l4);
+	ct_lookup4(&tuple, l4->tcp_flags, skb->len, &ct);
+	t.reason = ct.status;
+	t.monitor = ct.monitor;
+	t.src_label = src_id;
+
+	if (dst && !(dst->flags & ENDPOINT_F_HOST)) {
+		if (ct.status == CT_NEW) {
+			if (flags & RUNTIME_F_POLICY) {
+				ret = policy_can_access(dst->lxc_id, src_id, 0, proto, l4->dport);
+				if (ret)
+					return DROP(skb, THIS_FILE, METRIC_INGRESS, ret, dst->lxc_id,
+						    src_id, dst->sec_id, dst->lxc_id);
+			}
+			ct_create4(&tuple, src_id, lb->rev_nat_index, lb->backend_id,
+				   l4->tcp_flags, skb->len);
+		}
+		t.obs_point = TRACE_TO_LXC;
+		t.source = dst->lxc_id;
+		t.dst_id = dst->lxc_id;
+		t.dst_label = dst->sec_id;
+		t.ifindex = dst->ifindex;
+		send_trace_notify(skb, &t);
+		ret = deliver_local(skb, dst);
+		if (ret < 0)
+			return DROP(skb, THIS_FILE, METRIC_INGRESS, DROP_WRITE_ERROR, dst->lxc_id,
+				    src_id, dst->sec_id, dst->lxc_id);
+		return ret;
+	}
+	if (dst)
+		return CTX_ACT_OK;
+	remote = lookup_ipcache(daddr);
+	if (remote && (remote->flags & IPCACHE_F_HAS_TUNNEL_EP) && remote->tunnel_endpoint && cfg &&
+	    cfg->vxlan_ifindex) {
+		if (ct.status == CT_NEW)
+			ct_create4(&tuple, src_id, lb->rev_nat_index, lb->backend_id, l4->tcp_flags,
+				   skb->len);
+		t.obs_point = TRACE_TO_OVERLAY;
+		t.flags = TRACE_F_VXLAN;
+		t.dst_label = remote->sec_identity;
+		t.ifindex = cfg->vxlan_ifindex;
+		send_trace_notify(skb, &t);
+		ret = encap_vxlan(skb, remote->tunnel_endpoint, HOST_ID, cfg->vxlan_ifindex);
+		if (ret < 0)
+			return DROP(skb, THIS_FILE, METRIC_EGRESS, DROP_WRITE_ERROR, 0, src_id,
+				    remote->sec_identity, 0);
+		return ret;
+	}
+	return CTX_ACT_OK;
+}
+
+SEC("tc")
+int cil_from_host(struct __sk_buff *skb)
+{
+	struct lb_result lb = {};
+	struct l4_info l4;
+	void *data_end;
+	struct iphdr *ip4;
+
+	if (skb->protocol != bpf_htons(ETH_P_IP))
+		return CTX_ACT_OK;
+	ip4 = ipv4_hdr(skb, &data_end);
+	if (!ip4)
+		return CTX_ACT_OK;
+	if (l4_load(skb, ETH_HLEN + ipv4_hdrlen(ip4), ip4->protocol, &l4) < 0)
+		return CTX_ACT_OK;
+	return host_forward(skb, HOST_ID, ip4->saddr, ip4->daddr, ip4->protocol,
+			    ETH_HLEN + ipv4_hdrlen(ip4), &l4, &lb);
+}
+
+SEC("tc")
+int cil_to_host(struct __sk_buff *skb)
+{
+	return CTX_ACT_OK;
+}
+
+SEC("tc")
+int cil_from_netdev(struct __sk_buff *skb)
+{
+	struct runtime_config *cfg = runtime_config();
+	struct lb_result lb = {};
+	struct l4_info l4;
+	struct endpoint_info *dst;
+	void *data_end;
+	struct iphdr *ip4;
+	__be32 saddr, daddr;
+	__u32 l4_off;
+	__u8 proto;
+	int ret;
+
+	if (skb->protocol != bpf_htons(ETH_P_IP) || !cfg || !(cfg->flags & RUNTIME_F_LB))
+		return CTX_ACT_OK;
+	ip4 = ipv4_hdr(skb, &data_end);
+	if (!ip4)
+		return CTX_ACT_OK;
+	saddr = ip4->saddr;
+	daddr = ip4->daddr;
+	proto = ip4->protocol;
+	l4_off = ETH_HLEN + ipv4_hdrlen(ip4);
+	if (ipv4_is_fragment(ip4) || l4_load(skb, l4_off, proto, &l4) < 0)
+		return CTX_ACT_OK;
+	/* Only frontends this node answers for: its own addresses (NodePort) and
+	 * LoadBalancer/external IPs that are not pod addresses. */
+	dst = lookup_endpoint(daddr);
+	if (dst && !(dst->flags & ENDPOINT_F_HOST))
+		return CTX_ACT_OK;
+	ret = lb4_translate(skb, saddr, &daddr, proto, l4_off, &l4, LB_LOOKUP_SCOPE_EXT, &lb);
+	if (ret > 0)
+		return DROP(skb, THIS_FILE, METRIC_INGRESS, ret, 0, WORLD_ID, 0, 0);
+	if (!lb.rev_nat_index)
+		return CTX_ACT_OK;
+	return host_forward(skb, WORLD_ID, saddr, daddr, proto, l4_off, &l4, &lb);
+}
+
+char _license[] SEC("license") = "GPL";

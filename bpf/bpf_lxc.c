@@ -1,0 +1,178 @@
+/* SPDX-License-Identifier: Apache-2.0 */
+/* bpf_lxc.c: cil_from_container, attached at tc ingress of every lxc device, i.e. on every
+ * packet a pod sends.
+ *
+ * Walk (cilium.md §4, "Pod egress"):
+ *   ARP      -> answered with the lxc MAC (arp.h).
+ *   IPv4     -> source endpoint from cilium_lxc (unknown source: drop 132)
+ *            -> service translation (lb.h: DNAT to a backend, or drop 158)
+ *            -> conntrack (conntrack.h)
+ *            -> destination identity from cilium_ipcache
+ *            -> on a new connection: the source's egress policy (policy.h, 133/181)
+ *            -> local destination (cilium_lxc hit): the destination's ingress policy, MAC
+ *               rewrite and redirect to its lxc (to-endpoint);
+ *               host address (ENDPOINT_F_HOST): up the stack (to-stack);
+ *               remote pod (ipcache tunnel endpoint): VXLAN with VNI = source identity
+ *               (to-overlay); otherwise up the stack (to-stack).
+ *   other L3 -> drop 139 (IPv6 is not enabled).
+ */
+#include "lib/common.h"
+#include "lib/eth.h"
+#include "lib/ipv4.h"
+#include "lib/l4.h"
+#include "lib/maps.h"
+#include "lib/trace.h"
+#include "lib/drop.h"
+#include "lib/conntrack.h"
+#include "lib/policy.h"
+#include "lib/lb.h"
+#include "lib/nat.h"
+#include "lib/arp.h"
+#include "lib/encap.h"
+
+#define THIS_FILE FILE_BPF_LXC
+
+static __always_inline int handle_arp(struct __sk_buff *skb)
+{
+	struct arp_eth arp;
+	struct endpoint_info *src;
+
+	if (!arp_check(skb, &arp))
+		return CTX_ACT_OK;
+	src = lookup_endpoint(arp.ar_sip);
+	if (!src)
+		return CTX_ACT_OK;
+	return arp_respond(skb, &arp, &src->node_mac);
+}
+
+static __always_inline int handle_ipv4(struct __sk_buff *skb)
+{
+	struct runtime_config *cfg = runtime_config();
+	struct endpoint_info *src, *dst;
+	struct remote_endpoint_info *remote;
+	struct ipv4_ct_tuple tuple = {};
+	struct ct_result ct;
+	struct l4_info l4;
+	struct lb_result lb = {};
+	struct trace_ctx t = {};
+	void *data_end;
+	struct iphdr *ip4;
+	__be32 saddr, daddr;
+	__u32 l4_off, src_id, dst_id, flags;
+	__u16 src_ep;
+	__u8 proto;
+	int ret;
+
+	ip4 = ipv4_hdr(skb, &data_end);
+	if (!ip4)
+		return DROP(skb, THIS_FILE, METRIC_EGRESS, DROP_INVALID, 0, 0, 0, 0);
+	saddr = ip4->saddr;
+	daddr = ip4->daddr;
+	proto = ip4->protocol;
+	l4_off = ETH_HLEN + ipv4_hdrlen(ip4);
+
+	src = lookup_endpoint(saddr);
+	if (!src || (src->flags & ENDPOINT_F_HOST))
+		return DROP(skb, THIS_FILE, METRIC_EGRESS, DROP_INVALID_SOURCE_IP, 0, 0, 0, 0);
+	src_ep = src->lxc_id;
+	src_id = src->sec_id;
+	flags = cfg ? cfg->flags : 0;
+
+	if (l4_load(skb, l4_off, proto, &l4) < 0)
+		return DROP(skb, THIS_FILE, METRIC_EGRESS, DROP_CT_INVALID_HDR, src_ep, src_id, 0,
+			    0);
+
+	/* 1. Service translation: a frontend hit DNATs to a backend (lb.h). */
+	if (flags & RUNTIME_F_LB) {
+		ret = lb4_translate(skb, saddr, &daddr, proto, l4_off, &l4, LB_LOOKUP_SCOPE_INT,
+				    &lb);
+		if (ret > 0)
+			return DROP(skb, THIS_FILE, METRIC_EGRESS, ret, src_ep, src_id, 0, 0);
+	}
+
+	/* 2. Conntrack; replies to a translated connection are reverse-NATed. */
+	ct_build_tuple(&tuple, saddr, daddr, proto, &l4);
+	ct_lookup4(&tuple, l4.tcp_flags, skb->len, &ct);
+	if (ct.status == CT_REPLY && ct.rev_nat_index) {
+		ret = lb4_rev_nat(skb, ct.rev_nat_index, proto, l4_off, &saddr);
+		if (ret > 0)
+			return DROP(skb, THIS_FILE, METRIC_EGRESS, ret, src_ep, src_id, 0, 0);
+	}
+
+	/* 3. Destination identity. */
+	remote = lookup_ipcache(daddr);
+	dst_id = remote ? remote->sec_identity : WORLD_ID;
+
+	/* 4. Egress policy of the source, for new connections only. */
+	if (ct.status == CT_NEW && (flags & RUNTIME_F_POLICY)) {
+		ret = policy_can_access(src_ep, dst_id, 1, proto, l4.dport);
+		if (ret)
+			return DROP(skb, THIS_FILE, METRIC_EGRESS, ret, src_ep, src_id, dst_id, 0);
+	}
+
+	t.reason = ct.status;
+	t.monitor = ct.monitor;
+	t.src_label = src_id;
+	t.dst_label = dst_id;
+
+	/* 5. Deliver. */
+	dst = lookup_endpoint(daddr);
+	if (dst && !(dst->flags & ENDPOINT_F_HOST)) {
+		if (ct.status == CT_NEW && (flags & RUNTIME_F_POLICY)) {
+			ret = policy_can_access(dst->lxc_id, src_id, 0, proto, l4.dport);
+			if (ret)
+				return DROP(skb, THIS_FILE, METRIC_INGRESS, ret, dst->lxc_id, src_id,
+					    dst->sec_id, dst->lxc_id);
+		}
+		if (ct.status == CT_NEW)
+			ct_create4(&tuple, src_id, lb.rev_nat_index, lb.backend_id, l4.tcp_flags,
+				   skb->len);
+		t.obs_point = TRACE_TO_LXC;
+		t.source = dst->lxc_id;
+		t.dst_id = dst->lxc_id;
+		t.dst_label = dst->sec_id;
+		t.ifindex = dst->ifindex;
+		send_trace_notify(skb, &t);
+		ret = deliver_local(skb, dst);
+		if (ret < 0)
+			return DROP(skb, THIS_FILE, METRIC_INGRESS, DROP_WRITE_ERROR, src_ep, src_id,
+				    dst_id, dst->lxc_id);
+		return ret;
+	}
+
+	if (ct.status == CT_NEW)
+		ct_create4(&tuple, src_id, lb.rev_nat_index, lb.backend_id, l4.tcp_flags, skb->len);
+	t.source = src_ep;
+
+	if (!dst && remote && (remote->flags & IPCACHE_F_HAS_TUNNEL_EP) &&
+	    remote->tunnel_endpoint && cfg && cfg->vxlan_ifindex) {
+		t.obs_point = TRACE_TO_OVERLAY;
+		t.flags = TRACE_F_VXLAN;
+		t.ifindex = cfg->vxlan_ifindex;
+		send_trace_notify(skb, &t);
+		ret = encap_vxlan(skb, remote->tunnel_endpoint, src_id, cfg->vxlan_ifindex);
+		if (ret < 0)
+			return DROP(skb, THIS_FILE, METRIC_EGRESS, DROP_WRITE_ERROR, src_ep, src_id,
+				    dst_id, 0);
+		return ret;
+	}
+
+	t.obs_point = TRACE_TO_STACK;
+	send_trace_notify(skb, &t);
+	return CTX_ACT_OK;
+}
+
+SEC("tc")
+int cil_from_container(struct __sk_buff *skb)
+{
+	switch (skb->protocol) {
+	case bpf_htons(ETH_P_ARP):
+		return handle_arp(skb);
+	case bpf_htons(ETH_P_IP):
+		return handle_ipv4(skb);
+	default:
+		return DROP(skb, THIS_FILE, METRIC_EGRESS, DROP_UNKNOWN_L3, 0, 0, 0, 0);
+	}
+}
+
+char _license[] SEC("license") = "GPL";

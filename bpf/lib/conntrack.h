@@ -1,0 +1,202 @@
+/* SPDX-License-Identifier: Apache-2.0 */
+/* conntrack.h: Cilium's conntrack tables (cilium.md §3.4): TCP in cilium_ct4_global, every
+ * other protocol in cilium_ct_any4_global, both LRU hashes of ipv4_ct_tuple -> ct_entry.
+ *
+ * Theory of operation (a reduced ct_lookup4/ct_create4):
+ *   1. A packet's tuple is {daddr, saddr, dport, sport, nexthdr, flags=TUPLE_F_OUT}; ICMP
+ *      echo uses the identifier as a port (l4.h).
+ *   2. Lookup of the tuple itself: a hit is CT_ESTABLISHED (the packet travels the way the
+ *      connection was opened).
+ *   3. Lookup of the reversed tuple (addresses and ports swapped): a hit is CT_REPLY.
+ *   4. No hit is CT_NEW; the caller runs policy and then ct_create4() stores the tuple,
+ *      keeping the service's backend and rev-NAT index for load-balanced connections.
+ * Replies and established packets skip policy (issue 6), so a connection allowed when it was
+ * opened survives policy changes and agent restarts.  Entries are not aged by the program:
+ * the LRU evicts the oldest when a table is full; `lifetime` is written for the dump.
+ */
+#ifndef CILIATE_CONNTRACK_H
+#define CILIATE_CONNTRACK_H
+
+#include "common.h"
+#include "l4.h"
+
+#define TUPLE_F_OUT 0
+#define TUPLE_F_IN 1
+#define TUPLE_F_RELATED 2
+#define TUPLE_F_SERVICE 4
+
+#define CT_NEW 0
+#define CT_ESTABLISHED 1
+#define CT_REPLY 2
+#define CT_RELATED 3
+
+#define CT_REPORT_INTERVAL 5 /* seconds, monitor-aggregation-interval */
+#define CT_LIFETIME_TCP 8000
+#define CT_LIFETIME_NONTCP 60
+
+/* 14 B, packed.  0 daddr | 4 saddr | 8 dport | 10 sport | 12 nexthdr | 13 flags */
+struct ipv4_ct_tuple {
+	__be32 daddr;
+	__be32 saddr;
+	__be16 dport;
+	__be16 sport;
+	__u8 nexthdr;
+	__u8 flags;
+} __attribute__((packed));
+
+/* 56 B.  0 reserved0 | 8 backend_id | 16 packets | 24 bytes | 32 lifetime | 36 flags
+ * 38 rev_nat_index | 40 ifindex | 42 tx_flags_seen | 43 rx_flags_seen | 44 src_sec_id
+ * 48 last_tx_report | 52 last_rx_report */
+struct ct_entry {
+	__u64 reserved0;
+	__u64 backend_id;
+	__u64 packets;
+	__u64 bytes;
+	__u32 lifetime;
+	__u16 flags;
+	__u16 rev_nat_index;
+	__u16 ifindex;
+	__u8 tx_flags_seen;
+	__u8 rx_flags_seen;
+	__u32 src_sec_id;
+	__u32 last_tx_report;
+	__u32 last_rx_report;
+};
+
+#define CT_F_RX_CLOSING 0x1
+#define CT_F_TX_CLOSING 0x2
+#define CT_F_SEEN_NON_SYN 0x10
+
+struct {
+	__uint(type, BPF_MAP_TYPE_LRU_HASH);
+	__type(key, struct ipv4_ct_tuple);
+	__type(value, struct ct_entry);
+	__uint(max_entries, 524288);
+	__uint(pinning, LIBBPF_PIN_BY_NAME);
+} cilium_ct4_global SEC(".maps");
+
+struct {
+	__uint(type, BPF_MAP_TYPE_LRU_HASH);
+	__type(key, struct ipv4_ct_tuple);
+	__type(value, struct ct_entry);
+	__uint(max_entries, 262144);
+	__uint(pinning, LIBBPF_PIN_BY_NAME);
+} cilium_ct_any4_global SEC(".maps");
+
+static __always_inline void *ct_map(__u8 nexthdr)
+{
+	if (nexthdr == IPPROTO_TCP)
+		return &cilium_ct4_global;
+	return &cilium_ct_any4_global;
+}
+
+static __always_inline __u32 bpf_sec(void)
+{
+	return (__u32)(bpf_ktime_get_ns() / 1000000000ULL);
+}
+
+struct ct_result {
+	__u8 status;
+	__u8 monitor; /* report this packet (aggregation, trace.h) */
+	__u16 rev_nat_index;
+	__u32 backend_id;
+	__u32 src_sec_id;
+};
+
+static __always_inline void ct_tuple_reverse(const struct ipv4_ct_tuple *t,
+					     struct ipv4_ct_tuple *r)
+{
+	r->daddr = t->saddr;
+	r->saddr = t->daddr;
+	r->dport = t->sport;
+	r->sport = t->dport;
+	r->nexthdr = t->nexthdr;
+	r->flags = t->flags;
+}
+
+/* Account the packet on entry and decide whether it is worth a notification. */
+static __always_inline __u8 ct_touch(struct ct_entry *e, __u8 tcp_flags, __u32 len, int reply)
+{
+	__u32 now = bpf_sec();
+	__u32 *last = reply ? &e->last_rx_report : &e->last_tx_report;
+	__u8 *seen = reply ? &e->rx_flags_seen : &e->tx_flags_seen;
+	__u8 monitor = 0;
+
+	__sync_fetch_and_add(&e->packets, 1);
+	__sync_fetch_and_add(&e->bytes, len);
+	if (tcp_flags & (TCP_FLAG_SYN_ | TCP_FLAG_FIN_ | TCP_FLAG_RST_))
+		monitor = 1;
+	if ((*seen | tcp_flags) != *seen) {
+		*seen |= tcp_flags;
+		monitor = 1;
+	}
+	if (now - *last >= CT_REPORT_INTERVAL) {
+		*last = now;
+		monitor = 1;
+	}
+	if (tcp_flags & (TCP_FLAG_FIN_ | TCP_FLAG_RST_))
+		e->flags |= reply ? CT_F_RX_CLOSING : CT_F_TX_CLOSING;
+	return monitor;
+}
+
+static __always_inline void ct_lookup4(const struct ipv4_ct_tuple *tuple, __u8 tcp_flags,
+				       __u32 len, struct ct_result *res)
+{
+	struct ipv4_ct_tuple rev;
+	struct ct_entry *e;
+	void *map = ct_map(tuple->nexthdr);
+
+	__builtin_memset(res, 0, sizeof(*res));
+	e = bpf_map_lookup_elem(map, tuple);
+	if (e) {
+		res->status = CT_ESTABLISHED;
+		res->rev_nat_index = e->rev_nat_index;
+		res->backend_id = (__u32)e->backend_id;
+		res->src_sec_id = e->src_sec_id;
+		res->monitor = ct_touch(e, tcp_flags, len, 0);
+		return;
+	}
+	ct_tuple_reverse(tuple, &rev);
+	e = bpf_map_lookup_elem(map, &rev);
+	if (e) {
+		res->status = CT_REPLY;
+		res->rev_nat_index = e->rev_nat_index;
+		res->backend_id = (__u32)e->backend_id;
+		res->src_sec_id = e->src_sec_id;
+		res->monitor = ct_touch(e, tcp_flags, len, 1);
+		return;
+	}
+	res->status = CT_NEW;
+	res->monitor = 1;
+}
+
+static __always_inline int ct_create4(const struct ipv4_ct_tuple *tuple, __u32 src_sec_id,
+				      __u16 rev_nat_index, __u32 backend_id, __u8 tcp_flags,
+				      __u32 len)
+{
+	struct ct_entry e = {};
+	__u32 now = bpf_sec();
+
+	e.backend_id = backend_id;
+	e.rev_nat_index = rev_nat_index;
+	e.src_sec_id = src_sec_id;
+	e.packets = 1;
+	e.bytes = len;
+	e.tx_flags_seen = tcp_flags;
+	e.last_tx_report = now;
+	e.lifetime = now + (tuple->nexthdr == IPPROTO_TCP ? CT_LIFETIME_TCP : CT_LIFETIME_NONTCP);
+	return bpf_map_update_elem(ct_map(tuple->nexthdr), tuple, &e, BPF_ANY);
+}
+
+static __always_inline void ct_build_tuple(struct ipv4_ct_tuple *t, __be32 saddr, __be32 daddr,
+					   __u8 proto, const struct l4_info *l4)
+{
+	t->daddr = daddr;
+	t->saddr = saddr;
+	t->dport = l4->dport;
+	t->sport = l4->sport;
+	t->nexthdr = proto;
+	t->flags = TUPLE_F_OUT;
+}
+
+#endif /* CILIATE_CONNTRACK_H */

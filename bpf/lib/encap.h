@@ -1,0 +1,39 @@
+/* SPDX-License-Identifier: Apache-2.0 */
+/* encap.h: local delivery and VXLAN encapsulation, the two ways a packet leaves a program
+ * towards a pod.  Shared by cil_from_container, cil_from_overlay and cil_from_host. */
+#ifndef CILIATE_ENCAP_H
+#define CILIATE_ENCAP_H
+
+#include "common.h"
+#include "eth.h"
+#include "maps.h"
+#include "trace.h"
+
+/* Local delivery: rewrite MACs (dst = pod MAC, src = the lxc MAC of the destination) and
+ * redirect to the destination lxc; leaving the host side of a veth pair delivers into the
+ * pod.  No checksum covers the Ethernet header, so none needs fixing. */
+static __always_inline int deliver_local(struct __sk_buff *skb, const struct endpoint_info *ep)
+{
+	if (eth_store_macs(skb, &ep->mac, &ep->node_mac) < 0)
+		return -1;
+	return bpf_redirect(ep->ifindex, 0);
+}
+
+/* Tunnel to a remote node: the VNI carries the source identity (cilium.md §4), the outer
+ * destination is the node IP from the ipcache; cilium_vxlan (external/collect_md) builds the
+ * outer headers. */
+static __always_inline int encap_vxlan(struct __sk_buff *skb, __be32 tunnel_endpoint,
+				       __u32 src_identity, __u32 vxlan_ifindex)
+{
+	struct bpf_tunnel_key key = {};
+
+	key.tunnel_id = src_identity & 0xFFFFFF;
+	key.remote_ipv4 = bpf_ntohl(tunnel_endpoint);
+	key.tunnel_ttl = 64;
+	if (bpf_skb_set_tunnel_key(skb, &key, offsetof(struct bpf_tunnel_key, tunnel_label) + 4,
+				   BPF_F_ZERO_CSUM_TX) < 0)
+		return -1;
+	return bpf_redirect(vxlan_ifindex, 0);
+}
+
+#endif /* CILIATE_ENCAP_H */

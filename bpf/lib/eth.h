@@ -1,0 +1,30 @@
+/* SPDX-License-Identifier: Apache-2.0 */
+/* eth.h: Ethernet header access and MAC rewriting.
+ *
+ * Cilium stores MACs in its maps as a u64 whose lowest byte is MAC byte 0 (mac_t), so the
+ * first six bytes of the field in memory are the address in wire order: we copy them as is.
+ */
+#ifndef CILIATE_ETH_H
+#define CILIATE_ETH_H
+
+#include "common.h"
+
+typedef __u64 mac_t;
+
+/* Rewrite destination and source MAC: the only change local delivery needs (no checksum
+ * covers the Ethernet header). */
+static __always_inline int eth_store_macs(struct __sk_buff *skb, const mac_t *dst, const mac_t *src)
+{
+	if (bpf_skb_store_bytes(skb, 0, dst, ETH_ALEN, 0) < 0)
+		return -1;
+	if (bpf_skb_store_bytes(skb, ETH_ALEN, src, ETH_ALEN, 0) < 0)
+		return -1;
+	return 0;
+}
+
+static __always_inline int eth_is_bcast(const __u8 *mac)
+{
+	return (mac[0] & mac[1] & mac[2] & mac[3] & mac[4] & mac[5]) == 0xff;
+}
+
+#endif /* CILIATE_ETH_H */

@@ -1,0 +1,102 @@
+/* SPDX-License-Identifier: Apache-2.0 */
+/* policy.h: endpoint policy enforcement (cilium.md §3.3, §6).
+ *
+ * Deviation from Cilium, on purpose: Cilium keeps one LPM map per endpoint
+ * (cilium_policy_v2_NNNNN) and reaches it through a tail call per endpoint.  Swapping or
+ * creating inner maps costs ~15 ms on this kernel, so ciliate keeps ONE shared LPM map,
+ * cilium_policy_v2, whose key is Cilium's policy_key prefixed by the endpoint ID.  The
+ * endpoint ID and the identity/direction are always fully specified (72 static bits); the
+ * protocol and port bits carry the same prefix semantics as Cilium's key.  The CLI and
+ * maps.py present per-endpoint views named cilium_policy_v2_NNNNN with Cilium's 12-byte
+ * key (docs/decisions/0002-bpf-maps.md).
+ *
+ * Lookup (__policy_can_access, numbered as in cilium.md §3.3):
+ *   1. exact key {endpoint, remote identity, direction, proto, dport} with full prefix;
+ *   2. an L3 hit that denies -> DROP_POLICY_DENY (181);
+ *   3. the L4-only lookup (identity 0): chosen if it denies, if there is no L3 hit, or if
+ *      its proto/port prefix is longer; otherwise the L3 entry;
+ *   4. nothing -> DROP_POLICY (133);
+ *   5. an allow with auth -> DROP_POLICY_AUTH_REQUIRED (189); an allow that redirects to
+ *      an L7 proxy -> DROP_PROXY_UNSUPPORTED (180) until the proxy exists.
+ */
+#ifndef CILIATE_POLICY_H
+#define CILIATE_POLICY_H
+
+#include "common.h"
+#include "drop.h"
+
+/* Shared-map key: 16 B.
+ *   0 prefixlen | 4 endpoint_id | 8 sec_label | 12 egress | 13 protocol | 14 dport (be16)
+ * Bytes 8..15 are Cilium's policy_key after its prefixlen word; prefixlen is Cilium's + 32. */
+struct policy_key {
+	__u32 prefixlen;
+	__u32 endpoint_id;
+	__u32 sec_label;
+	__u8 egress;
+	__u8 protocol;
+	__be16 dport;
+};
+
+#define POLICY_FULL_PREFIX (32 + 32 + 8 + 8 + 16)
+
+/* policy_entry, Cilium 1.18: 12 B.
+ *   0 proxy_port (be16) | 2 deny:1 reserved:2 lpm_prefix_length:5 | 3 auth_type:7
+ *   has_explicit_auth_type:1 | 4 proxy_port_priority | 5 pad[3] | 8 cookie */
+struct policy_entry {
+	__be16 proxy_port;
+	__u8 deny : 1, reserved : 2, lpm_prefix_length : 5;
+	__u8 auth_type : 7, has_explicit_auth_type : 1;
+	__u8 proxy_port_priority;
+	__u8 pad[3];
+	__u32 cookie;
+};
+
+struct {
+	__uint(type, BPF_MAP_TYPE_LPM_TRIE);
+	__type(key, struct policy_key);
+	__type(value, struct policy_entry);
+	__uint(max_entries, 65536);
+	__uint(map_flags, BPF_F_NO_PREALLOC);
+	__uint(pinning, LIBBPF_PIN_BY_NAME);
+} cilium_policy_v2 SEC(".maps");
+
+/* Match types reported in policy verdicts (cilium.md §3.3 step 6). */
+#define POLICY_MATCH_NONE 0
+#define POLICY_MATCH_L3_ONLY 1
+#define POLICY_MATCH_L3_L4 2
+#define POLICY_MATCH_L4_ONLY 3
+#define POLICY_MATCH_ALL 4
+
+/* Returns 0 to allow or a positive drop reason. */
+static __always_inline int policy_can_access(__u16 endpoint_id, __u32 remote_id, __u8 egress,
+					     __u8 proto, __be16 dport)
+{
+	struct policy_key key = {};
+	struct policy_entry *l3, *l4, *chosen;
+
+	key.prefixlen = POLICY_FULL_PREFIX;
+	key.endpoint_id = endpoint_id;
+	key.sec_label = remote_id;
+	key.egress = egress;
+	key.protocol = proto;
+	key.dport = dport;
+	l3 = bpf_map_lookup_elem(&cilium_policy_v2, &key);
+	if (l3 && l3->deny)
+		return DROP_POLICY_DENY;
+	key.sec_label = 0;
+	l4 = bpf_map_lookup_elem(&cilium_policy_v2, &key);
+	if (l4 && l4->deny)
+		return DROP_POLICY_DENY;
+	chosen = l3;
+	if (l4 && (!l3 || l4->lpm_prefix_length > l3->lpm_prefix_length))
+		chosen = l4;
+	if (!chosen)
+		return DROP_POLICY;
+	if (chosen->auth_type)
+		return DROP_POLICY_AUTH_REQUIRED;
+	if (chosen->proxy_port)
+		return DROP_PROXY_UNSUPPORTED;
+	return 0;
+}
+
+#endif /* CILIATE_POLICY_H */
