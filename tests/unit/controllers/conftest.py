@@ -9,7 +9,7 @@ from __future__ import annotations
 
 import copy
 import json
-from collections.abc import Iterator, Sequence
+from collections.abc import Callable, Iterator, Sequence
 from pathlib import Path
 
 import pytest
@@ -116,3 +116,52 @@ def example_cluster(store: MemoryStore, example_config: ClusterConfig) -> Memory
         ObjectKey(*doc_key(cluster_doc(example_config)))
     )
     return store
+
+
+def load_docs(path: Path) -> list[Doc]:
+    import yaml
+
+    return [d for d in yaml.safe_load_all(path.read_text()) if d]
+
+
+ApplyFn = Callable[[Sequence[Doc]], int]
+
+
+@pytest.fixture
+def apply(store: MemoryStore, example_config: ClusterConfig) -> ApplyFn:
+    """What ``ciliate apply`` does with a valid batch: admit, write, reconcile.
+
+    Returns the number of changes the reconcile wrote.
+    """
+    import random
+
+    from ciliate.controllers.admission import admit
+    from ciliate.controllers.reconcile import reconcile
+
+    def run(docs: Sequence[Doc]) -> int:
+        admitted = admit(docs, store, example_config)
+        store.put_docs(admitted)
+        return reconcile(store, example_config, random.Random(7))
+
+    return run
+
+
+@pytest.fixture
+def networking101(example_cluster: MemoryStore, apply: ApplyFn) -> MemoryStore:
+    apply(load_docs(EXAMPLES / "networking101" / "workloads.yaml"))
+    return example_cluster
+
+
+@pytest.fixture
+def examples_dir() -> Path:
+    return EXAMPLES
+
+
+@pytest.fixture
+def new_store() -> Callable[[], MemoryStore]:
+    return MemoryStore
+
+
+@pytest.fixture
+def read_docs() -> Callable[[Path], list[Doc]]:
+    return load_docs
