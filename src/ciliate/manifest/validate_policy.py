@@ -88,6 +88,8 @@ def _np_ports(ck: Checker, rule: dict[str, Any], p: str) -> None:
         if end is None:
             continue
         ep = join_path(pp, "endPort")
+        if num is None and port.get("port") is not None:
+            continue  # the port itself is already reported
         if not isinstance(num, int):
             ck.error(ep, "may only be given with a numeric port")
         elif (reason := syntax.check_port_number(end)) is not None:
@@ -132,6 +134,8 @@ def _cnp_ports(ck: Checker, rule: dict[str, Any], p: str) -> None:
             if end is None:
                 continue
             ep = join_path(pp, "endPort")
+            if num is None and port.get("port") is not None:
+                continue  # the port itself is already reported
             if not isinstance(num, int):
                 ck.error(ep, "may only be given with a numeric port")
             elif (reason := syntax.check_port_number(end)) is not None:
