@@ -380,7 +380,12 @@ def compute_service_entries(
             if two_scopes:
                 scopes.append((LB_SCOPE_INT, int_local))
             targets: list[tuple[str, str]] = (
-                [(n.name, str(n.internal_ip)) for n in nodes] if per_node else [("", fe.address)]
+                [
+                    (n.name, str(n.internal_ip) if fe.address == NODE_ADDRESS else fe.address)
+                    for n in nodes
+                ]
+                if per_node
+                else [("", fe.address)]
             )
             for node_name, addr_text in targets:
                 addr = IPv4Address(addr_text)

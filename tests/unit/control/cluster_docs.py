@@ -61,8 +61,15 @@ def namespace(name: str, labels: dict[str, str] | None = None) -> Doc:
                                                   **(labels or {})}}}  # fmt: skip
 
 
-def pod(ns: str, name: str, node: str, ip: str, labels: dict[str, str],
-        ports: list[dict[str, Any]] | None = None, ready: bool = True) -> Doc:
+def pod(
+    ns: str,
+    name: str,
+    node: str,
+    ip: str,
+    labels: dict[str, str],
+    ports: list[dict[str, Any]] | None = None,
+    ready: bool = True,
+) -> Doc:
     return {
         "apiVersion": "v1", "kind": "Pod",
         "metadata": {"name": name, "namespace": ns, "labels": labels},
@@ -88,10 +95,17 @@ def networking101() -> list[Doc]:
     ]  # fmt: skip
 
 
-def service(ns: str, name: str, cluster_ip: str, ports: list[dict[str, Any]],
-            selector: dict[str, str] | None = None, type_: str = "ClusterIP",
-            lb_ingress: list[str] | None = None, annotations: dict[str, str] | None = None,
-            **spec: Any) -> Doc:
+def service(
+    ns: str,
+    name: str,
+    cluster_ip: str,
+    ports: list[dict[str, Any]],
+    selector: dict[str, str] | None = None,
+    type_: str = "ClusterIP",
+    lb_ingress: list[str] | None = None,
+    annotations: dict[str, str] | None = None,
+    **spec: Any,
+) -> Doc:
     d: Doc = {
         "apiVersion": "v1", "kind": "Service",
         "metadata": {"name": name, "namespace": ns, "annotations": annotations or {}},
@@ -103,8 +117,13 @@ def service(ns: str, name: str, cluster_ip: str, ports: list[dict[str, Any]],
     return d
 
 
-def endpoint_slice(ns: str, svc: str, endpoints: list[tuple[str, str, bool]],
-                   ports: list[dict[str, Any]], name: str = "") -> Doc:
+def endpoint_slice(
+    ns: str,
+    svc: str,
+    endpoints: list[tuple[str, str, bool]],
+    ports: list[dict[str, Any]],
+    name: str = "",
+) -> Doc:
     """endpoints: (ip, nodeName, ready)."""
     return {
         "apiVersion": "discovery.k8s.io/v1", "kind": "EndpointSlice",
