@@ -1,0 +1,746 @@
+"""``hubble observe`` filters: flags → a flow predicate (cilium.md §13.12).
+
+Role: ``add_filter_arguments(parser)`` declares hubble's filter flags on an argparse
+parser; ``from_args(args)`` turns the parsed values into a ``FlowFilter``, a predicate
+over ``Flow`` with ``select(flows)`` for ``--last``/``--first``. Also usable without
+argparse: ``build_filter([Term(...), ...])``. Pure apart from one clock read: relative
+``--since 5m`` needs the current time, which ``from_args`` takes from ``now_ns`` when
+given (tests) and reads once otherwise. Imports only the standard library,
+``ciliate.errors``, ``ciliate.model.meta`` and ``ciliate.observe``.
+
+Semantics, as Hubble's FlowFilter lists:
+
+1. Values of one flag kind are ORed (``--verdict DROPPED --verdict AUDIT``).
+2. Different kinds are ANDed (``--from-pod shop/web --protocol tcp``).
+3. Either-direction flags (``--pod``, ``--ip``, ``--namespace``, ``--label``,
+   ``--identity``, ``--port``, ``--service``, ``--fqdn``) build two specs like the
+   hubble CLI does: one with them as source, one as destination; a flow matches if
+   either spec matches (so ``--pod a --port 80`` means "a's side uses port 80").
+4. ``--not`` negates the next filter flag: negated flags form a deny list built the
+   same way; a flow is shown when it matches the allow list (or there is none) and
+   no deny-list spec.
+5. ``--since``/``--until`` bound the flow time; ``--last N``/``--first N`` select from
+   what matched (``FlowFilter.select``).
+"""
+
+from __future__ import annotations
+
+import argparse
+import fnmatch
+import ipaddress
+import re
+import time
+from collections.abc import Callable, Iterable, Mapping, Sequence
+from dataclasses import dataclass, replace
+from typing import Any
+from urllib.parse import urlsplit
+
+from ciliate.errors import CiliateError
+from ciliate.model.meta import LabelSelector, Requirement, SelectorOp
+from ciliate.observe.flow import (
+    SCTP,
+    TCP,
+    UDP,
+    Endpoint,
+    Flow,
+    ICMPv4,
+    ICMPv6,
+    IPVersion,
+    TCPFlags,
+    TrafficDirection,
+    Verdict,
+)
+from ciliate.observe.reasons import (
+    DROP_REASON_BY_NAME,
+    MESSAGE_TYPE_NAMES,
+    RESERVED_IDENTITY_BY_NAME,
+    TRACE_POINT_BY_NAME,
+    MessageType,
+)
+
+
+class FilterError(CiliateError):
+    """A filter flag value that cannot be understood (exit status 1)."""
+
+
+IPNet = ipaddress.IPv4Network | ipaddress.IPv6Network
+
+
+@dataclass(frozen=True, slots=True)
+class EventTypeMatch:
+    type: int
+    sub_type: int | None = None  # None = any subtype
+
+
+@dataclass(frozen=True, slots=True)
+class FilterSpec:
+    """One hubble ``FlowFilter``: every non-empty field must match (values ORed)."""
+
+    source_ip: tuple[IPNet, ...] = ()
+    destination_ip: tuple[IPNet, ...] = ()
+    source_pod: tuple[str, ...] = ()  # "ns/prefix", "prefix" (any namespace)
+    destination_pod: tuple[str, ...] = ()
+    source_namespace: tuple[str, ...] = ()
+    destination_namespace: tuple[str, ...] = ()
+    source_label: tuple[LabelSelector, ...] = ()
+    destination_label: tuple[LabelSelector, ...] = ()
+    source_identity: tuple[int, ...] = ()
+    destination_identity: tuple[int, ...] = ()
+    source_port: tuple[int, ...] = ()
+    destination_port: tuple[int, ...] = ()
+    source_service: tuple[str, ...] = ()
+    destination_service: tuple[str, ...] = ()
+    source_fqdn: tuple[str, ...] = ()
+    destination_fqdn: tuple[str, ...] = ()
+    verdict: tuple[Verdict, ...] = ()
+    event_type: tuple[EventTypeMatch, ...] = ()
+    protocol: tuple[str, ...] = ()
+    traffic_direction: tuple[TrafficDirection, ...] = ()
+    node_name: tuple[str, ...] = ()
+    http_status_code: tuple[str, ...] = ()
+    http_method: tuple[str, ...] = ()
+    http_path: tuple[re.Pattern[str], ...] = ()
+    drop_reason_desc: tuple[str, ...] = ()
+    uuid: tuple[str, ...] = ()
+    tcp_flags: tuple[frozenset[str], ...] = ()
+    ip_version: tuple[IPVersion, ...] = ()
+
+    def is_empty(self) -> bool:
+        return not any(getattr(self, f) for f in self.__dataclass_fields__)
+
+    def matches(self, flow: Flow) -> bool:
+        for name, check in _CHECKS:
+            values = getattr(self, name)
+            if values and not any(check(flow, v) for v in values):
+                return False
+        return True
+
+
+# --- per-field checks -----------------------------------------------------------------
+
+
+def _ip_in(addr: str, net: IPNet) -> bool:
+    if not addr:
+        return False
+    try:
+        return ipaddress.ip_address(addr) in net
+    except ValueError:
+        return False
+
+
+def _pod_match(ep: Endpoint | None, pattern: str) -> bool:
+    if ep is None or (not ep.pod_name and not pattern.endswith("/")):
+        return False
+    if "/" in pattern:
+        ns, prefix = pattern.split("/", 1)
+        if ns and ep.namespace != ns:
+            return False
+        return ep.pod_name.startswith(prefix) if prefix else True
+    return ep.pod_name.startswith(pattern)
+
+
+def _label_map(ep: Endpoint | None) -> dict[str, str]:
+    """Labels keyed with their source (``k8s:app``), bare (``app``) and ``any:app``."""
+    out: dict[str, str] = {}
+    if ep is None:
+        return out
+    for lab in ep.labels:
+        key, _, value = lab.partition("=")
+        out[key] = value
+        source, sep, bare = key.partition(":")
+        if sep and source and bare:
+            out.setdefault(bare, value)
+            out.setdefault(f"any:{bare}", value)
+    return out
+
+
+def _service_match(svc_ns: str, svc_name: str, pattern: str) -> bool:
+    if not svc_name:
+        return False
+    if "/" in pattern:
+        ns, prefix = pattern.split("/", 1)
+        if ns and svc_ns != ns:
+            return False
+        return svc_name.startswith(prefix)
+    return svc_name.startswith(pattern)
+
+
+def _protocol_match(flow: Flow, proto: str) -> bool:
+    l4 = flow.l4
+    if proto == "tcp":
+        return isinstance(l4, TCP)
+    if proto == "udp":
+        return isinstance(l4, UDP)
+    if proto == "sctp":
+        return isinstance(l4, SCTP)
+    if proto == "icmp":
+        return isinstance(l4, ICMPv4 | ICMPv6)
+    if proto == "icmpv4":
+        return isinstance(l4, ICMPv4)
+    if proto == "icmpv6":
+        return isinstance(l4, ICMPv6)
+    l7 = flow.l7
+    if proto == "http":
+        return l7 is not None and l7.http is not None
+    if proto == "dns":
+        return l7 is not None and l7.dns is not None
+    return False
+
+
+def _event_type_match(flow: Flow, m: EventTypeMatch) -> bool:
+    mt = flow.message_type
+    if mt is None or int(mt) != m.type:
+        return False
+    if m.sub_type is None:
+        return True
+    sub = flow.event_type.sub_type if flow.event_type is not None else None
+    return sub == m.sub_type
+
+
+def _node_match(flow: Flow, pattern: str) -> bool:
+    name = flow.node_name
+    if fnmatch.fnmatchcase(name, pattern):
+        return True
+    # A pattern without a cluster part matches the node in any cluster.
+    return "/" not in pattern and fnmatch.fnmatchcase(name.rpartition("/")[2], pattern)
+
+
+def _http_status_match(flow: Flow, spec: str) -> bool:
+    if flow.l7 is None or flow.l7.http is None or not flow.l7.http.code:
+        return False
+    code = str(flow.l7.http.code)
+    if spec.endswith("+"):
+        return code.startswith(spec[:-1])
+    return code == spec
+
+
+def _http_path_match(flow: Flow, pattern: re.Pattern[str]) -> bool:
+    if flow.l7 is None or flow.l7.http is None:
+        return False
+    return pattern.search(urlsplit(flow.l7.http.url).path or "/") is not None
+
+
+def _tcp_flags_match(flow: Flow, flags: frozenset[str]) -> bool:
+    return isinstance(flow.l4, TCP) and all(getattr(flow.l4.flags, f) for f in flags)
+
+
+Check = Callable[[Flow, Any], bool]
+
+_CHECKS: tuple[tuple[str, Check], ...] = (
+    ("source_ip", lambda f, n: _ip_in(f.ip.source if f.ip else "", n)),
+    ("destination_ip", lambda f, n: _ip_in(f.ip.destination if f.ip else "", n)),
+    ("source_pod", lambda f, p: _pod_match(f.source, p)),
+    ("destination_pod", lambda f, p: _pod_match(f.destination, p)),
+    ("source_namespace", lambda f, ns: f.source is not None and f.source.namespace == ns),
+    (
+        "destination_namespace",
+        lambda f, ns: f.destination is not None and f.destination.namespace == ns,
+    ),
+    ("source_label", lambda f, s: s.matches(_label_map(f.source))),
+    ("destination_label", lambda f, s: s.matches(_label_map(f.destination))),
+    ("source_identity", lambda f, i: (f.source.identity if f.source else 0) == i),
+    ("destination_identity", lambda f, i: (f.destination.identity if f.destination else 0) == i),
+    ("source_port", lambda f, p: f.ports[0] == p and p != 0),
+    ("destination_port", lambda f, p: f.ports[1] == p and p != 0),
+    (
+        "source_service",
+        lambda f, p: (
+            f.source_service is not None
+            and _service_match(f.source_service.namespace, f.source_service.name, p)
+        ),
+    ),
+    (
+        "destination_service",
+        lambda f, p: (
+            f.destination_service is not None
+            and _service_match(f.destination_service.namespace, f.destination_service.name, p)
+        ),
+    ),
+    ("source_fqdn", lambda f, p: any(fnmatch.fnmatch(n, p) for n in f.source_names)),
+    ("destination_fqdn", lambda f, p: any(fnmatch.fnmatch(n, p) for n in f.destination_names)),
+    ("verdict", lambda f, v: f.verdict is v),
+    ("event_type", _event_type_match),
+    ("protocol", _protocol_match),
+    ("traffic_direction", lambda f, d: f.traffic_direction is d),
+    ("node_name", _node_match),
+    ("http_status_code", _http_status_match),
+    (
+        "http_method",
+        lambda f, m: f.l7 is not None and f.l7.http is not None and f.l7.http.method.upper() == m,
+    ),
+    ("http_path", _http_path_match),
+    ("drop_reason_desc", lambda f, n: bool(f.drop_reason) and f.drop_reason_desc == n),
+    ("uuid", lambda f, u: f.uuid == u),
+    ("tcp_flags", _tcp_flags_match),
+    ("ip_version", lambda f, v: f.ip is not None and f.ip.ip_version is v),
+)
+
+
+# --- the whole filter -----------------------------------------------------------------
+
+
+@dataclass(frozen=True, slots=True)
+class FlowFilter:
+    """Allow list, deny list, time bounds and scope: ``flt(flow) -> bool``."""
+
+    allow: tuple[FilterSpec, ...] = ()
+    deny: tuple[FilterSpec, ...] = ()
+    since_ns: int | None = None
+    until_ns: int | None = None
+    last: int | None = None  # --last N: the newest N matching flows
+    first: int | None = None  # --first N: the oldest N matching flows
+
+    def __call__(self, flow: Flow) -> bool:
+        return self.matches(flow)
+
+    def matches(self, flow: Flow) -> bool:
+        if self.since_ns is not None and flow.time_ns < self.since_ns:
+            return False
+        if self.until_ns is not None and flow.time_ns > self.until_ns:
+            return False
+        if self.allow and not any(s.matches(flow) for s in self.allow):
+            return False
+        return not any(s.matches(flow) for s in self.deny)
+
+    def select(self, flows: Iterable[Flow]) -> list[Flow]:
+        """The matching flows, cut to ``--first``/``--last`` (oldest first)."""
+        out = [f for f in flows if self.matches(f)]
+        if self.first is not None:
+            out = out[: self.first]
+        if self.last is not None:
+            out = out[-self.last :] if self.last > 0 else []
+        return out
+
+
+MATCH_ALL = FlowFilter()
+
+
+# --- terms: one flag occurrence -------------------------------------------------------
+
+
+@dataclass(frozen=True, slots=True)
+class Term:
+    """One filter flag as given: ``Term("from-pod", "shop/web")``, maybe negated."""
+
+    flag: str
+    value: str
+    negated: bool = False
+
+
+# flag → (source field, destination field); either-direction flags use both.
+_DIRECTIONAL: Mapping[str, tuple[str, str]] = {
+    "ip": ("source_ip", "destination_ip"),
+    "pod": ("source_pod", "destination_pod"),
+    "namespace": ("source_namespace", "destination_namespace"),
+    "label": ("source_label", "destination_label"),
+    "identity": ("source_identity", "destination_identity"),
+    "port": ("source_port", "destination_port"),
+    "service": ("source_service", "destination_service"),
+    "fqdn": ("source_fqdn", "destination_fqdn"),
+}
+_GLOBAL: Mapping[str, str] = {
+    "verdict": "verdict",
+    "type": "event_type",
+    "protocol": "protocol",
+    "traffic-direction": "traffic_direction",
+    "node-name": "node_name",
+    "http-status": "http_status_code",
+    "http-method": "http_method",
+    "http-path": "http_path",
+    "drop-reason-desc": "drop_reason_desc",
+    "uuid": "uuid",
+    "tcp-flags": "tcp_flags",
+    "ip-version": "ip_version",
+}
+
+
+def _parse_value(field_name: str, flag: str, raw: str) -> Any:
+    """Parse a flag value for a FilterSpec field; FilterError names the flag."""
+    v = raw.strip()
+    try:
+        if field_name.endswith("_ip"):
+            return ipaddress.ip_network(v, strict=False)
+        if field_name.endswith("_identity"):
+            if v in RESERVED_IDENTITY_BY_NAME:
+                return RESERVED_IDENTITY_BY_NAME[v]
+            return int(v.removeprefix("reserved:"))
+        if field_name.endswith("_port"):
+            port = int(v)
+            if not 0 < port < 65536:
+                raise ValueError("port out of range")
+            return port
+        if field_name.endswith("_label"):
+            return parse_label_selector(v)
+        if field_name.endswith("_namespace"):
+            return v.rstrip("/")
+        if field_name == "verdict":
+            return Verdict[v.upper()]
+        if field_name == "event_type":
+            return _parse_event_type(v)
+        if field_name == "protocol":
+            p = v.lower()
+            if p not in ("tcp", "udp", "sctp", "icmp", "icmpv4", "icmpv6", "http", "dns", "kafka"):
+                raise ValueError("unknown protocol")
+            return p
+        if field_name == "traffic_direction":
+            return TrafficDirection[v.upper()]
+        if field_name == "http_status_code":
+            if not re.fullmatch(r"[1-5](\d{0,2}\+|\d\d)", v):
+                raise ValueError("expected a status code (404) or a class (5+)")
+            return v
+        if field_name == "http_method":
+            return v.upper()
+        if field_name == "http_path":
+            return re.compile(v)
+        if field_name == "drop_reason_desc":
+            if v.upper() not in DROP_REASON_BY_NAME:
+                raise ValueError("unknown drop reason")
+            return v.upper()
+        if field_name == "tcp_flags":
+            flags = frozenset(x.strip().upper() for x in v.split(",") if x.strip())
+            if not flags or not flags <= set(TCPFlags.SUMMARY_ORDER):
+                raise ValueError("expected flags like SYN,ACK")
+            return flags
+        if field_name == "ip_version":
+            vv = v.lower().removeprefix("ip").removeprefix("v")
+            return {"4": IPVersion.IPv4, "6": IPVersion.IPv6}[vv]
+    except (ValueError, KeyError, re.error) as e:
+        raise FilterError(f"--{flag}: invalid value {raw!r}: {e}") from None
+    return v
+
+
+def _parse_event_type(v: str) -> EventTypeMatch:
+    name, _, sub = v.partition(":")
+    mt = MESSAGE_TYPE_NAMES.get(name.lower())
+    if mt is None:
+        raise ValueError(f"unknown type (one of {', '.join(MESSAGE_TYPE_NAMES)})")
+    if not sub:
+        return EventTypeMatch(int(mt))
+    if sub.isdigit():
+        return EventTypeMatch(int(mt), int(sub))
+    if mt is MessageType.TRACE and sub in TRACE_POINT_BY_NAME:
+        return EventTypeMatch(int(mt), TRACE_POINT_BY_NAME[sub].subtype)
+    if mt is MessageType.DROP and sub.upper() in DROP_REASON_BY_NAME:
+        return EventTypeMatch(int(mt), DROP_REASON_BY_NAME[sub.upper()].code)
+    raise ValueError(f"unknown {name} subtype {sub!r}")
+
+
+_SEL_TERM = re.compile(
+    r"""^\s*(?:
+        (?P<not>!)\s*(?P<nkey>[^\s=!,()]+)                              # !key
+      | (?P<skey>[^\s=!,()]+)\s+(?P<op>in|notin)\s*\((?P<vals>[^)]*)\)  # key in (a,b)
+      | (?P<ekey>[^\s=!,()]+)\s*(?P<eq>==|=|!=)\s*(?P<val>[^\s,()]*)    # key=value
+      | (?P<xkey>[^\s=!,()]+)                                           # key
+    )\s*$""",
+    re.VERBOSE,
+)
+
+
+def parse_label_selector(text: str) -> LabelSelector:
+    """Kubernetes' label selector syntax (``app=web,tier!=db,env in (a,b),!legacy``)."""
+    parts: list[str] = []
+    depth, cur = 0, ""
+    for ch in text:
+        if ch == "(":
+            depth += 1
+        elif ch == ")":
+            depth -= 1
+        if ch == "," and depth == 0:
+            parts.append(cur)
+            cur = ""
+        else:
+            cur += ch
+    parts.append(cur)
+    reqs: list[Requirement] = []
+    for part in parts:
+        if not part.strip():
+            raise ValueError(f"empty term in selector {text!r}")
+        m = _SEL_TERM.match(part)
+        if m is None:
+            raise ValueError(f"cannot parse selector term {part.strip()!r}")
+        if m["not"]:
+            reqs.append(Requirement(m["nkey"], SelectorOp.DOES_NOT_EXIST))
+        elif m["skey"]:
+            vals = frozenset(x.strip() for x in m["vals"].split(",") if x.strip())
+            op = SelectorOp.IN if m["op"] == "in" else SelectorOp.NOT_IN
+            reqs.append(Requirement(m["skey"], op, vals))
+        elif m["ekey"]:
+            op = SelectorOp.NOT_IN if m["eq"] == "!=" else SelectorOp.IN
+            reqs.append(Requirement(m["ekey"], op, frozenset({m["val"]})))
+        else:
+            reqs.append(Requirement(m["xkey"], SelectorOp.EXISTS))
+    return LabelSelector(tuple(reqs))
+
+
+def _build_specs(terms: Sequence[Term]) -> tuple[FilterSpec, ...]:
+    """Hubble's left/right construction (see the module docstring, rule 3)."""
+    common: dict[str, list[Any]] = {}
+    left: dict[str, list[Any]] = {}
+    right: dict[str, list[Any]] = {}
+    either = False
+    for t in terms:
+        flag = t.flag
+        if flag in _GLOBAL:
+            fname = _GLOBAL[flag]
+            common.setdefault(fname, []).append(_parse_value(fname, flag, t.value))
+            continue
+        base = flag.removeprefix("from-").removeprefix("to-")
+        if base not in _DIRECTIONAL:
+            raise FilterError(f"unknown filter --{flag}")
+        src, dst = _DIRECTIONAL[base]
+        if flag.startswith("from-"):
+            common.setdefault(src, []).append(_parse_value(src, flag, t.value))
+        elif flag.startswith("to-"):
+            common.setdefault(dst, []).append(_parse_value(dst, flag, t.value))
+        else:
+            either = True
+            left.setdefault(src, []).append(_parse_value(src, flag, t.value))
+            right.setdefault(dst, []).append(_parse_value(dst, flag, t.value))
+    if not terms:
+        return ()
+    base_spec = FilterSpec(**{k: tuple(v) for k, v in common.items()})
+    if not either:
+        return (base_spec,)
+    specs = []
+    for side in (left, right):
+        merged = {k: tuple(v) for k, v in common.items()}
+        for k, v in side.items():
+            merged[k] = merged.get(k, ()) + tuple(v)
+        specs.append(FilterSpec(**merged))
+    return tuple(specs)
+
+
+def build_filter(
+    terms: Sequence[Term],
+    *,
+    since_ns: int | None = None,
+    until_ns: int | None = None,
+    last: int | None = None,
+    first: int | None = None,
+) -> FlowFilter:
+    return FlowFilter(
+        allow=_build_specs([t for t in terms if not t.negated]),
+        deny=_build_specs([t for t in terms if t.negated]),
+        since_ns=since_ns,
+        until_ns=until_ns,
+        last=last,
+        first=first,
+    )
+
+
+# --- times ------------------------------------------------------------------------------
+
+_DURATION = re.compile(r"(\d+(?:\.\d+)?)(ns|us|µs|ms|s|m|h|d)")
+_DURATIONS = re.compile(r"(?:\d+(?:\.\d+)?(?:ns|us|µs|ms|s|m|h|d))+")
+_UNIT_NS = {
+    "ns": 1,
+    "us": 1_000,
+    "µs": 1_000,
+    "ms": 1_000_000,
+    "s": 1_000_000_000,
+    "m": 60_000_000_000,
+    "h": 3_600_000_000_000,
+    "d": 86_400_000_000_000,
+}
+
+
+def parse_time(text: str, now_ns: int) -> int:
+    """``--since``/``--until`` values: a duration ago (``30s``, ``5m``, ``1h30m``,
+    ``2d``), or an RFC 3339 / ISO 8601 time (UTC when no zone is given)."""
+    from ciliate.observe.jsonpb import parse_timestamp
+
+    v = text.strip()
+    if _DURATIONS.fullmatch(v):
+        total = sum(float(n) * _UNIT_NS[u] for n, u in _DURATION.findall(v))
+        return now_ns - int(total)
+    iso = v.replace(" ", "T")
+    if len(iso) == 10:  # a date alone
+        iso += "T00:00:00"
+    try:
+        return parse_timestamp(iso)
+    except ValueError:
+        raise FilterError(
+            f"invalid time {text!r}: use a duration (30s, 5m, 1h) or RFC 3339"
+        ) from None
+
+
+# --- argparse ------------------------------------------------------------------------
+
+TERMS_DEST = "flow_filter_terms"
+_NEGATE_DEST = "_flow_filter_negate_next"
+
+
+class _TermAction(argparse.Action):
+    """Records one filter flag occurrence as a ``Term`` (negated after ``--not``)."""
+
+    def __init__(self, *args: Any, term_flag: str, **kwargs: Any) -> None:
+        super().__init__(*args, **kwargs)
+        self.term_flag = term_flag
+
+    def __call__(
+        self,
+        parser: argparse.ArgumentParser,
+        namespace: argparse.Namespace,
+        values: str | Sequence[Any] | None,
+        option_string: str | None = None,
+    ) -> None:
+        terms = list(getattr(namespace, TERMS_DEST, None) or [])
+        negate = bool(getattr(namespace, _NEGATE_DEST, False))
+        vals = values if isinstance(values, list) else [values]
+        for v in vals:
+            terms.append(Term(self.term_flag, str(v), negate))
+        setattr(namespace, TERMS_DEST, terms)
+        setattr(namespace, _NEGATE_DEST, False)
+
+
+class _NotAction(argparse.Action):
+    def __call__(
+        self,
+        parser: argparse.ArgumentParser,
+        namespace: argparse.Namespace,
+        values: str | Sequence[Any] | None,
+        option_string: str | None = None,
+    ) -> None:
+        setattr(namespace, _NEGATE_DEST, True)
+
+
+# (flags, metavar, help); the first long flag names the Term.
+_FILTER_FLAGS: tuple[tuple[tuple[str, ...], str, str], ...] = (
+    (("--pod",), "[NS/]POD", "flows from or to pods whose name starts with POD"),
+    (("--from-pod",), "[NS/]POD", "flows from pods whose name starts with POD"),
+    (("--to-pod",), "[NS/]POD", "flows to pods whose name starts with POD"),
+    (("-n", "--namespace"), "NS", "flows from or to pods in namespace NS"),
+    (("--from-namespace",), "NS", "flows from pods in NS"),
+    (("--to-namespace",), "NS", "flows to pods in NS"),
+    (("--ip",), "IP|CIDR", "flows from or to this address or range"),
+    (("--from-ip",), "IP|CIDR", "flows from this address or range"),
+    (("--to-ip",), "IP|CIDR", "flows to this address or range"),
+    (("-l", "--label"), "SELECTOR", "flows from or to endpoints matching the label selector"),
+    (("--from-label",), "SELECTOR", "flows from endpoints matching the selector"),
+    (("--to-label",), "SELECTOR", "flows to endpoints matching the selector"),
+    (("--identity",), "ID", "flows from or to this security identity (number or name)"),
+    (("--from-identity",), "ID", "flows from this identity"),
+    (("--to-identity",), "ID", "flows to this identity"),
+    (("--port",), "PORT", "flows with this L4 source or destination port"),
+    (("--from-port",), "PORT", "flows with this L4 source port"),
+    (("--to-port",), "PORT", "flows with this L4 destination port"),
+    (("--service",), "[NS/]SVC", "flows from or to this service"),
+    (("--from-service",), "[NS/]SVC", "flows from this service"),
+    (("--to-service",), "[NS/]SVC", "flows to this service"),
+    (("--fqdn",), "PATTERN", "flows from or to this DNS name (wildcards ok)"),
+    (("--from-fqdn",), "PATTERN", "flows from this DNS name"),
+    (("--to-fqdn",), "PATTERN", "flows to this DNS name"),
+    (
+        ("--verdict",),
+        "VERDICT",
+        "FORWARDED, DROPPED, AUDIT, REDIRECTED, ERROR, TRACED or TRANSLATED",
+    ),
+    (
+        ("-t", "--type"),
+        "TYPE[:SUB]",
+        "trace, drop, policy-verdict, l7, capture, trace-sock, debug, agent (e.g. trace:to-endpoint)",
+    ),
+    (("--protocol",), "PROTO", "tcp, udp, sctp, icmp, icmpv4, icmpv6, http, dns"),
+    (("--traffic-direction",), "DIR", "ingress or egress"),
+    (("--node-name",), "PATTERN", "flows observed on this node (cluster/node, wildcards ok)"),
+    (("--http-status",), "CODE", "HTTP status code, or class such as 5+"),
+    (("--http-method",), "METHOD", "HTTP request method"),
+    (("--http-path",), "REGEX", "HTTP path (regular expression)"),
+    (("--drop-reason-desc",), "NAME", "drop reason name, e.g. POLICY_DENIED"),
+    (("--tcp-flags",), "FLAGS", "TCP flags that must all be set, e.g. SYN,ACK"),
+    (("--ip-version",), "V", "4 or 6"),
+    (("--uuid",), "UUID", "the flow with this UUID"),
+)
+
+
+def add_filter_arguments(parser: argparse.ArgumentParser) -> None:
+    """Hubble's filter flags plus ``--not``, ``--since``, ``--until``, ``--last``, ``--first``."""
+    g = parser.add_argument_group("flow filters (same flag ORed, different flags ANDed)")
+    g.add_argument(
+        "--not",
+        action=_NotAction,
+        nargs=0,
+        dest=_NEGATE_DEST,
+        default=False,
+        help="negate the next filter flag (e.g. --not --verdict FORWARDED)",
+    )
+    for flags, metavar, help_ in _FILTER_FLAGS:
+        name = next(f for f in flags if f.startswith("--"))[2:]
+        g.add_argument(
+            *flags,
+            action=_TermAction,
+            term_flag=name,
+            dest=TERMS_DEST,
+            default=None,
+            metavar=metavar,
+            help=help_,
+        )
+    s = parser.add_argument_group("flow scope")
+    s.add_argument("--since", metavar="TIME", help="flows since TIME (5m, 1h, RFC 3339)")
+    s.add_argument("--until", metavar="TIME", help="flows until TIME (5m, 1h, RFC 3339)")
+    s.add_argument("--last", type=int, metavar="N", help="the newest N matching flows")
+    s.add_argument("--first", type=int, metavar="N", help="the oldest N matching flows")
+
+
+def add_output_arguments(parser: argparse.ArgumentParser) -> None:
+    """``-o compact|json|jsonpb|table|dict``, ``--print-node-name``, ``--print-policy-names``."""
+    from ciliate.observe.render import OUTPUT_CHOICES
+
+    parser.add_argument("-o", "--output", choices=OUTPUT_CHOICES, default="compact")
+    parser.add_argument("--print-node-name", action="store_true", help="show the node name")
+    parser.add_argument(
+        "--print-policy-names",
+        action="store_true",
+        help="show the policies that allowed or denied a policy verdict",
+    )
+
+
+def from_args(args: argparse.Namespace, now_ns: int | None = None) -> FlowFilter:
+    """The FlowFilter of parsed ``add_filter_arguments`` flags.
+
+    ``now_ns`` anchors relative ``--since``/``--until`` (read from the clock once when
+    not given). Raises FilterError for values it cannot understand.
+    """
+    terms: list[Term] = list(getattr(args, TERMS_DEST, None) or [])
+    if getattr(args, _NEGATE_DEST, False):
+        raise FilterError("--not must be followed by a filter flag")
+    since = getattr(args, "since", None)
+    until = getattr(args, "until", None)
+    if (since or until) and now_ns is None:
+        now_ns = time.time_ns()
+    last = getattr(args, "last", None)
+    first = getattr(args, "first", None)
+    for name, n in (("last", last), ("first", first)):
+        if n is not None and n < 0:
+            raise FilterError(f"--{name}: must not be negative")
+    assert now_ns is not None or not (since or until)
+    flt = build_filter(
+        terms,
+        since_ns=parse_time(since, now_ns) if since and now_ns is not None else None,
+        until_ns=parse_time(until, now_ns) if until and now_ns is not None else None,
+        last=last,
+        first=first,
+    )
+    return flt
+
+
+def with_scope(flt: FlowFilter, **changes: Any) -> FlowFilter:
+    """A copy with other time bounds / first / last (e.g. ``--follow`` drops ``last``)."""
+    return replace(flt, **changes)
+
+
+__all__ = [
+    "MATCH_ALL",
+    "EventTypeMatch",
+    "FilterError",
+    "FilterSpec",
+    "FlowFilter",
+    "Term",
+    "add_filter_arguments",
+    "add_output_arguments",
+    "build_filter",
+    "from_args",
+    "parse_label_selector",
+    "parse_time",
+    "with_scope",
+]
