@@ -14,10 +14,10 @@ from collections.abc import Mapping, Sequence
 from typing import Any
 
 import pytest
+from netpol_cases import CASES, Case, Reach, Step
 
 from ciliate.cli.cmd_policy import compute_reach, ephemeral_docs
 from ciliate.control.reach import Matrix, build_view, explain_matrix, reach_matrix
-from netpol_cases import CASES, Case, Reach, Step
 
 Doc = dict[str, Any]
 PORTS = (80, 81)
