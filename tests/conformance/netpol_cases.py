@@ -387,12 +387,15 @@ def _cases() -> list[Case]:
         sel(pod="a"),
         ingress=[{"from": [nspeer(sel(**{NS_NAME: Y}))], "ports": [port(81, "TCP")]}],
     )
-    only_y = lambda p: (
-        Reach(p)
-        .peer(X, None, X, "a", False)
-        .peer(Y, None, X, "a", True)
-        .peer(Z, None, X, "a", False)
-    )
+
+    def only_y(p: Sequence[str]) -> Reach:
+        return (
+            Reach(p)
+            .peer(X, None, X, "a", False)
+            .peer(Y, None, X, "a", True)
+            .peer(Z, None, X, "a", False)
+        )
+
     one(
         "should enforce policy based on Ports", "x/a x/b y/a y/b z/a", [port81_y], [tcp(81, only_y)]
     )

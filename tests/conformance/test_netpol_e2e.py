@@ -101,7 +101,7 @@ def test_netpol_e2e(case: Case) -> None:
             expected = probe.expect(case.pods)
             label = f"step {si + 1} {probe.port}/{probe.protocol}"
 
-            def why(a: str, b: str, probe: Any = probe) -> str:
+            def why(a: str, b: str, probe: Any = probe, ev: Any = ev) -> str:
                 return ev.explain(a, b, probe.port, probe.protocol).text()
 
             for how, got in (
