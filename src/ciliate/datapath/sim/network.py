@@ -139,9 +139,10 @@ def resolve(
     svc = _service_frontend(topo, text, port) if "/" in text else None
     if svc is not None:
         return svc
-    if text in topo.nodes:
-        return Endpoint(Kind.NODE, text, topo.nodes[text].state.internal_ip, text)
     addr, _, port_text = text.partition(":")
+    if addr in topo.nodes:  # a node, or NODE:PORT (a NodePort on that node)
+        nport = int(port_text) if port_text.isdigit() else port
+        return Endpoint(Kind.NODE, addr, topo.nodes[addr].state.internal_ip, addr, nport)
     try:
         ip = IPv4Address(addr)
     except (AddressValueError, ValueError):

@@ -66,9 +66,8 @@ def provenance_of(entry: PolicyEntry | None) -> tuple[str, ...]:
     out = []
     for pv in entry.provenance:
         obj = "/".join(x for x in (pv.namespace, pv.name) if x)
-        where = f" {pv.rule}" if pv.rule else ""
-        loc = f" ({pv.file}:{pv.line})" if pv.file and pv.line else ""
-        out.append(f"{pv.kind} {obj}{where}{loc}".strip())
+        loc = f"({pv.file}:{pv.line})" if pv.file and pv.line else ""
+        out.append(" ".join(x for x in (pv.kind, obj, pv.rule, loc) if x))
     return tuple(out)
 
 
