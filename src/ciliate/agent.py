@@ -1,0 +1,497 @@
+"""The agent: watches the store and keeps the kernel datapath equal to the DesiredState.
+
+Role: the one place that wires the planes together at run time. It reads the store
+(the cluster config and every document), asks the control engine for the DesiredState,
+realizes it (topology, eBPF programs and maps, workloads) and from then on applies only
+deltas: a watch batch goes to ``Engine.apply_events`` which returns the changed map
+entries; pods that appeared or vanished get or lose their namespace, veth, routes,
+programs and processes; map changes go to the nodes' BPF maps.
+
+One process hosts the agents of all nodes. Why: the nodes are namespaces on one host
+and share one store, so one process means one watch, one engine computation per change
+(every node's delta from it) and one place for teardown; a per-node process would
+recompute the same DesiredState N times. ``status`` therefore lists every node with the
+same pid. A node's work is still separated: its own netlink socket, its own BPF object
+and pins, its own flow reader.
+
+Theory of operation:
+
+1. ``start``: config + documents -> ``Engine.load`` -> fabric, nodes, pods (each timed)
+   -> programs and the full map contents -> workloads -> status.json and ``ready``.
+2. ``run``: a watcher thread feeds store events into a queue; the loop drains whatever
+   arrived together and reconciles once per batch; between batches it polls the
+   workload supervisor (restartPolicy).
+3. ``stop`` (SIGTERM/SIGINT): processes, programs, pins, namespaces -- everything goes.
+   A start that fails does the same and leaves the reason in ``kernel/error``.
+
+Must not import cli.
+"""
+
+from __future__ import annotations
+
+import argparse
+import contextlib
+import json
+import logging
+import os
+import queue
+import signal
+import sys
+import threading
+import time
+from collections.abc import Callable, Iterable, Sequence
+from dataclasses import dataclass
+from ipaddress import IPv4Network
+from pathlib import Path
+from typing import Any
+
+from ciliate.control.engine import Engine
+from ciliate.controllers.clusterconfig import get_cluster_config
+from ciliate.datapath.linux import runtime
+from ciliate.datapath.linux.runtime import KernelPaths, optional_module
+from ciliate.datapath.linux.topology import Topology, iter_pod_endpoints
+from ciliate.datapath.linux.workloads import DEFAULT_DNS_IP, Supervisor, plan_pod
+from ciliate.desired import (
+    DesiredState,
+    EndpointState,
+    MapChange,
+    NodeState,
+)
+from ciliate.model.core import Pod
+from ciliate.model.meta import Doc
+from ciliate.store.api import Store, WatchEvent
+
+log = logging.getLogger("ciliate.agent")
+
+SUPERVISE_INTERVAL = 0.25
+
+
+def _empty_state(cluster: str) -> DesiredState:
+    return DesiredState(cluster=cluster, nodes={}, identities={})
+
+
+@dataclass(frozen=True, slots=True)
+class PodPlace:
+    """Where a pod's endpoint lives, as compared between two DesiredStates."""
+
+    node: str
+    endpoint: EndpointState
+
+
+def pod_places(state: DesiredState) -> dict[str, PodPlace]:
+    return {
+        ep.pod: PodPlace(node.name, ep)
+        for node in state.nodes.values()
+        for ep in iter_pod_endpoints(node)
+    }
+
+
+def dns_ip(docs: Iterable[Doc]) -> str:
+    """kube-dns's ClusterIP when the cluster has one, else kubeadm's default."""
+    for d in docs:
+        md = d.get("metadata") or {}
+        if d.get("kind") == "Service" and md.get("name") == "kube-dns":
+            ip = (d.get("spec") or {}).get("clusterIP")
+            if ip and ip != "None":
+                return str(ip)
+    return DEFAULT_DNS_IP
+
+
+class NodePrograms:
+    """The eBPF side of one node, through the loader when it is there (``NodeBPF``);
+    without it the topology, maps-less, still stands and status says so."""
+
+    def __init__(self, tag: str, node: str, netns: str) -> None:
+        self.node = node
+        self.impl: Any = None
+        loader = optional_module("ciliate.datapath.linux.loader")
+        cls = getattr(loader, "NodeBPF", None)
+        if cls is not None:
+            self.impl = cls(tag, node, netns)
+
+    @property
+    def loaded(self) -> bool:
+        return self.impl is not None
+
+    def load(self) -> None:
+        if self.impl is not None:
+            self.impl.load()
+
+    def attach_all(self, devices: Iterable[tuple[str, Sequence[tuple[str, str]]]]) -> None:
+        if self.impl is None:
+            return
+        for dev, programs in devices:
+            for direction, program in programs:
+                self.impl.attach(dev, direction, program)
+
+    def detach(self, device: str) -> None:
+        if self.impl is not None:
+            with contextlib.suppress(Exception):
+                self.impl.detach(device)
+
+    def configure(self, node: NodeState) -> None:
+        """The node's runtime config (what Cilium compiles into node_config.h)."""
+        if self.impl is None:
+            return
+        kmaps = optional_module("ciliate.datapath.linux.maps")
+        cfg = getattr(kmaps, "RuntimeConfig", None)
+        if cfg is not None:
+            self.impl.maps.set_runtime_config(cfg.from_node(node))
+
+    def sync(self, node: NodeState) -> None:
+        """Make the maps hold exactly the node's entries (adopting pins after a restart
+        writes only what differs)."""
+        if self.impl is not None:
+            self.impl.maps.sync_node(node)
+
+    def apply(self, changes: list[MapChange]) -> None:
+        if self.impl is not None and changes:
+            self.impl.maps.apply(changes)
+
+    def unload(self) -> None:
+        if self.impl is not None:
+            with contextlib.suppress(Exception):
+                self.impl.unload()
+
+
+class Agent:
+    def __init__(self, state_dir: Path, store: Store, clock: Callable[[], float] = time.monotonic):
+        self.kp = KernelPaths(state_dir)
+        self.names = self.kp.names
+        self.store = store
+        self.clock = clock
+        self.topo = Topology(self.names)
+        self.sup = Supervisor(clock=clock)
+        self.engine: Engine | None = None
+        self.state = _empty_state("")
+        self.rev = 0
+        self.programs: dict[str, NodePrograms] = {}
+        self.pod_docs: dict[str, Doc] = {}
+        self.wire_ms: list[float] = []
+        self.up_ms = 0.0
+        self.events: queue.Queue[WatchEvent | BaseException] = queue.Queue()
+        self.stopping = threading.Event()
+        self.errors: list[str] = []
+        self._started_specs: dict[str, str] = {}  # pod -> its spec as started (JSON)
+
+    # --- start ---------------------------------------------------------------------------
+
+    def start(self) -> None:
+        t0 = self.clock()
+        config = get_cluster_config(self.store)
+        self.rev = self.store.resource_version()
+        docs = self.store.list()
+        self.engine = Engine(config)
+        state = self.engine.load(docs)
+        self.sup.dns_ip = dns_ip(docs)
+        self.pod_docs = {
+            f"{(d.get('metadata') or {}).get('namespace', '')}/{(d.get('metadata') or {}).get('name', '')}": d
+            for d in docs
+            if d.get("kind") == "Pod"
+        }
+        self.topo.ensure_fabric()
+        for node in state.nodes.values():
+            self._ensure_node(node)
+        self.state = state
+        for node in state.nodes.values():
+            for ep in iter_pod_endpoints(node):
+                self._wire_pod(node, ep)
+        for node in state.nodes.values():
+            self.programs[node.name].sync(node)
+        for pod, place in pod_places(state).items():
+            self._start_workloads(pod, place)
+        self.up_ms = (self.clock() - t0) * 1000
+        self.write_status()
+        self.kp.ready.write_text(f"{os.getpid()}\n")
+        log.info(
+            "ready in %.0f ms: %d nodes, %d pods",
+            self.up_ms,
+            len(state.nodes),
+            len(pod_places(state)),
+        )
+
+    def _ensure_node(self, node: NodeState) -> None:
+        self.topo.ensure_node(node)
+        progs = self.programs.get(node.name)
+        if progs is None:
+            progs = NodePrograms(self.names.tag, node.name, self.names.node(node.name))
+            self.programs[node.name] = progs
+            progs.load()
+        progs.configure(node)
+        lxc_names = {ep.lxc_name for ep in node.endpoints.values()}
+        progs.attach_all(
+            (d.name, d.programs) for d in node.devices if d.programs and d.name not in lxc_names
+        )
+
+    def _wire_pod(self, node: NodeState, ep: EndpointState) -> float:
+        """Namespace, veth, address, routes and the lxc program of one pod; ms taken."""
+        t0 = self.clock()
+        self.topo.ensure_pod(node, ep, node.pods.get(ep.pod))
+        dev = next((d for d in node.devices if d.name == ep.lxc_name), None)
+        programs = (
+            dev.programs
+            if dev is not None and dev.programs
+            else (("ingress", "cil_from_container"),)
+        )
+        self.programs[node.name].attach_all([(ep.lxc_name, programs)])
+        ms = (self.clock() - t0) * 1000
+        self.wire_ms.append(ms)
+        return ms
+
+    def _spec_of(self, pod: str) -> str:
+        return json.dumps((self.pod_docs.get(pod) or {}).get("spec"), sort_keys=True)
+
+    def _start_workloads(self, pod: str, place: PodPlace) -> None:
+        doc = self.pod_docs.get(pod)
+        if doc is None:
+            return
+        self._started_specs[pod] = self._spec_of(pod)
+        p = Pod.from_doc(doc)
+        specs = plan_pod(
+            p, place.node, str(place.endpoint.ip), self.names.pod(pod), self.kp.pod_dir(pod)
+        )
+        try:
+            self.sup.start_pod(specs, p.meta.namespace)
+        except OSError as e:  # a workload that cannot start is status, not a crash
+            self.errors.append(f"{pod}: {e}")
+            log.warning("workload %s: %s", pod, e)
+
+    def _apply_maps(self, changes: list[MapChange]) -> None:
+        by_node: dict[str, list[MapChange]] = {}
+        for c in changes:
+            by_node.setdefault(c.node, []).append(c)
+        for node, chs in by_node.items():
+            progs = self.programs.get(node)
+            if progs is not None:
+                progs.apply(chs)
+
+    # --- reconcile -------------------------------------------------------------------------
+
+    def reconcile(self, events: list[WatchEvent]) -> None:
+        """Apply one batch of store events: only what changed is touched."""
+        assert self.engine is not None
+        t0 = self.clock()
+        for ev in events:
+            self.rev = max(self.rev, ev.resource_version)
+            if ev.key.kind == "Pod":
+                key = f"{ev.key.namespace}/{ev.key.name}"
+                if str(ev.type) == "DELETED":
+                    self.pod_docs.pop(key, None)
+                else:
+                    self.pod_docs[key] = ev.object
+        old = self.state
+        changes = self.engine.apply_events(events)
+        new = self.engine.state
+        before, after = pod_places(old), pod_places(new)
+        gone = [p for p in before if p not in after or after[p] != before[p]]
+        came = [p for p in after if p not in before or after[p] != before[p]]
+
+        # Removals first: a pod whose endpoint changed is rebuilt in the same netns name.
+        for pod in gone:
+            self.sup.stop_pod(pod)
+            self._started_specs.pop(pod, None)
+            place = before[pod]
+            progs = self.programs.get(place.node)
+            if progs is not None:
+                progs.detach(place.endpoint.lxc_name)
+            self.topo.remove_pod(place.node, pod, place.endpoint.lxc_name)
+        for name, node in new.nodes.items():
+            if name not in old.nodes:
+                self._ensure_node(node)
+        timings = []
+        for pod in came:
+            place = after[pod]
+            timings.append(self._wire_pod(new.nodes[place.node], place.endpoint))
+        self._apply_maps(changes)
+        for name, node in new.nodes.items():
+            if name in old.nodes and old.nodes[name].routes != node.routes:
+                self.topo.ensure_node_routes(node)
+        for name in old.nodes:
+            if name not in new.nodes:
+                self.programs.pop(name, NodePrograms("", name, "")).unload()
+        # workloads: new pods, and pods whose spec changed
+        for pod, place in after.items():
+            if pod in came or self._started_specs.get(pod) != self._spec_of(pod):
+                self._start_workloads(pod, place)
+        self.state = new
+        if came or gone or changes:
+            log.info(
+                "reconciled rv %d: +%d -%d pods, %d map changes in %.1f ms (pod wiring %s ms)",
+                self.rev, len(came), len(gone), len(changes), (self.clock() - t0) * 1000,
+                ",".join(f"{t:.1f}" for t in timings) or "-",
+            )  # fmt: skip
+        self.write_status()
+
+    # --- loop ----------------------------------------------------------------------------
+
+    def _watch(self) -> None:
+        try:
+            for ev in self.store.watch(since=self.rev, timeout=None):
+                self.events.put(ev)
+                if self.stopping.is_set():
+                    return
+        except BaseException as e:  # surfaced to the loop, which rebuilds
+            if not self.stopping.is_set():
+                self.events.put(e)
+
+    def run(self) -> None:
+        watcher = threading.Thread(target=self._watch, name="ciliate-watch", daemon=True)
+        watcher.start()
+        while not self.stopping.is_set():
+            try:
+                first = self.events.get(timeout=SUPERVISE_INTERVAL)
+            except queue.Empty:
+                self.sup.poll()
+                continue
+            batch = [first]
+            with contextlib.suppress(queue.Empty):
+                while True:
+                    batch.append(self.events.get_nowait())
+            errors = [e for e in batch if isinstance(e, BaseException)]
+            if errors:
+                raise RuntimeError(f"store watch failed: {errors[0]}")
+            evs = [e for e in batch if isinstance(e, WatchEvent)]
+            try:
+                self.reconcile(evs)
+            except Exception as e:  # reconcile failures become status, not a crash
+                log.exception("reconcile failed")
+                self.errors.append(f"reconcile at rv {self.rev}: {e}")
+                self.write_status()
+            self.sup.poll()
+
+    # --- stop ----------------------------------------------------------------------------
+
+    def stop(self) -> None:
+        self.stopping.set()
+        self.sup.stop_all()
+        for progs in self.programs.values():
+            progs.unload()
+        self.topo.close()
+        runtime.sweep(self.kp)
+
+    # --- status --------------------------------------------------------------------------
+
+    def status(self) -> dict[str, Any]:
+        pid = os.getpid()
+        st = self.state
+        wire = self.wire_ms
+        return {
+            "datapath": "kernel",
+            "cluster": st.cluster,
+            "tag": self.names.tag,
+            "revision": self.rev,
+            "programs": all(p.loaded for p in self.programs.values()) and bool(self.programs),
+            "nodes": [
+                {
+                    "name": n.name,
+                    "internalIP": str(n.internal_ip),
+                    "ciliumInternalIP": str(n.cilium_internal_ip),
+                    "podCIDR": str(n.pod_cidr) if n.pod_cidr != IPv4Network("0.0.0.0/32") else "",
+                    "netns": self.names.node(n.name),
+                    "endpoints": len(n.endpoints),
+                }
+                for n in st.nodes.values()
+            ],
+            "endpoints": [
+                {
+                    "id": ep.id,
+                    "pod": ep.pod,
+                    "node": n.name,
+                    "ip": str(ep.ip),
+                    "identity": ep.identity,
+                    "lxc": ep.lxc_name,
+                    "netns": self.names.pod(ep.pod) if ep.pod else self.names.health(n.name),
+                    "state": ep.state,
+                }
+                for n in st.nodes.values()
+                for ep in sorted(n.endpoints.values(), key=lambda e: e.id)
+            ],
+            "agents": [{"node": n, "pid": pid} for n in st.nodes],
+            "workloads": self.sup.status(),
+            "timings": {
+                "up_ms": round(self.up_ms, 1),
+                "pods_wired": len(wire),
+                "pod_wire_ms_last": round(wire[-1], 2) if wire else None,
+                "pod_wire_ms_avg": round(sum(wire) / len(wire), 2) if wire else None,
+                "pod_wire_ms_max": round(max(wire), 2) if wire else None,
+            },
+            "errors": self.errors[-20:],
+        }
+
+    def write_status(self) -> None:
+        tmp = self.kp.status.with_suffix(".tmp")
+        tmp.write_text(json.dumps(self.status(), indent=2, default=str))
+        tmp.replace(self.kp.status)
+
+
+# --- process entry ---------------------------------------------------------------------
+
+
+def _open_store(state_dir: Path) -> Store:
+    from ciliate.store.sqlite import SQLiteStore
+
+    return SQLiteStore(state_dir / "store.db")
+
+
+def serve(state_dir: Path, on_ready: Callable[[Agent], None] | None = None) -> int:
+    """Run the agent in this process until SIGTERM/SIGINT; 0 on a clean stop."""
+    kp = KernelPaths(state_dir)
+    kp.dir.mkdir(parents=True, exist_ok=True)
+    kp.pidfile.write_text(f"{os.getpid()}\n")
+    with contextlib.suppress(FileNotFoundError):
+        kp.error.unlink()
+    store = _open_store(state_dir)
+    agent = Agent(state_dir, store)
+
+    def on_signal(signum: int, frame: object) -> None:
+        agent.stopping.set()
+
+    signal.signal(signal.SIGTERM, on_signal)
+    signal.signal(signal.SIGINT, on_signal)
+    try:
+        try:
+            agent.start()
+        except Exception as e:
+            log.exception("start failed")
+            agent.stop()
+            kp.error.write_text(f"kernel datapath: start failed, rolled back: {e}\n")
+            return 1
+        if on_ready is not None:
+            on_ready(agent)
+        try:
+            agent.run()
+        except Exception as e:
+            log.exception("agent failed")
+            kp.error.write_text(f"agent failed: {e}\n")
+        return 0
+    finally:
+        agent.stop()
+        store.close()
+        with contextlib.suppress(FileNotFoundError):
+            kp.pidfile.unlink()
+        log.info("stopped; everything removed")
+
+
+def _daemonize() -> None:
+    """Second fork: the first child (spawned by ``up``) exits at once, the grandchild is
+    adopted by init and never reacquires a terminal (it is not a session leader)."""
+    if os.fork() > 0:
+        os._exit(0)
+    os.chdir("/")
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    p = argparse.ArgumentParser(prog="ciliate.agent", description="the ciliate node agents")
+    p.add_argument("--state", type=Path, required=True)
+    p.add_argument("--daemon", action="store_true")
+    args = p.parse_args(argv)
+    logging.basicConfig(
+        level=logging.INFO, stream=sys.stderr, format="%(asctime)s %(levelname)s %(message)s"
+    )
+    if args.daemon:
+        _daemonize()
+    return serve(args.state)
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())

@@ -1,0 +1,527 @@
+"""Runtime: the kernel cluster as the CLI sees it -- up, down, status, exec, live maps.
+
+Role: start the agent daemon and wait for it to be ready (``up``), stop it and remove
+everything (``down``), report (``status``), run commands in a pod or node namespace
+(``exec_in_pod``/``exec_in_node``), hand ``bpf ...`` commands a reader of the live maps
+(``map_source``) and run the kernel part of the demo (``demo_kernel``).
+
+Files of a running cluster live in ``<state>/kernel/``: ``agent.pid``, ``agent.log``,
+``ready`` (written by the agent once the topology, programs, maps and workloads are in
+place), ``error`` (why a start failed; the agent removed what it made) and
+``status.json`` (nodes, endpoints, agent pids, timings; rewritten on every reconcile).
+Pod files (resolv.conf, container logs) live in ``<state>/pods/<ns>_<pod>/``.
+
+The agent is spawned by module name (``python -m ciliate.agent``): the agent layer sits
+above this one, so it is never imported here. Must not import cli or agent.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import importlib
+import json
+import os
+import shutil
+import signal
+import subprocess
+import sys
+import time
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass
+from pathlib import Path
+from types import ModuleType
+from typing import IO, Any, Protocol, TextIO
+
+from ciliate.datapath.linux import netns as nl
+from ciliate.datapath.linux.topology import ClusterNames, cluster_tag, teardown
+from ciliate.datapath.linux.workloads import launch_argv
+from ciliate.errors import DatapathError, NotFoundError, UnsupportedError
+
+
+class Context(Protocol):
+    """What this module needs of ``cli.context.Context`` (the CLI layer is above this
+    one, so it is described here rather than imported)."""
+
+    state_dir: Path
+    stdout: TextIO
+    stderr: TextIO
+
+
+UNAVAILABLE = (
+    "kernel datapath unavailable: {reason}; model commands (trace, reach, exec views) still work"
+)
+READY_TIMEOUT = 120.0
+
+
+@dataclass(frozen=True, slots=True)
+class KernelPaths:
+    """Where a cluster's kernel runtime keeps its files."""
+
+    state_dir: Path
+
+    @property
+    def dir(self) -> Path:
+        return self.state_dir / "kernel"
+
+    @property
+    def pidfile(self) -> Path:
+        return self.dir / "agent.pid"
+
+    @property
+    def log(self) -> Path:
+        return self.dir / "agent.log"
+
+    @property
+    def ready(self) -> Path:
+        return self.dir / "ready"
+
+    @property
+    def error(self) -> Path:
+        return self.dir / "error"
+
+    @property
+    def status(self) -> Path:
+        return self.dir / "status.json"
+
+    @property
+    def pods(self) -> Path:
+        return self.state_dir / "pods"
+
+    def pod_dir(self, pod: str) -> Path:
+        """``pod`` is "namespace/name"."""
+        return self.pods / pod.replace("/", "_")
+
+    @property
+    def names(self) -> ClusterNames:
+        return ClusterNames(cluster_tag(self.state_dir))
+
+
+def paths(ctx: Context) -> KernelPaths:
+    return KernelPaths(ctx.state_dir)
+
+
+def optional_module(name: str) -> ModuleType | None:
+    """A collaborator's module when it is there (the eBPF loader, the flow log): this
+    module degrades instead of failing while they are being built."""
+    try:
+        return importlib.import_module(name)
+    except ImportError:
+        return None
+
+
+# --- support -----------------------------------------------------------------------------
+
+
+def unavailable_reason() -> str | None:
+    """Why the kernel datapath cannot run here, or None. Probes what it needs in a
+    throwaway namespace: creating namespaces, veth and an external VXLAN device."""
+    if not sys.platform.startswith("linux"):
+        return f"needs Linux (this is {sys.platform})"
+    if os.geteuid() != 0:
+        return "needs root (network namespaces and eBPF)"
+    for tool in ("nsenter", "unshare"):
+        if shutil.which(tool) is None:
+            return f"{tool} (util-linux) is not installed"
+    probe = f"ciliate-probe-{os.getpid()}"
+    try:
+        nl.ensure_netns(probe)
+        ipr = nl.open_rtnl(probe)
+        try:
+            nl.ensure_veth(ipr, nl.LinkSpec("probe0"), nl.LinkSpec("probe1"))
+            nl.ensure_vxlan(ipr, nl.LinkSpec("probe_vxlan"))
+        finally:
+            ipr.close()
+    except Exception as e:  # any failure means "not here", reported in one line
+        return f"cannot create namespaces/veth/vxlan ({e})"
+    finally:
+        nl.delete_netns(probe)
+    bpf_reason = _bpf_unavailable_reason()
+    if bpf_reason:
+        return bpf_reason
+    return None
+
+
+def _bpf_unavailable_reason() -> str | None:
+    """Ask the eBPF loader, when it offers a probe (it owns clang/bpffs/BTF checks)."""
+    probe = getattr(optional_module("ciliate.datapath.linux.loader"), "unavailable_reason", None)
+    if probe is None:
+        return None
+    reason = probe()
+    return str(reason) if reason else None
+
+
+def require_kernel() -> None:
+    reason = unavailable_reason()
+    if reason:
+        raise UnsupportedError(UNAVAILABLE.format(reason=reason))
+
+
+# --- liveness ----------------------------------------------------------------------------
+
+
+def _pid_alive(pid: int) -> bool:
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except PermissionError:
+        return True
+    # a zombie is not alive
+    with contextlib.suppress(OSError):
+        stat = Path(f"/proc/{pid}/stat").read_text()
+        if stat.rsplit(")", 1)[1].split()[0] == "Z":
+            return False
+    return True
+
+
+def agent_pid(kp: KernelPaths) -> int | None:
+    try:
+        pid = int(kp.pidfile.read_text().strip())
+    except (OSError, ValueError):
+        return None
+    return pid if _pid_alive(pid) else None
+
+
+def is_up(ctx: Context) -> bool:
+    """True when this state directory's cluster runs in the kernel (agent alive, ready)."""
+    kp = paths(ctx)
+    return kp.ready.exists() and agent_pid(kp) is not None
+
+
+# --- up / down ---------------------------------------------------------------------------
+
+
+def agent_argv(state_dir: Path, daemon: bool) -> list[str]:
+    argv = [sys.executable, "-m", "ciliate.agent", "--state", str(state_dir)]
+    return [*argv, "--daemon"] if daemon else argv
+
+
+def up(ctx: Context, timeout: float = READY_TIMEOUT) -> dict[str, Any]:
+    """Start the agent daemon and wait until it is ready; its status is returned.
+
+    The agent builds everything; if it fails it removes what it made, writes the reason
+    to ``kernel/error`` and exits, and this raises ``DatapathError`` with that reason
+    (so a failed ``up`` is rolled back, not resumable)."""
+    kp = paths(ctx)
+    pid = agent_pid(kp)
+    if pid is not None and kp.ready.exists():
+        return read_status(kp)
+    require_kernel()
+    kp.dir.mkdir(parents=True, exist_ok=True)
+    for f in (kp.ready, kp.error):
+        with contextlib.suppress(FileNotFoundError):
+            f.unlink()
+    with open(kp.log, "ab") as log:
+        # The agent double-forks: this child exits once the daemon is detached.
+        first = subprocess.Popen(
+            agent_argv(ctx.state_dir, daemon=True),
+            stdin=subprocess.DEVNULL,
+            stdout=log,
+            stderr=subprocess.STDOUT,
+            start_new_session=True,
+            cwd="/",
+        )
+        first.wait()
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        if kp.error.exists():
+            raise DatapathError(kp.error.read_text().strip() or "agent failed")
+        if kp.ready.exists():
+            return read_status(kp)
+        if first.returncode not in (0, None) or (kp.pidfile.exists() and agent_pid(kp) is None):
+            time.sleep(0.2)  # the error file may land right after the exit
+            if kp.error.exists():
+                raise DatapathError(kp.error.read_text().strip())
+            raise DatapathError(f"agent exited before it was ready; see {kp.log}:\n{tail(kp.log)}")
+        time.sleep(0.05)
+    down(ctx)
+    raise DatapathError(f"agent not ready after {timeout:.0f}s; rolled back (see {kp.log})")
+
+
+def tail(path: Path, lines: int = 15) -> str:
+    try:
+        return "\n".join(path.read_text(errors="replace").splitlines()[-lines:])
+    except OSError:
+        return ""
+
+
+def down(ctx: Context, timeout: float = 20.0) -> list[str]:
+    """Stop the agent (it tears down on SIGTERM), then remove whatever is left: processes
+    in the cluster's namespaces, the namespaces, pins and runtime files. Idempotent;
+    returns the namespaces that were removed by the final sweep or the agent."""
+    kp = paths(ctx)
+    names = kp.names
+    before = nl.list_netns(names.prefix)
+    pid = agent_pid(kp)
+    if pid is not None:
+        with contextlib.suppress(ProcessLookupError):
+            os.kill(pid, signal.SIGTERM)
+        deadline = time.monotonic() + timeout
+        while time.monotonic() < deadline and _pid_alive(pid):
+            time.sleep(0.05)
+        if _pid_alive(pid):
+            with contextlib.suppress(ProcessLookupError):
+                os.kill(pid, signal.SIGKILL)
+    sweep(kp)
+    return before
+
+
+def sweep(kp: KernelPaths) -> None:
+    """Remove every kernel object and file of the cluster, whoever made it."""
+    names = kp.names
+    kill_namespace_processes(names)
+    teardown(names)
+    remove_pins(names)
+    for f in (kp.ready, kp.pidfile, kp.status):
+        with contextlib.suppress(FileNotFoundError):
+            f.unlink()
+
+
+def remove_pins(names: ClusterNames) -> None:
+    bpf = optional_module("ciliate.datapath.linux.bpf")
+    remover: Callable[[str], object] | None = getattr(bpf, "remove_cluster_pins", None)
+    if remover is not None:
+        with contextlib.suppress(Exception):
+            remover(names.tag)
+    if names.pin_root.exists():
+        # Pins are files on bpffs: unlinking them drops the kernel's reference.
+        shutil.rmtree(names.pin_root, ignore_errors=True)
+    parent = names.pin_root.parent
+    with contextlib.suppress(OSError):
+        parent.rmdir()  # only when no other cluster is pinned there
+
+
+def namespace_pids(names: ClusterNames) -> list[int]:
+    """PIDs of processes whose network namespace is one of the cluster's."""
+    inodes = set()
+    for ns in nl.list_netns(names.prefix):
+        with contextlib.suppress(OSError):
+            inodes.add(f"net:[{os.stat(nl.netns_path(ns)).st_ino}]")
+    if not inodes:
+        return []
+    pids = []
+    me = os.getpid()
+    for entry in os.listdir("/proc"):
+        if not entry.isdigit() or int(entry) == me:
+            continue
+        with contextlib.suppress(OSError):
+            if os.readlink(f"/proc/{entry}/ns/net") in inodes:
+                pids.append(int(entry))
+    return pids
+
+
+def kill_namespace_processes(names: ClusterNames, grace: float = 2.0) -> None:
+    pids = namespace_pids(names)
+    for sig in (signal.SIGTERM, signal.SIGKILL):
+        for pid in pids:
+            with contextlib.suppress(ProcessLookupError):
+                os.kill(pid, sig)
+        deadline = time.monotonic() + grace
+        while time.monotonic() < deadline and any(_pid_alive(p) for p in pids):
+            time.sleep(0.05)
+        pids = [p for p in pids if _pid_alive(p)]
+        if not pids:
+            return
+
+
+# --- status ------------------------------------------------------------------------------
+
+
+def read_status(kp: KernelPaths) -> dict[str, Any]:
+    try:
+        data: dict[str, Any] = json.loads(kp.status.read_text())
+    except (OSError, ValueError):
+        data = {}
+    return data
+
+
+def status(ctx: Context) -> dict[str, Any]:
+    """``{"datapath": "kernel"|"model", "up": bool, "cluster", "tag", "nodes",
+    "endpoints", "agents": [{"node", "pid"}], "workloads", "timings"}``."""
+    kp = paths(ctx)
+    if is_up(ctx):
+        data = read_status(kp)
+        data["datapath"] = "kernel"
+        data["up"] = True
+        return data
+    data = {
+        "datapath": "model",
+        "up": False,
+        "tag": kp.names.tag,
+        "nodes": [],
+        "endpoints": [],
+        "agents": [],
+    }
+    reason = None if os.geteuid() == 0 else "needs root"
+    if reason:
+        data["kernel"] = reason
+    leftover = nl.list_netns(kp.names.prefix)
+    if leftover:
+        data["leftover_namespaces"] = leftover  # a crashed agent: `ciliate down` clears
+    return data
+
+
+# --- exec --------------------------------------------------------------------------------
+
+
+def _run(ctx: Context, argv: Sequence[str]) -> int:
+    """Run with the context's streams: inherited when they are real files (interactive
+    use), captured and copied when a test injected string buffers."""
+    stdout, stderr = _fileno(ctx.stdout), _fileno(ctx.stderr)
+    if stdout is not None and stderr is not None:
+        return subprocess.run(list(argv), stdout=stdout, stderr=stderr).returncode
+    done = subprocess.run(list(argv), capture_output=True, text=True)
+    ctx.stdout.write(done.stdout)
+    ctx.stderr.write(done.stderr)
+    return done.returncode
+
+
+def _fileno(stream: TextIO | IO[str]) -> int | None:
+    try:
+        stream.flush()
+        return stream.fileno()
+    except (AttributeError, OSError, ValueError):
+        return None
+
+
+def exec_in_pod(ctx: Context, namespace: str, pod: str, argv: Sequence[str]) -> int:
+    """Run ``argv`` in the pod's network namespace with its resolv.conf; the exit code."""
+    kp = paths(ctx)
+    key = f"{namespace}/{pod}"
+    ns = kp.names.pod(key)
+    if not nl.netns_exists(ns):
+        raise NotFoundError(f"pod {key} is not running in the kernel datapath")
+    resolv = kp.pod_dir(key) / "resolv.conf"
+    return _run(ctx, launch_argv(ns, resolv if resolv.exists() else None, tuple(argv)))
+
+
+def node_exec_argv(names: ClusterNames, node: str, argv: Sequence[str]) -> list[str]:
+    """nsenter the node's netns, in a private mount namespace whose /sys/fs/bpf is the
+    node's pin directory: ``bpftool map lookup pinned /sys/fs/bpf/tc/globals/cilium_lxc``
+    then reads this node's map, verbatim as in the blog."""
+    ns = names.node(node)
+    pin = names.pin_dir(node)
+    if not pin.exists():
+        return launch_argv(ns, None, tuple(argv))
+    script = 'mount --bind "$0" /sys/fs/bpf && exec "$@"'
+    return ["nsenter", f"--net={nl.netns_path(ns)}", "--", "unshare", "--mount",
+            "--propagation", "private", "--", "sh", "-c", script, str(pin), *argv]  # fmt: skip
+
+
+def exec_in_node(ctx: Context, node: str, argv: Sequence[str]) -> int:
+    names = paths(ctx).names
+    if not nl.netns_exists(names.node(node)):
+        raise NotFoundError(f"node {node} is not running in the kernel datapath")
+    return _run(ctx, node_exec_argv(names, node, argv))
+
+
+# --- live maps ---------------------------------------------------------------------------
+
+
+class MapSource(Protocol):
+    def dump(self, node: str, map_name: str) -> list[tuple[bytes, bytes]]: ...
+
+    def lookup(self, node: str, map_name: str, key: bytes) -> bytes | None: ...
+
+
+class PinnedMaps:
+    """Reads the live kernel maps of a running cluster through their pins (with the eBPF
+    engineer's ``maps.KernelMaps``, which knows the shared per-endpoint policy map)."""
+
+    def __init__(self, names: ClusterNames) -> None:
+        self.names = names
+
+    def _maps(self, node: str) -> Any:
+        kmaps = optional_module("ciliate.datapath.linux.maps")
+        cls = getattr(kmaps, "KernelMaps", None)
+        if cls is None:
+            raise DatapathError("the kernel map reader (datapath.linux.maps) is missing")
+        pin = self.names.pin_dir(node) / "tc" / "globals"
+        if not pin.exists():
+            raise NotFoundError(f"node {node} has no pinned maps ({pin})")
+        return cls(pin)
+
+    def dump(self, node: str, map_name: str) -> list[tuple[bytes, bytes]]:
+        m = self._maps(node)
+        try:
+            return [(bytes(k), bytes(v)) for k, v in m.dump(map_name)]
+        except FileNotFoundError as e:
+            raise NotFoundError(str(e)) from e
+        finally:
+            m.close()
+
+    def lookup(self, node: str, map_name: str, key: bytes) -> bytes | None:
+        m = self._maps(node)
+        try:
+            value = m.lookup(map_name, key)
+            return None if value is None else bytes(value)
+        except FileNotFoundError as e:
+            raise NotFoundError(str(e)) from e
+        finally:
+            m.close()
+
+
+def map_source(ctx: Context) -> MapSource | None:
+    """A reader of the live kernel maps, or None when the cluster is not up."""
+    if not is_up(ctx):
+        return None
+    return PinnedMaps(paths(ctx).names)
+
+
+# --- demo --------------------------------------------------------------------------------
+
+
+def demo_kernel(ctx: Context, out: TextIO) -> bool:
+    """The kernel half of ``ciliate demo``: expects ``ctx``'s store to hold the
+    networking101 cluster and workloads; brings it up for real, pings across nodes,
+    shows a few observed flows, tears down. False (reason printed) when unavailable."""
+    reason = unavailable_reason()
+    if reason:
+        out.write(UNAVAILABLE.format(reason=reason) + "\n")
+        return False
+    try:
+        st = up(ctx)
+    except Exception as e:
+        out.write(f"kernel datapath: up failed: {e}\n")
+        down(ctx)
+        return False
+    try:
+        out.write(
+            f"kernel datapath up: {len(st.get('nodes', []))} nodes, "
+            f"{len(st.get('endpoints', []))} endpoints, pod wired in "
+            f"{st.get('timings', {}).get('pod_wire_ms_max', '?')} ms (max)\n"
+        )
+        eps = [e for e in st.get("endpoints", []) if e.get("pod")]
+        pairs = [(a, b) for a in eps for b in eps if a["node"] != b["node"]][:2]
+        for a, b in pairs:
+            ns, name = a["pod"].split("/", 1)
+            out.write(
+                f"$ ciliate exec -n {ns} {name} -- ping -c1 -W2 {b['ip']}   # {a['node']} -> {b['node']}\n"
+            )
+            argv = launch_argv(
+                paths(ctx).names.pod(a["pod"]), None, ("ping", "-c1", "-W2", b["ip"])
+            )
+            done = subprocess.run(argv, capture_output=True, text=True)
+            out.write(done.stdout)
+        flows = _recent_flows(ctx, 5)
+        if flows:
+            out.write("$ ciliate observe --last 5\n")
+            for line in flows:
+                out.write(line + "\n")
+        return True
+    finally:
+        down(ctx)
+        out.write("kernel datapath down: namespaces, links, pins and processes removed\n")
+
+
+def _recent_flows(ctx: Context, n: int) -> list[str]:
+    """The last flows as compact lines, via the observe command's reader (optional)."""
+    read = getattr(optional_module("ciliate.datapath.flowlog"), "read_flows", None)
+    show = getattr(optional_module("ciliate.observe.render"), "render_flow", None)
+    if read is None or show is None:
+        return []
+    try:
+        flows = list(read(ctx.state_dir))[-n:]
+        return [str(show(f, "compact", True)) for f in flows]
+    except Exception:
+        return []
