@@ -3,7 +3,8 @@
  *
  * lb4_translate() (Cilium's lb4_lookup_service + lb4_local, reduced):
  *   1. master entry {vip, dport, slot 0, proto, scope}: tried with the packet's protocol,
- *      then with proto 0 (ANY); a two-scopes service is looked up again with scope INT for
+ *      then with proto 0 (ANY); an address of this node also matches the NodePort
+ *      surrogate 0.0.0.0:port; a two-scopes service is looked up again with scope INT for
  *      traffic from inside the cluster (internalTrafficPolicy=Local).
  *   2. count == 0 -> DROP_NO_SERVICE (158): a service without ready backends answers with
  *      a drop instead of hanging.
@@ -147,7 +148,6 @@ struct lb_result {
 static __always_inline struct lb4_service *lb4_lookup_service(struct lb4_key *key, __u8 scope)
 {
 	struct lb4_service *svc;
-	__u8 proto = key->proto;
 
 	key->backend_slot = 0;
 	key->scope = LB_LOOKUP_SCOPE_EXT;
@@ -156,7 +156,9 @@ static __always_inline struct lb4_service *lb4_lookup_service(struct lb4_key *ke
 		key->proto = 0;
 		svc = bpf_map_lookup_elem(&cilium_lb4_services_v2, key);
 	}
-	if (svc && scope == LB_LOOKUP_SCOPE_INT && (svc->flags2 & SVC_FLAG2_TWO_SCOPES)) {
+	if (!svc)
+		return NULL;
+	if (scope == LB_LOOKUP_SCOPE_INT && (svc->flags2 & SVC_FLAG2_TWO_SCOPES)) {
 		struct lb4_service *twin;
 
 		key->scope = LB_LOOKUP_SCOPE_INT;
@@ -165,7 +167,6 @@ static __always_inline struct lb4_service *lb4_lookup_service(struct lb4_key *ke
 			return twin;
 		key->scope = LB_LOOKUP_SCOPE_EXT;
 	}
-	(void)proto;
 	return svc;
 }
 
@@ -222,8 +223,18 @@ static __always_inline int lb4_translate(struct __sk_buff *skb, __be32 saddr, __
 	key.dport = vport;
 	key.proto = proto;
 	svc = lb4_lookup_service(&key, scope);
-	if (!svc)
-		return 0;
+	if (!svc) {
+		/* NodePort: any address of this node matches the 0.0.0.0:port surrogate. */
+		struct endpoint_info *host = lookup_endpoint(vip);
+
+		if (!host || !(host->flags & ENDPOINT_F_HOST))
+			return 0;
+		key.address = 0;
+		key.proto = proto;
+		svc = lb4_lookup_service(&key, scope);
+		if (!svc)
+			return 0;
+	}
 	if (svc->count == 0)
 		return DROP_NO_SERVICE;
 

@@ -16,15 +16,25 @@ static __always_inline int lb4_rev_nat(struct __sk_buff *skb, __u16 rev_nat_inde
 				       __u32 l4_off, __be32 *saddr)
 {
 	struct lb4_reverse_nat *nat;
+	struct runtime_config *cfg;
+	__be32 addr;
 	__be16 old_port;
 
 	nat = bpf_map_lookup_elem(&cilium_lb4_reverse_nat, &rev_nat_index);
 	if (!nat)
 		return 0;
-	if (nat->address != *saddr) {
-		if (csum_rewrite_addr(skb, IP_SRC_OFF, *saddr, nat->address, proto, l4_off) < 0)
+	addr = nat->address;
+	if (!addr) {
+		/* The NodePort surrogate 0.0.0.0:port: the client reached this node's IP. */
+		cfg = runtime_config();
+		if (!cfg)
+			return 0;
+		addr = cfg->node_ip;
+	}
+	if (addr != *saddr) {
+		if (csum_rewrite_addr(skb, IP_SRC_OFF, *saddr, addr, proto, l4_off) < 0)
 			return DROP_CSUM_L3;
-		*saddr = nat->address;
+		*saddr = addr;
 	}
 	if (nat->port && (proto == IPPROTO_TCP || proto == IPPROTO_UDP)) {
 		if (bpf_skb_load_bytes(skb, l4_off, &old_port, sizeof(old_port)) < 0)

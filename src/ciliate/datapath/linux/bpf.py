@@ -184,7 +184,9 @@ class Map:
     def lookup(self, key: bytes) -> bytes | None:
         self._check_key(key)
         ctypes.memmove(self._key, key, len(key))
-        struct.pack_into("<IIQQ", self._attr, 0, self.fd, 0, _addr(self._key), _addr(self._val))
+        # every field of the command is written: a stale flags word from an earlier update
+        # would make the kernel reject the call (EINVAL)
+        struct.pack_into("<IIQQQ", self._attr, 0, self.fd, 0, _addr(self._key), _addr(self._val), 0)
         ret = _libc.syscall(_NR_BPF, BPF_MAP_LOOKUP_ELEM, self._attr, _ATTR_SIZE)
         if ret < 0:
             err = ctypes.get_errno()
@@ -213,7 +215,7 @@ class Map:
         """True when an entry was removed, False when there was none."""
         self._check_key(key)
         ctypes.memmove(self._key, key, len(key))
-        struct.pack_into("<IIQ", self._attr, 0, self.fd, 0, _addr(self._key))
+        struct.pack_into("<IIQQQ", self._attr, 0, self.fd, 0, _addr(self._key), 0, 0)
         ret = _libc.syscall(_NR_BPF, BPF_MAP_DELETE_ELEM, self._attr, _ATTR_SIZE)
         if ret < 0:
             err = ctypes.get_errno()
@@ -229,13 +231,14 @@ class Map:
         have_key = False
         while True:
             struct.pack_into(
-                "<IIQQ",
+                "<IIQQQ",
                 self._attr,
                 0,
                 self.fd,
                 0,
                 _addr(self._key) if have_key else 0,
                 _addr(self._next),
+                0,
             )
             ret = _libc.syscall(_NR_BPF, BPF_MAP_GET_NEXT_KEY, self._attr, _ATTR_SIZE)
             if ret < 0:
