@@ -201,7 +201,12 @@ def _depth_ok(text: str, filename: str, result: YamlResult) -> bool:
 def _yaml_error(e: yaml.YAMLError, filename: str) -> Diagnostic:
     if isinstance(e, yaml.MarkedYAMLError):
         mark = e.problem_mark or e.context_mark
-        reason = " ".join(str(x) for x in (e.context, e.problem) if x) or str(e).splitlines()[0]
+        context = str(e.context or "")
+        cm = e.context_mark
+        if context and cm is not None and mark is not None and cm.line != mark.line:
+            context += f" (started at line {cm.line + 1}, column {cm.column + 1})"
+        reason = ": ".join(x for x in (context, str(e.problem or "")) if x)
+        reason = reason or str(e).splitlines()[0]
         return Diagnostic(
             f"YAML syntax error: {reason}",
             file=filename,
