@@ -58,9 +58,7 @@ def _case_files() -> list[str]:
 
 
 def _write_generated(name: str, where: Path) -> None:
-    if name == "services-fixed-ip.yaml":
-        shutil.copy(shared_examples() / "ebook" / name, where / name)
-    elif name == "metallb-values.yaml":
+    if name in ("services-fixed-ip.yaml", "metallb-values.yaml"):  # the shared examples
         shutil.copy(shared_examples() / "ebook" / name, where / name)
     elif name == "oversized.yaml":
         small = "apiVersion: v1\nkind: ConfigMap\nmetadata:\n  name: small\n"
