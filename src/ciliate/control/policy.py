@@ -500,7 +500,12 @@ class PolicyCompiler:
             else:
                 entry = PolicyEntry(provenance=prov)
             if spec.name and e.egress:
-                for peer in peers:
+                # A named port is the destination pod's (resolved per peer identity); the
+                # wildcard peer becomes every pod identity having a port of that name, so
+                # world/host and pods without it are not opened (k8s API semantics; Cilium
+                # itself opens the port number toward every peer).
+                named_peers = set(self._ident_pods) if 0 in peers else peers
+                for peer in named_peers:
                     for proto, start, plen in self._port_keys(spec, True, peer, g):
                         b.add(PolicyKey(peer, True, proto, start, plen), entry)
                 continue

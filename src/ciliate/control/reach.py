@@ -198,6 +198,44 @@ def map_verdict(
     return True, 0
 
 
+def remote_identity(view: ClusterView, result: PolicyResult, what: str) -> tuple[int, str | None]:
+    """(identity, pod key or None) of a pod ``ns/name``, a pod IP, ``host`` or an outside
+    IP, as the ipcache would answer (longest CIDR prefix, else world)."""
+    if what in view.pod_identity:
+        return view.pod_identity[what], what
+    if what == "host":
+        return 1, None
+    for k, ip in view.pod_ips.items():
+        if ip == what and k in view.pod_identity:
+            return view.pod_identity[k], k
+    addr = IPv4Address(what)
+    best: tuple[int, int] | None = None
+    for net, ident in result.cidr_identities.items():
+        if addr in net and (best is None or net.prefixlen > best[0]):
+            best = (net.prefixlen, ident.id)
+    return (best[1] if best else 2), None
+
+
+def probe_maps(
+    view: ClusterView,
+    result: PolicyResult,
+    src: str,
+    dst: str,
+    port: int,
+    protocol: str = "TCP",
+    http: tuple[str, str] | None = None,
+) -> tuple[bool, int]:
+    """One connection through the compiled maps: egress at a source pod, ingress at a
+    destination pod (world and host endpoints have no map)."""
+    si, sk = remote_identity(view, result, src)
+    di, dk = remote_identity(view, result, dst)
+    if sk is not None and sk == dk:
+        return True, 0
+    sm = result.endpoints[sk].map if sk is not None and sk in result.endpoints else None
+    dm = result.endpoints[dk].map if dk is not None and dk in result.endpoints else None
+    return map_verdict(sm, dm, si, di, PROTO_NUM.get(protocol.upper(), 6), port, http)
+
+
 def reach_matrix(
     view: ClusterView,
     port: int,
