@@ -524,7 +524,7 @@ def test_default_deny_explanation_names_the_policy() -> None:
 
 def test_pods_with_one_identity_share_one_compiled_map() -> None:
     docs = [pod(f"x/r{i}", f"10.10.2.{i + 1}", app="r") for i in range(5)]
-    w = World(docs + [np_("p", "x", {"podSelector": {"matchLabels": {"app": "r"}}})])
+    w = World([*docs, np_("p", "x", {"podSelector": {"matchLabels": {"app": "r"}}})])
     maps = {id(w.result.endpoints[f"x/r{i}"].map) for i in range(5)}
     assert len(maps) == 1
 
@@ -536,17 +536,17 @@ def test_ipblock_on_pods_requires_every_pod_of_the_identity_inside() -> None:
         "x",
         {"podSelector": {}, "ingress": [{"from": [{"ipBlock": {"cidr": "10.10.5.0/24"}}]}]},
     )
-    w = World(docs + [pol])
+    w = World([*docs, pol])
     # r1 is inside, but r2 shares its identity and is outside: neither is allowed.
     assert not w.ok("z/r1", "x/a") and not w.ok("z/r2", "x/a")
     whole = World(
-        docs
-        + [
+        [
+            *docs,
             np_(
                 "p",
                 "x",
                 {"podSelector": {}, "ingress": [{"from": [{"ipBlock": {"cidr": "10.10.0.0/16"}}]}]},
-            )
+            ),
         ]
     )
     assert whole.ok("z/r1", "x/a") and whole.ok("z/r2", "x/a")
