@@ -227,6 +227,7 @@ class Agent:
         """Namespace, veth, address, routes and the lxc program of one pod; ms taken."""
         t0 = self.clock()
         self.topo.ensure_pod(node, ep, node.pods.get(ep.pod))
+        t1 = self.clock()
         dev = next((d for d in node.devices if d.name == ep.lxc_name), None)
         programs = (
             dev.programs
@@ -234,8 +235,10 @@ class Agent:
             else (("ingress", "cil_from_container"),)
         )
         self.programs[node.name].attach_all([(ep.lxc_name, programs)])
-        ms = (self.clock() - t0) * 1000
+        t2 = self.clock()
+        ms = (t2 - t0) * 1000
         self.wire_ms.append(ms)
+        log.debug("wired %s: plumbing %.1f ms, programs %.1f ms", ep.pod, (t1 - t0) * 1000, (t2 - t1) * 1000)
         return ms
 
     def _spec_of(self, pod: str) -> str:
@@ -256,14 +259,23 @@ class Agent:
             self.errors.append(f"{pod}: {e}")
             log.warning("workload %s: %s", pod, e)
 
-    def _apply_maps(self, changes: list[MapChange]) -> None:
+    def _apply_maps(self, changes: list[MapChange], state: DesiredState) -> None:
+        """Write the deltas node by node; a node whose delta fails is resynced in full
+        from ``state`` (the maps then hold exactly the desired entries again)."""
         by_node: dict[str, list[MapChange]] = {}
         for c in changes:
             by_node.setdefault(c.node, []).append(c)
         for node, chs in by_node.items():
             progs = self.programs.get(node)
-            if progs is not None:
+            if progs is None:
+                continue
+            try:
                 progs.apply(chs)
+            except Exception as e:
+                log.warning("map delta on %s failed (%s); resyncing the node's maps", node, e)
+                self.errors.append(f"map delta on {node}: {e} (resynced)")
+                if node in state.nodes:
+                    progs.sync(state.nodes[node])
 
     # --- reconcile -------------------------------------------------------------------------
 
@@ -287,28 +299,25 @@ class Agent:
         came = [p for p in after if p not in before or after[p] != before[p]]
 
         # Removals first: a pod whose endpoint changed is rebuilt in the same netns name.
+        # Each step is guarded: one pod failing is status, the others still converge.
         for pod in gone:
-            self.sup.stop_pod(pod)
-            self._started_specs.pop(pod, None)
-            place = before[pod]
-            progs = self.programs.get(place.node)
-            if progs is not None:
-                progs.detach(place.endpoint.lxc_name)
-            self.topo.remove_pod(place.node, pod, place.endpoint.lxc_name)
+            self._guard(f"remove {pod}", self._remove_pod, pod, before[pod])
         for name, node in new.nodes.items():
             if name not in old.nodes:
-                self._ensure_node(node)
-        timings = []
+                self._guard(f"add node {name}", self._ensure_node, node)
+        timings: list[float] = []
         for pod in came:
             place = after[pod]
-            timings.append(self._wire_pod(new.nodes[place.node], place.endpoint))
-        self._apply_maps(changes)
+            ms = self._guard(f"wire {pod}", self._wire_pod, new.nodes[place.node], place.endpoint)
+            if isinstance(ms, float):
+                timings.append(ms)
+        self._apply_maps(changes, new)
         for name, node in new.nodes.items():
             if name in old.nodes and old.nodes[name].routes != node.routes:
-                self.topo.ensure_node_routes(node)
+                self._guard(f"routes of {name}", self.topo.ensure_node_routes, node)
         for name in old.nodes:
             if name not in new.nodes:
-                self.programs.pop(name, NodePrograms("", name, "")).unload()
+                self._guard(f"remove node {name}", self._remove_node, name)
         # workloads: new pods, and pods whose spec changed
         for pod, place in after.items():
             if pod in came or self._started_specs.get(pod) != self._spec_of(pod):
@@ -321,6 +330,32 @@ class Agent:
                 ",".join(f"{t:.1f}" for t in timings) or "-",
             )  # fmt: skip
         self.write_status()
+
+    def _guard(self, what: str, fn: Callable[..., object], *args: Any) -> object:
+        try:
+            return fn(*args)
+        except Exception as e:  # reconcile failures become status, not crashes
+            log.exception("%s failed", what)
+            self.errors.append(f"{what}: {e}")
+            return None
+
+    def _remove_pod(self, pod: str, place: PodPlace) -> None:
+        self.sup.stop_pod(pod)
+        self._started_specs.pop(pod, None)
+        progs = self.programs.get(place.node)
+        if progs is not None:
+            progs.detach(place.endpoint.lxc_name)
+        self.topo.remove_pod(place.node, pod, place.endpoint.lxc_name)
+
+    def _remove_node(self, name: str) -> None:
+        progs = self.programs.pop(name, None)
+        if progs is not None:
+            progs.unload()
+        node = self.state.nodes.get(name)
+        if node is not None:
+            for ep in iter_pod_endpoints(node):
+                self._remove_pod(ep.pod, PodPlace(name, ep))
+        self.topo.remove_node(name)
 
     # --- loop ----------------------------------------------------------------------------
 

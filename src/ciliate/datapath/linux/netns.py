@@ -228,8 +228,15 @@ class LinkSpec:
 
 def link_index(ipr: Any, name: str) -> int:
     """The ifindex of link ``name``, 0 when there is none."""
-    found = ipr.link_lookup(ifname=name)
-    return int(found[0]) if found else 0
+    # RTM_GETLINK by name: one answer, where link_lookup() dumps every link (a node
+    # with many pods made each lookup cost ~1 ms).
+    try:
+        (msg,) = ipr.link("get", ifname=name)
+    except NetlinkError as e:
+        if e.code in (errno.ENODEV, errno.ENOENT):
+            return 0
+        raise
+    return int(msg["index"])
 
 
 def _link_matches(ipr: Any, spec: LinkSpec) -> bool:
@@ -239,26 +246,28 @@ def _link_matches(ipr: Any, spec: LinkSpec) -> bool:
     if spec.ifindex and idx != spec.ifindex:
         return False
     if spec.mac:
-        (link,) = ipr.get_links(idx)
+        (link,) = ipr.link("get", index=idx)
         if str(link.get("address", "")).lower() != spec.mac.lower():
             return False
     return True
 
 
-def _add_link(ipr: Any, spec: LinkSpec, **attrs: Any) -> None:
+def _add_link(ipr: Any, spec: LinkSpec, **attrs: Any) -> int:
     """``ip link add`` with the wanted ifindex; if that number is taken (only possible
-    when the plan and the namespace disagree) fall back to any number rather than fail."""
+    when the plan and the namespace disagree) fall back to any number rather than fail.
+    Returns the wanted index when it was honoured, 0 when the kernel chose."""
     kw: dict[str, Any] = {"ifname": spec.name, "mtu": spec.mtu, **attrs}
     if spec.mac:
         kw["address"] = spec.mac
     if spec.ifindex:
         try:
             ipr.link("add", index=spec.ifindex, **kw)
-            return
+            return spec.ifindex
         except NetlinkError as e:
             if e.code not in (errno.EEXIST, errno.EBUSY) or link_index(ipr, spec.name):
                 raise
     ipr.link("add", **kw)
+    return 0
 
 
 def delete_link(ipr: Any, name: str) -> None:
@@ -276,22 +285,33 @@ def ensure_veth(ipr: Any, local: LinkSpec, peer: LinkSpec, peer_netns: str | Non
     if _link_matches(ipr, local):
         return False
     delete_link(ipr, local.name)
+    create_veth(ipr, local, peer, peer_netns)
+    return True
+
+
+def create_veth(
+    ipr: Any, local: LinkSpec, peer: LinkSpec, peer_netns: str | None = None
+) -> tuple[int, int]:
+    """Create the pair without looking first (the fast path for a fresh namespace;
+    EEXIST when ``local`` exists). Returns the (local, peer) ifindexes when they are the
+    wanted ones, 0 for an end whose number the kernel chose."""
     fd = open_netns_fd(peer_netns) if peer_netns else -1
     try:
         try:
-            _add_veth(ipr, local, peer, fd, peer.ifindex)
+            return _add_veth(ipr, local, peer, fd, peer.ifindex), peer.ifindex
         except NetlinkError as e:
             # The peer's wanted index may be taken in its namespace: retry without it.
             if e.code not in (errno.EEXIST, errno.EBUSY) or not peer.ifindex:
                 raise
-            _add_veth(ipr, local, peer, fd, 0)
+            if link_index(ipr, local.name):
+                raise
+            return _add_veth(ipr, local, peer, fd, 0), 0
     finally:
         if fd >= 0:
             os.close(fd)
-    return True
 
 
-def _add_veth(ipr: Any, local: LinkSpec, peer: LinkSpec, netns_fd: int, peer_index: int) -> None:
+def _add_veth(ipr: Any, local: LinkSpec, peer: LinkSpec, netns_fd: int, peer_index: int) -> int:
     # pyroute2's "peer=" shortcut only takes attributes; the peer's ifindex lives in the
     # ifinfomsg header of VETH_INFO_PEER, so the link info is spelled out here.
     attrs: list[tuple[str, Any]] = [("IFLA_IFNAME", peer.name), ("IFLA_MTU", peer.mtu)]
@@ -308,7 +328,7 @@ def _add_veth(ipr: Any, local: LinkSpec, peer: LinkSpec, netns_fd: int, peer_ind
             ("IFLA_INFO_DATA", {"attrs": [("VETH_INFO_PEER", peer_msg)]}),
         ]
     }
-    _add_link(ipr, local, IFLA_LINKINFO=linkinfo)
+    return _add_link(ipr, local, IFLA_LINKINFO=linkinfo)
 
 
 def ensure_vxlan(ipr: Any, spec: LinkSpec, port: int = 8472) -> bool:
@@ -333,8 +353,15 @@ def ensure_master(ipr: Any, name: str, master: str) -> None:
     ipr.link("set", index=link_index(ipr, name), master=link_index(ipr, master))
 
 
-def ensure_up(ipr: Any, name: str) -> None:
-    ipr.link("set", index=link_index(ipr, name), state="up")
+def ensure_up(ipr: Any, name: str, index: int = 0) -> None:
+    """Set link ``name`` up (``index`` saves the lookup when it is known)."""
+    ipr.link("set", index=index or link_index(ipr, name), state="up")
+
+
+def add_address(ipr: Any, index: int, cidr: str) -> None:
+    """Add one address (fresh namespaces: nothing to compare against)."""
+    a = IPv4Interface(cidr)
+    ipr.addr("add", index=index, address=str(a.ip), prefixlen=a.network.prefixlen)
 
 
 def ensure_addresses(ipr: Any, name: str, cidrs: Iterable[str]) -> None:
@@ -362,13 +389,13 @@ class RouteSpec:
     mtu: int = 0
 
 
-def _route_attrs(ipr: Any, r: RouteSpec) -> dict[str, Any]:
+def _route_attrs(ipr: Any, r: RouteSpec, oif: int = 0) -> dict[str, Any]:
     dst = "0.0.0.0/0" if r.dst == "default" else r.dst
     if "/" not in dst:
         dst += "/32"
     kw: dict[str, Any] = {
         "dst": dst,
-        "oif": link_index(ipr, r.dev),
+        "oif": oif or link_index(ipr, r.dev),
         "proto": RTPROT_KERNEL if r.kernel_proto else RTPROT_BOOT,
         "scope": RT_SCOPE_LINK if r.link_scope else RT_SCOPE_UNIVERSE,
     }
@@ -381,9 +408,9 @@ def _route_attrs(ipr: Any, r: RouteSpec) -> dict[str, Any]:
     return kw
 
 
-def ensure_route(ipr: Any, r: RouteSpec) -> None:
-    """``ip route replace`` (idempotent)."""
-    ipr.route("replace", **_route_attrs(ipr, r))
+def ensure_route(ipr: Any, r: RouteSpec, oif: int = 0) -> None:
+    """``ip route replace`` (idempotent); ``oif`` saves the device lookup when known."""
+    ipr.route("replace", **_route_attrs(ipr, r, oif))
 
 
 def delete_route(ipr: Any, r: RouteSpec) -> None:
