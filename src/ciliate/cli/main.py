@@ -26,6 +26,7 @@ COMMAND_MODULES = (
     "ciliate.cli.cmd_trace",  # trace
     "ciliate.cli.cmd_policy",  # reach, policy explain
     "ciliate.cli.cmd_kernel",  # up, down, status, exec, node exec, observe
+    "ciliate.cli.cmd_exec",  # exec POD -- CMD, node exec NODE -- CMD (model views or real)
     "ciliate.cli.cmd_demo",  # demo
 )
 
