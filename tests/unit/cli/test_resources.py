@@ -1,0 +1,223 @@
+"""apply / get / delete / describe through the entry point, in a temporary state."""
+
+from __future__ import annotations
+
+import io
+import ipaddress
+import json
+import re
+from collections.abc import Callable
+from pathlib import Path
+
+import pytest
+import yaml
+
+from ciliate.cli import virtual
+from ciliate.cli.context import Context
+from ciliate.cli.main import main
+
+
+def shared_examples() -> Path:
+    for cand in (Path(__file__).resolve().parents[3] / ".." / "shared" / "examples",
+                 Path("/work/shared/examples")):  # fmt: skip
+        if cand.is_dir():
+            return cand.resolve()
+    pytest.skip("the shared examples are not available")
+
+
+Run = Callable[..., tuple[int, str, str]]
+
+
+@pytest.fixture
+def state(tmp_path: Path) -> Path:
+    return tmp_path / "state"
+
+
+@pytest.fixture
+def run(state: Path) -> Run:
+    def _run(*argv: str, stdin: str = "") -> tuple[int, str, str]:
+        out, err = io.StringIO(), io.StringIO()
+        ctx = Context(state_dir=state, stdout=out, stderr=err, stdin=io.StringIO(stdin))
+        rc = main(list(argv), ctx)
+        return rc, out.getvalue(), err.getvalue()
+
+    return _run
+
+
+@pytest.fixture
+def cluster(run: Run) -> Run:
+    rc, _, err = run("cluster", "create", "-f", str(shared_examples() / "cluster.yaml"))
+    assert rc == 0, err
+    return run
+
+
+def test_networking101_pods_spread_over_the_workers(cluster: Run) -> None:
+    rc, out, err = cluster("apply", "-f", str(shared_examples() / "networking101/workloads.yaml"))
+    assert (rc, err) == (0, "")
+    assert out.splitlines() == [
+        "namespace/networking101 created",
+        "deployment.apps/busybox created",
+        "deployment.apps/netshoot created",
+    ]
+    rc, out, err = cluster("get", "pods", "-n", "networking101", "-o", "wide")
+    assert rc == 0, err
+    header, *rows = out.splitlines()
+    assert header.split()[:5] == ["NAME", "READY", "STATUS", "RESTARTS", "AGE"]
+    assert "IP" in header and "NODE" in header and "NOMINATED NODE" in header
+    assert len(rows) == 4
+    cidr = {"mycluster-worker": "10.10.2.0/24", "mycluster-worker2": "10.10.1.0/24"}
+    nodes = []
+    for row in rows:
+        name, ready, status, _restarts, _age, ip, node, *_ = row.split()
+        assert re.fullmatch(r"(busybox|netshoot)-[0-9a-f]{8,10}-[a-z0-9]{5}", name), name
+        assert (ready, status) == ("1/1", "Running")
+        assert ipaddress.ip_address(ip) in ipaddress.ip_network(cidr[node])
+        nodes.append(node)
+    assert sorted(nodes) == sorted(cidr) * 2 or set(nodes) == set(cidr)
+
+
+def test_get_output_formats(cluster: Run) -> None:
+    cluster("apply", "-f", str(shared_examples() / "networking101/workloads.yaml"))
+    rc, out, _ = cluster("get", "deploy", "-n", "networking101", "-o", "json")
+    lst = json.loads(out)
+    assert lst["apiVersion"] == "v1" and lst["kind"] == "List"
+    assert lst["metadata"] == {"resourceVersion": ""}
+    assert [i["metadata"]["name"] for i in lst["items"]] == ["busybox", "netshoot"]
+    rc, out, _ = cluster("get", "deploy", "busybox", "-n", "networking101", "-o", "json")
+    one = json.loads(out)
+    assert one["kind"] == "Deployment" and one["metadata"]["uid"]
+    rc, out, _ = cluster("get", "deploy", "busybox", "-n", "networking101", "-o", "yaml")
+    assert yaml.safe_load(out)["spec"]["replicas"] == 2
+    rc, out, _ = cluster("get", "deploy", "-n", "networking101", "-o", "name")
+    assert out == "deployment.apps/busybox\ndeployment.apps/netshoot\n"
+    _rc, out, _ = cluster("get", "deploy", "-n", "networking101")
+    assert out.splitlines()[0].split() == ["NAME", "READY", "UP-TO-DATE", "AVAILABLE", "AGE"]
+    assert out.splitlines()[1].split()[:4] == ["busybox", "2/2", "2", "2"]
+
+
+def test_get_all_namespaces_labels_and_several_kinds(cluster: Run) -> None:
+    cluster("apply", "-f", str(shared_examples() / "networking101/workloads.yaml"))
+    rc, out, _ = cluster("get", "po", "-A", "-l", "app=netshoot")
+    header, *rows = out.splitlines()
+    assert header.split()[:2] == ["NAMESPACE", "NAME"]
+    assert len(rows) == 2 and all(r.startswith("networking101 ") for r in rows)
+    assert all("netshoot-" in r for r in rows)
+    _rc, out, _ = cluster("get", "deploy,ns", "-A")
+    assert "deployment.apps/busybox" in out and "namespace/networking101" in out
+
+
+def test_services_columns(cluster: Run) -> None:
+    rc, _, err = cluster("apply", "-f", str(shared_examples() / "lb-ipam-l2-ingress/app.yaml"))
+    assert rc == 0, err
+    rc, out, _ = cluster("get", "svc", "-n", "cilium")
+    header, row = out.splitlines()
+    assert header.split() == ["NAME", "TYPE", "CLUSTER-IP", "EXTERNAL-IP", "PORT(S)", "AGE"]
+    name, type_, cip, ext, ports, _age = row.split()
+    assert (name, type_, ports) == ("cilium-ingress-basic-ingress", "LoadBalancer", "80:31814/TCP")
+    assert ipaddress.ip_address(cip) in ipaddress.ip_network("10.96.0.0/12")
+    assert ext == "<pending>"
+
+
+def test_not_found_and_empty(cluster: Run) -> None:
+    rc, out, err = cluster("get", "pods", "nope")
+    assert (rc, out, err) == (2, "", 'Error from server (NotFound): pods "nope" not found\n')
+    rc, out, err = cluster("get", "pods")
+    assert (rc, out, err) == (0, "", "No resources found in default namespace.\n")
+    rc, out, err = cluster("get", "pods", "-n", "kube-public")
+    assert err == "No resources found in kube-public namespace.\n"
+    rc, _, err = cluster("get", "podz")
+    assert rc == 1 and 'doesn\'t have a resource type "podz"' in err
+    rc, _, err = cluster("get", "po", "-l", "a in (")
+    assert rc == 1 and "invalid label selector" in err
+
+
+def test_apply_is_atomic_and_reports_unchanged(cluster: Run, state: Path) -> None:
+    good = "apiVersion: v1\nkind: ConfigMap\nmetadata: {name: good}\ndata: {a: '1'}\n"
+    bad = "---\napiVersion: v1\nkind: Service\nmetadata: {name: s}\nspec: {clusterIP: 1.2.3.4, ports: [{port: 80}]}\n"
+    rc, out, err = cluster("apply", "-f", "-", stdin=good + bad)
+    assert rc == 1 and out == ""
+    assert "<stdin>:9:19:" in err and "spec.clusterIP" in err and "10.96.0.0/12" in err
+    rc, _, _ = cluster("get", "cm", "good")
+    assert rc == 2
+    assert cluster("apply", "-f", "-", stdin=good)[1] == "configmap/good created\n"
+    assert cluster("apply", "-f", "-", stdin=good)[1] == "configmap/good unchanged\n"
+    changed = good.replace("'1'", "'2'")
+    assert cluster("apply", "-f", "-", stdin=changed)[1] == "configmap/good configured\n"
+
+
+def test_policies_carry_their_source(cluster: Run) -> None:
+    path = shared_examples() / "ebook/redis-ingress-ipblock.yaml"
+    assert cluster("apply", "-f", str(path))[0] == 0
+    rc, out, _ = cluster("get", "netpol", "redis-ingress", "-o", "json")
+    ann = json.loads(out)["metadata"]["annotations"]
+    assert ann["ciliate.io/source"] == f"{path}:2"
+    assert json.loads(ann["ciliate.io/source-lines"])["spec.ingress[0].from[0].ipBlock.cidr"] == 16
+    _rc, out, _ = cluster("get", "netpol")
+    assert out.splitlines()[1].split()[:2] == ["redis-ingress", "role=db"]
+
+
+def test_delete(cluster: Run) -> None:
+    workloads = str(shared_examples() / "networking101/workloads.yaml")
+    cluster("apply", "-f", workloads)
+    rc, out, _ = cluster("delete", "deploy", "busybox", "-n", "networking101")
+    assert (rc, out) == (0, 'deployment.apps "busybox" deleted\n')
+    rc, out, _ = cluster("get", "po", "-n", "networking101", "-o", "name")
+    assert out and "busybox" not in out  # its ReplicaSet and pods were collected
+    rc, _, err = cluster("delete", "deploy", "busybox", "-n", "networking101")
+    assert rc == 2 and 'deployments.apps "busybox" not found' in err
+    rc, out, _ = cluster("delete", "-f", workloads, "--ignore-not-found")
+    assert rc == 0 and 'namespace "networking101" deleted' in out
+    rc, out, _ = cluster("get", "po", "-A", "-o", "name")
+    assert "networking101" not in out and "busybox" not in out
+    rc, _, err = cluster("delete", "ns", "default")
+    assert rc == 1 and "may not be deleted" in err
+
+
+def test_describe(cluster: Run) -> None:
+    cluster("apply", "-f", str(shared_examples() / "ebook/services.yaml"))
+    rc, out, _ = cluster("describe", "svc", "my-service")
+    assert rc == 0
+    assert re.search(r"^Name:\s+my-service$", out, re.M)
+    assert re.search(r"^TargetPort:\s+9376/TCP$", out, re.M)
+    assert re.search(r"^Selector:\s+app=MyApp$", out, re.M)
+    rc, _, err = cluster("describe", "po", "nope")
+    assert rc == 2 and 'pods "nope" not found' in err
+
+
+def test_apply_without_cluster(run: Run) -> None:
+    rc, _, err = run(
+        "apply", "-f", "-", stdin="apiVersion: v1\nkind: ConfigMap\nmetadata: {name: a}\n"
+    )
+    assert rc == 2 and "ciliate cluster create" in err
+
+
+def test_virtual_kinds(cluster: Run, monkeypatch: pytest.MonkeyPatch) -> None:
+    docs = [
+        {"apiVersion": "cilium.io/v2", "kind": "CiliumThing",
+         "metadata": {"name": n, "namespace": ns, "labels": {"x": n}}}
+        for n, ns in (("a", "default"), ("b", "other"))
+    ]  # fmt: skip
+    vk = virtual.VirtualKind(
+        kind="CiliumThing",
+        plural="ciliumthings",
+        short_names=("cth",),
+        namespaced=True,
+        list=lambda ctx: docs,
+        table=lambda ds, wide: (["NAME", "X"], [[d["metadata"]["name"], "y"] for d in ds]),
+    )
+    monkeypatch.setitem(virtual.VIRTUAL_KINDS, vk.plural, vk)
+    rc, out, _ = cluster("get", "cth")
+    assert out == "NAME   X\na      y\n"
+    rc, out, _ = cluster("get", "ciliumthings", "-A", "-o", "name")
+    assert out == "ciliumthing.cilium.io/a\nciliumthing.cilium.io/b\n"
+    rc, out, _ = cluster("get", "cth", "-A", "-l", "x=b")
+    assert out.splitlines()[1].split() == ["other", "b", "y"]
+    rc, _, err = cluster("get", "cth", "zzz")
+    assert rc == 2 and 'ciliumthings.cilium.io "zzz" not found' in err
+
+
+def test_help_has_examples(capsys: pytest.CaptureFixture[str]) -> None:
+    for cmd in ("apply", "get", "delete", "describe"):
+        with pytest.raises(SystemExit):
+            main([cmd, "--help"])
+        assert "Examples:" in capsys.readouterr().out
