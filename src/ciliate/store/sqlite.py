@@ -19,18 +19,9 @@ Two tables hold everything:
 ``apply`` runs a batch in one ``BEGIN IMMEDIATE`` transaction, so writers from several
 processes serialize on SQLite's write lock (``busy_timeout`` makes them wait instead of
 failing) and a batch is wholly visible or not at all. Each change that alters an object
-takes the next rv; a put whose normalized document is identical to the stored one is a
-no-op (no event, no rv). Server-set fields:
-
-1. ``metadata.uid`` and ``metadata.creationTimestamp`` are kept from the existing object,
-   else a new uuid4 and the current time (RFC 3339, ``Z``).
-2. ``metadata.resourceVersion`` is the rv of the change that wrote it (a string, as in
-   Kubernetes).
-3. ``metadata.generation`` is 1 on create and +1 when anything outside ``metadata`` and
-   ``status`` changes (Kubernetes' rule for resources with a status subresource).
-4. A put without a ``status`` key keeps the stored status (status is written by
-   controllers and the agent, not by ``apply -f``, as with the status subresource);
-   a put with ``status`` replaces it.
+takes the next rv. What a put stores (uid, creationTimestamp, generation, the
+status kept when a put carries none, "unchanged" for identical documents) is decided
+by ``ciliate.store.objects``, shared with every backend.
 
 Watchers read the event log with their own connection. New events are noticed in two
 ways: an in-process notifier (a ``threading.Condition`` shared by every store object
@@ -49,14 +40,12 @@ selects ``synchronous=FULL`` (an fsync per commit) for that case.
 from __future__ import annotations
 
 import builtins
-import json
 import os
 import sqlite3
 import threading
 import time
 import uuid
 from collections.abc import Callable, Iterator, Sequence
-from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
@@ -68,6 +57,7 @@ from ciliate.store.api import (
     ResourceVersionTooOldError,
     WatchEvent,
 )
+from ciliate.store.objects import canonical, load, resolve_delete, resolve_put
 
 DEFAULT_HISTORY = 10_000
 """Events kept for watchers; older ones are compacted away (etcd's compaction)."""
@@ -102,20 +92,6 @@ CREATE TABLE IF NOT EXISTS events (
 );
 INSERT OR IGNORE INTO meta (key, value) VALUES ('schema', 1), ('rv', 0), ('compacted', 0);
 """
-
-
-def _canonical(doc: Doc) -> str:
-    """The normalized byte form: sorted keys, no whitespace. Equal docs, equal text."""
-    return json.dumps(doc, sort_keys=True, separators=(",", ":"), ensure_ascii=False)
-
-
-def _rfc3339(t: float) -> str:
-    return datetime.fromtimestamp(t, UTC).strftime("%Y-%m-%dT%H:%M:%SZ")
-
-
-def _spec_part(doc: Doc) -> str:
-    """Everything that counts for ``generation``: all but metadata and status."""
-    return _canonical({k: v for k, v in doc.items() if k not in ("metadata", "status")})
 
 
 class _Notifier:
@@ -223,7 +199,7 @@ class SQLiteStore:
                 "SELECT doc FROM objects WHERE kind = ? AND namespace = ? AND name = ?",
                 (key.kind, key.namespace, key.name),
             ).fetchone()
-        return None if row is None else _load(row[0])
+        return None if row is None else load(row[0])
 
     def list(self, kind: str | None = None, namespace: str | None = None) -> list[Doc]:
         docs, _ = self.list_with_version(kind, namespace)
@@ -253,7 +229,7 @@ class SQLiteStore:
                 rv = self._meta("rv")
             finally:
                 self._conn.execute("COMMIT")
-        return [_load(r[0]) for r in rows], rv
+        return [load(r[0]) for r in rows], rv
 
     def resource_version(self) -> int:
         with self._lock:
@@ -304,7 +280,7 @@ class SQLiteStore:
                 ).fetchone()
                 if row is None:
                     raise KeyError(str(key))
-                doc = _load(row[0])
+                doc = load(row[0])
                 doc["status"] = status
                 rv = start = self._meta("rv")
                 rv = self._apply_one(Change(key, doc), rv)
@@ -328,48 +304,29 @@ class SQLiteStore:
             "SELECT doc FROM objects WHERE kind = ? AND namespace = ? AND name = ?",
             (key.kind, key.namespace, key.name),
         ).fetchone()
-        old = None if row is None else _load(row[0])
+        old = None if row is None else load(row[0])
 
         if change.object is None:
             if old is None:
                 return rv  # deleting a missing object is not an error (kubectl --ignore-not-found)
             rv += 1
-            old.setdefault("metadata", {})["resourceVersion"] = str(rv)
             conn.execute(
                 "DELETE FROM objects WHERE kind = ? AND namespace = ? AND name = ?",
                 (key.kind, key.namespace, key.name),
             )
-            self._event(rv, EventType.DELETED, key, _canonical(old))
+            self._event(rv, EventType.DELETED, key, canonical(resolve_delete(old, rv)))
             return rv
 
-        new: Doc = _load(_canonical(change.object))  # a private deep copy
-        meta = new.get("metadata")
-        if not isinstance(meta, dict):
-            meta = new["metadata"] = {}
-        if old is None:
-            meta["uid"] = self._new_uid()
-            meta["creationTimestamp"] = _rfc3339(self._now())
-            meta["generation"] = 1
-        else:
-            old_meta = old.get("metadata") or {}
-            meta["uid"] = old_meta.get("uid") or self._new_uid()
-            meta["creationTimestamp"] = old_meta.get("creationTimestamp") or _rfc3339(self._now())
-            gen = int(old_meta.get("generation") or 1)
-            meta["generation"] = gen + 1 if _spec_part(new) != _spec_part(old) else gen
-            meta["resourceVersion"] = old_meta.get("resourceVersion", "")
-            if "status" not in new and "status" in old:
-                new["status"] = old["status"]
-            if _canonical(new) == _canonical(old):
-                return rv  # byte-identical after normalization: unchanged, no event
+        put = resolve_put(old, change.object, rv + 1, now=self._now, new_uid=self._new_uid)
+        if put is None:
+            return rv  # byte-identical after normalization: unchanged, no event
         rv += 1
-        meta["resourceVersion"] = str(rv)
-        text = _canonical(new)
         conn.execute(
             "INSERT OR REPLACE INTO objects (kind, namespace, name, resource_version, doc)"
             " VALUES (?, ?, ?, ?, ?)",
-            (key.kind, key.namespace, key.name, rv, text),
+            (key.kind, key.namespace, key.name, rv, put.text),
         )
-        self._event(rv, EventType.ADDED if old is None else EventType.MODIFIED, key, text)
+        self._event(rv, EventType.ADDED if put.created else EventType.MODIFIED, key, put.text)
         return rv
 
     def _event(self, rv: int, type_: EventType, key: ObjectKey, text: str) -> None:
@@ -455,7 +412,7 @@ class SQLiteStore:
         finally:
             conn.execute("COMMIT")
         return [
-            WatchEvent(EventType(t), int(rv), ObjectKey(k, ns, n), _load(doc))
+            WatchEvent(EventType(t), int(rv), ObjectKey(k, ns, n), load(doc))
             for rv, t, k, ns, n, doc in rows
         ]
 
@@ -474,9 +431,3 @@ class SQLiteStore:
 
     def __exit__(self, *exc: object) -> None:
         self.close()
-
-
-def _load(text: str) -> Doc:
-    doc = json.loads(text)
-    assert isinstance(doc, dict)
-    return doc

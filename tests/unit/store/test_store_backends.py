@@ -1,4 +1,5 @@
-"""SQLiteStore: server-set metadata, atomic batches, watch in order, compaction."""
+"""The store contract, run against every backend (SQLite, memory): server-set metadata,
+atomic batches, watch in order, compaction. SQLite-only behaviour is marked so."""
 
 from __future__ import annotations
 
@@ -18,6 +19,7 @@ from ciliate.store.api import (
     WatchEvent,
     update_status,
 )
+from ciliate.store.memory import MemoryStore
 from ciliate.store.sqlite import SQLiteStore
 
 
@@ -34,18 +36,29 @@ def key(name: str, ns: str = "default", kind: str = "Pod") -> ObjectKey:
     return ObjectKey(kind, ns, name)
 
 
-@pytest.fixture
-def store(tmp_path: Path) -> Any:
+@pytest.fixture(params=["sqlite", "memory"])
+def store(request: pytest.FixtureRequest, tmp_path: Path) -> Any:
+    """Every backend must pass the same contract tests."""
     clock = iter(range(1_700_000_000, 1_800_000_000))
     uids = iter(f"uid-{i}" for i in range(1_000_000))
-    s = SQLiteStore(
-        tmp_path / "store.db",
-        now=lambda: float(next(clock)),
-        new_uid=lambda: next(uids),
-        poll_interval=0.01,
-    )
+    s: SQLiteStore | MemoryStore
+    if request.param == "sqlite":
+        s = SQLiteStore(
+            tmp_path / "store.db",
+            now=lambda: float(next(clock)),
+            new_uid=lambda: next(uids),
+            poll_interval=0.01,
+        )
+    else:
+        s = MemoryStore(now=lambda: float(next(clock)), new_uid=lambda: next(uids))
     yield s
     s.close()
+
+
+def backend(kind: str, tmp_path: Path, **kw: Any) -> SQLiteStore | MemoryStore:
+    if kind == "sqlite":
+        return SQLiteStore(tmp_path / "s.db", **kw)
+    return MemoryStore(**kw)
 
 
 def test_satisfies_the_store_protocol(store: SQLiteStore) -> None:
@@ -261,8 +274,10 @@ def test_watch_timeout_ends_an_idle_watch(store: SQLiteStore) -> None:
     assert list(store.watch(0, timeout=0.05)) == []
 
 
-def test_compaction_keeps_last_n_and_old_watch_is_gone(tmp_path: Path) -> None:
-    with SQLiteStore(tmp_path / "s.db", history=5) as s:
+@pytest.mark.parametrize("kind", ["sqlite", "memory"])
+def test_compaction_keeps_last_n_and_old_watch_is_gone(kind: str, tmp_path: Path) -> None:
+    s = backend(kind, tmp_path, history=5)
+    try:
         for i in range(12):
             s.apply([Change(key(f"p{i}"), pod(f"p{i}"))])
         assert s.compacted_version() == 7
@@ -274,17 +289,21 @@ def test_compaction_keeps_last_n_and_old_watch_is_gone(tmp_path: Path) -> None:
         # list-then-watch recovers.
         docs, rv = s.list_with_version()
         assert len(docs) == 12 and list(s.watch(rv, timeout=0)) == []
+    finally:
+        s.close()
 
 
-def test_history_must_keep_an_event(tmp_path: Path) -> None:
+@pytest.mark.parametrize("kind", ["sqlite", "memory"])
+def test_history_must_keep_an_event(kind: str, tmp_path: Path) -> None:
     with pytest.raises(ValueError):
-        SQLiteStore(tmp_path / "s.db", history=0)
+        backend(kind, tmp_path, history=0)
 
 
-def test_wal_mode_is_on(store: SQLiteStore) -> None:
+def test_wal_mode_is_on(tmp_path: Path) -> None:
     import sqlite3
 
-    conn = sqlite3.connect(store.path)
+    SQLiteStore(tmp_path / "s.db").close()
+    conn = sqlite3.connect(tmp_path / "s.db")
     try:
         assert conn.execute("PRAGMA journal_mode").fetchone()[0] == "wal"
     finally:
