@@ -88,7 +88,7 @@ def test_get_output_formats(cluster: Run) -> None:
     assert one["kind"] == "Deployment" and one["metadata"]["uid"]
     rc, out, _ = cluster("get", "deploy", "busybox", "-n", "networking101", "-o", "yaml")
     assert yaml.safe_load(out)["spec"]["replicas"] == 2
-    rc, out, _ = cluster("get", "deploy", "-n", "networking101", "-o", "name")
+    _, out, _ = cluster("get", "deploy", "-n", "networking101", "-o", "name")
     assert out == "deployment.apps/busybox\ndeployment.apps/netshoot\n"
     _rc, out, _ = cluster("get", "deploy", "-n", "networking101")
     assert out.splitlines()[0].split() == ["NAME", "READY", "UP-TO-DATE", "AVAILABLE", "AGE"]
@@ -97,7 +97,7 @@ def test_get_output_formats(cluster: Run) -> None:
 
 def test_get_all_namespaces_labels_and_several_kinds(cluster: Run) -> None:
     cluster("apply", "-f", str(shared_examples() / "networking101/workloads.yaml"))
-    rc, out, _ = cluster("get", "po", "-A", "-l", "app=netshoot")
+    _, out, _ = cluster("get", "po", "-A", "-l", "app=netshoot")
     header, *rows = out.splitlines()
     assert header.split()[:2] == ["NAMESPACE", "NAME"]
     assert len(rows) == 2 and all(r.startswith("networking101 ") for r in rows)
@@ -148,7 +148,7 @@ def test_apply_is_atomic_and_reports_unchanged(cluster: Run, state: Path) -> Non
 def test_policies_carry_their_source(cluster: Run) -> None:
     path = shared_examples() / "ebook/redis-ingress-ipblock.yaml"
     assert cluster("apply", "-f", str(path))[0] == 0
-    rc, out, _ = cluster("get", "netpol", "redis-ingress", "-o", "json")
+    _, out, _ = cluster("get", "netpol", "redis-ingress", "-o", "json")
     ann = json.loads(out)["metadata"]["annotations"]
     assert ann["ciliate.io/source"] == f"{path}:2"
     assert json.loads(ann["ciliate.io/source-lines"])["spec.ingress[0].from[0].ipBlock.cidr"] == 16
