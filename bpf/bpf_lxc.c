@@ -159,6 +159,13 @@ static __always_inline int handle_ipv4(struct __sk_buff *skb)
 
 	t.obs_point = TRACE_TO_STACK;
 	send_trace_notify(skb, &t);
+	if (ct.status == CT_REPLY && ct.rev_nat_index && !dst) {
+		/* A NodePort reply now sourced from this node's address: route it out
+		 * directly (the input path would drop a local source as martian). */
+		ret = fib_redirect_v4(skb, saddr, daddr);
+		if (ret >= 0)
+			return ret;
+	}
 	return CTX_ACT_OK;
 }
 

@@ -36,4 +36,30 @@ static __always_inline int encap_vxlan(struct __sk_buff *skb, __be32 tunnel_endp
 	return bpf_redirect(vxlan_ifindex, 0);
 }
 
+/* Send a packet out of the device the routing table picks, without the stack's input path:
+ * needed for reverse-NATed replies whose new source is this node's own address (the input
+ * route check would drop a packet arriving with a local source as martian).  Resolves the
+ * neighbour like bpf_redirect_neigh (Cilium's fib_redirect in fib.h).  Returns a tc verdict
+ * or -1 when the FIB has no route (the caller passes the packet to the stack then). */
+static __always_inline int fib_redirect_v4(struct __sk_buff *skb, __be32 saddr, __be32 daddr)
+{
+	struct bpf_fib_lookup fib = {};
+	int ret;
+
+	fib.family = 2; /* AF_INET */
+	fib.ipv4_src = saddr;
+	fib.ipv4_dst = daddr;
+	fib.ifindex = skb->ingress_ifindex;
+	ret = bpf_fib_lookup(skb, &fib, sizeof(fib), 0);
+	if (ret == BPF_FIB_LKUP_RET_SUCCESS) {
+		if (bpf_skb_store_bytes(skb, 0, fib.dmac, ETH_ALEN, 0) < 0 ||
+		    bpf_skb_store_bytes(skb, ETH_ALEN, fib.smac, ETH_ALEN, 0) < 0)
+			return -1;
+		return bpf_redirect(fib.ifindex, 0);
+	}
+	if (ret == BPF_FIB_LKUP_RET_NO_NEIGH)
+		return bpf_redirect_neigh(fib.ifindex, NULL, 0, 0);
+	return -1;
+}
+
 #endif /* CILIATE_ENCAP_H */

@@ -372,3 +372,79 @@ class Lab:
 
 
 __all__ = ["Lab", "codec", "unavailable"]
+
+
+# --- TCP servers and clients inside pod namespaces (in-process: a socket stays in the
+# namespace it was created in, whichever thread uses it) ---------------------------------
+
+
+class NameServer:
+    """A TCP server in a pod's namespace answering every line with the pod's name."""
+
+    def __init__(self, lab: Lab, pod: str, port: int) -> None:
+        import socket
+        import threading
+
+        self.name = pod
+        ns = lab.pods[pod].netns if pod in lab.pods else lab.nodes[pod].netns
+
+        def make() -> socket.socket:
+            s = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
+            s.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+            s.bind(("0.0.0.0", port))
+            s.listen(64)
+            return s
+
+        self.sock = netns.run_in_netns(ns, make)
+        self.sock.settimeout(0.2)
+        self._stop = threading.Event()
+        self._thread = threading.Thread(target=self._serve, daemon=True)
+        self._thread.start()
+
+    def _serve(self) -> None:
+        import threading
+
+        while not self._stop.is_set():
+            try:
+                conn, _ = self.sock.accept()
+            except OSError:
+                continue
+            threading.Thread(target=self._handle, args=(conn,), daemon=True).start()
+
+    def _handle(self, conn: object) -> None:
+        import socket
+
+        assert isinstance(conn, socket.socket)
+        conn.settimeout(5)
+        with conn:
+            try:
+                while conn.recv(64):
+                    conn.sendall(self.name.encode() + b"\n")
+            except OSError:
+                pass
+
+    def close(self) -> None:
+        self._stop.set()
+        self._thread.join(2)
+        self.sock.close()
+
+
+def connect(lab: Lab, where: str, ip: str, port: int, timeout: float = 1.0) -> object:
+    """A TCP socket connected from a pod's (or node's) namespace."""
+    import socket
+
+    ns = lab.pods[where].netns if where in lab.pods else lab.nodes[where].netns
+
+    def make() -> socket.socket:
+        return socket.create_connection((ip, port), timeout=timeout)
+
+    return netns.run_in_netns(ns, make)
+
+
+def ask(sock: object) -> str:
+    """Send a line, return the server's answer (its pod name)."""
+    import socket
+
+    assert isinstance(sock, socket.socket)
+    sock.sendall(b"?\n")
+    return sock.recv(64).decode().strip()

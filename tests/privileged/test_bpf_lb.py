@@ -1,0 +1,188 @@
+"""Services in eBPF: ClusterIP DNAT to local and remote backends with reverse NAT on the
+replies, NodePort from the node network, Maglev tables in the shared map, session
+affinity, a service without backends dropping with 158, and established connections
+keeping their backend when the service's backends change.
+"""
+
+from __future__ import annotations
+
+import socket
+import time
+from collections.abc import Iterator
+from ipaddress import IPv4Address
+
+import pytest
+from bpf_lab import Lab, NameServer, ask, connect, unavailable
+
+from ciliate.datapath.linux.events import EventReader, parse_event
+from ciliate.desired import (
+    LB_ALG_MAGLEV,
+    SVC_FLAG_AFFINITY,
+    SVC_FLAG_NODEPORT,
+    LB4Backend,
+    LB4Key,
+    LB4ReverseNat,
+    LB4Service,
+    MapChange,
+)
+
+pytestmark = [pytest.mark.privileged]
+
+TCP = 6
+BACKENDS = {1: ("a2", "10.77.1.12"), 2: ("b1", "10.77.2.11")}
+
+
+@pytest.fixture(scope="module")
+def lab() -> Iterator[Lab]:
+    reason = unavailable()
+    if reason:
+        pytest.skip(f"eBPF lab unavailable: {reason}")
+    lab = Lab()
+    servers: list[NameServer] = []
+    try:
+        lab.build()
+        lab.load()
+        for _, (pod, _ip) in BACKENDS.items():
+            servers.append(NameServer(lab, pod, 8080))
+        for node in lab.nodes:
+            backends = [
+                MapChange(node, "cilium_lb4_backends_v3", bid, LB4Backend(IPv4Address(ip), 8080))
+                for bid, (_pod, ip) in BACKENDS.items()
+            ]
+            apply(lab, node, backends)
+        yield lab
+    finally:
+        for s in servers:
+            s.close()
+        lab.destroy()
+        assert lab.leftovers() == []
+
+
+def apply(lab: Lab, node: str, changes: list[MapChange]) -> None:
+    bpf = lab.nodes[node].bpf
+    assert bpf is not None
+    bpf.maps.apply(changes)
+
+
+def service(
+    node: str,
+    vip: str,
+    port: int,
+    rev: int,
+    backend_ids: list[int],
+    *,
+    flags: int = 0,
+    master_value: int = 0,
+) -> list[MapChange]:
+    addr = IPv4Address(vip)
+    ch = [
+        MapChange(
+            node,
+            "cilium_lb4_services_v2",
+            LB4Key(addr, port, 0, TCP),
+            LB4Service(master_value, len(backend_ids), rev, flags),
+        ),
+        MapChange(node, "cilium_lb4_reverse_nat", rev, LB4ReverseNat(addr, port)),
+    ]
+    for slot, bid in enumerate(backend_ids, start=1):
+        ch.append(
+            MapChange(
+                node,
+                "cilium_lb4_services_v2",
+                LB4Key(addr, port, slot, TCP),
+                LB4Service(bid, 0, rev, flags),
+            )
+        )
+    return ch
+
+
+def test_cluster_ip_to_a_local_backend(lab: Lab) -> None:
+    apply(lab, "na", service("na", "10.96.7.7", 80, 1, [1]))
+    s = connect(lab, "a1", "10.96.7.7", 80)
+    assert isinstance(s, socket.socket)
+    with s:
+        # the reply came from the service address (reverse NAT), or connect would fail
+        assert s.getpeername() == ("10.96.7.7", 80)
+        assert ask(s) == "a2"
+
+
+def test_cluster_ip_to_a_remote_backend_is_reverse_nated_on_return(lab: Lab) -> None:
+    apply(lab, "na", service("na", "10.96.7.8", 80, 2, [2]))
+    s = connect(lab, "a1", "10.96.7.8", 80)
+    assert isinstance(s, socket.socket)
+    with s:
+        assert ask(s) == "b1"
+
+
+def test_service_without_backends_drops_with_158(lab: Lab) -> None:
+    apply(lab, "na", service("na", "10.96.7.9", 80, 3, []))
+    bpf = lab.nodes["na"].bpf
+    assert bpf is not None
+    reader: EventReader = bpf.events()
+    try:
+        with pytest.raises(OSError):
+            connect(lab, "a1", "10.96.7.9", 80, timeout=0.5)
+        events = [parse_event(r) for r in reader.poll(200)]
+    finally:
+        reader.close()
+    assert any(e.is_drop and e.subtype == 158 for e in events), events
+
+
+def test_node_port_from_the_node_network(lab: Lab) -> None:
+    node_ip = lab.nodes["na"].ip
+    apply(lab, "na", service("na", node_ip, 30080, 4, [1], flags=SVC_FLAG_NODEPORT))
+    s = connect(lab, "nb", node_ip, 30080)  # from the other node, over eth0
+    assert isinstance(s, socket.socket)
+    with s:
+        assert s.getpeername() == (node_ip, 30080)
+        assert ask(s) == "a2"
+
+
+def test_maglev_table_in_the_shared_map_decides(lab: Lab) -> None:
+    m = 251
+    # slots say a2, the Maglev table says b1: Maglev must win
+    changes = service("na", "10.96.7.10", 80, 5, [1], master_value=LB_ALG_MAGLEV << 24)
+    changes.append(MapChange("na", "cilium_lb4_maglev", 5, tuple([2] * m)))
+    apply(lab, "na", changes)
+    bpf = lab.nodes["na"].bpf
+    assert bpf is not None
+    cfg = bpf.maps.runtime_config()
+    assert cfg is not None and cfg.maglev_m == m
+    dump = dict(bpf.maps.dump("cilium_lb4_maglev"))
+    assert len(dump[(5).to_bytes(2, "little")]) == 4 * m
+    for _ in range(3):
+        s = connect(lab, "a1", "10.96.7.10", 80)
+        assert isinstance(s, socket.socket)
+        with s:
+            assert ask(s) == "b1"
+
+
+def test_session_affinity_keeps_the_client_on_one_backend(lab: Lab) -> None:
+    timeout = 100
+    apply(
+        lab,
+        "na",
+        service("na", "10.96.7.11", 80, 6, [1, 2], flags=SVC_FLAG_AFFINITY, master_value=timeout),
+    )
+    seen = set()
+    for _ in range(8):
+        s = connect(lab, "a1", "10.96.7.11", 80)
+        assert isinstance(s, socket.socket)
+        with s:
+            seen.add(ask(s))
+    assert len(seen) == 1
+
+
+def test_established_connection_keeps_its_backend_when_backends_change(lab: Lab) -> None:
+    apply(lab, "na", service("na", "10.96.7.12", 80, 7, [1]))
+    s = connect(lab, "a1", "10.96.7.12", 80)
+    assert isinstance(s, socket.socket)
+    with s:
+        assert ask(s) == "a2"
+        apply(lab, "na", service("na", "10.96.7.12", 80, 7, [2]))  # now only b1
+        time.sleep(0.05)
+        assert ask(s) == "a2"  # the running connection stays on a2
+        s2 = connect(lab, "a1", "10.96.7.12", 80)
+        assert isinstance(s2, socket.socket)
+        with s2:
+            assert ask(s2) == "b1"  # new connections go to the new backend
