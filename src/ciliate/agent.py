@@ -154,6 +154,61 @@ class NodePrograms:
                 self.impl.unload()
 
 
+class FlowPump:
+    """Per node: BPF ring-buffer events -> Hubble flows -> the node's flow log file
+    (read by ``ciliate observe`` in other processes). Runs in its own thread; the
+    enricher is swapped when the DesiredState changes (it resolves IPs to pods)."""
+
+    def __init__(self, progs: NodePrograms, node: str, state: DesiredState, log_dir: Path):
+        self.node = node
+        self.progs = progs
+        self.state = state
+        self.log_dir = log_dir
+        self.stop = threading.Event()
+        self.count = 0
+        self.thread = threading.Thread(target=self._run, name=f"flows-{node}", daemon=True)
+
+    def start(self) -> None:
+        if self.progs.impl is not None:
+            self.thread.start()
+
+    def _run(self) -> None:
+        from ciliate.datapath.flowlog import FlowLogDir
+        from ciliate.datapath.linux.events import FlowEnricher
+
+        try:
+            reader = self.progs.impl.events()
+        except Exception as e:  # no ring buffer: flows are missing, forwarding is not
+            log.warning("flows of %s unavailable: %s", self.node, e)
+            return
+        writer = FlowLogDir(self.log_dir).writer(self.node)
+        enricher, seen = FlowEnricher(self.state, self.node), self.state
+        try:
+            while not self.stop.is_set():
+                events = reader.events(timeout_ms=200)
+                if not events:
+                    continue
+                if self.state is not seen:
+                    enricher, seen = FlowEnricher(self.state, self.node), self.state
+                now = time.time_ns()
+                flows = []
+                for ev in events:
+                    try:
+                        flows.append(enricher.to_flow(ev, now))
+                    except Exception as e:  # one odd event must not stop the flow log
+                        log.debug("event of %s not decoded: %s", self.node, e)
+                writer.write(flows)
+                self.count += len(flows)
+        finally:
+            writer.close()
+            reader.close()
+
+    def close(self) -> None:
+        self.stop.set()
+        if self.thread.is_alive():
+            self.thread.join(timeout=2)
+
+
 class Agent:
     def __init__(self, state_dir: Path, store: Store, clock: Callable[[], float] = time.monotonic):
         self.kp = KernelPaths(state_dir)
@@ -166,6 +221,7 @@ class Agent:
         self.state = _empty_state("")
         self.rev = 0
         self.programs: dict[str, NodePrograms] = {}
+        self.pumps: dict[str, FlowPump] = {}
         self.pod_docs: dict[str, Doc] = {}
         self.wire_ms: list[float] = []
         self.up_ms = 0.0
@@ -200,6 +256,8 @@ class Agent:
             self.programs[node.name].sync(node)
         for pod, place in pod_places(state).items():
             self._start_workloads(pod, place)
+        for node in state.nodes.values():
+            self._start_pump(node.name)
         self.up_ms = (self.clock() - t0) * 1000
         self.write_status()
         self.kp.ready.write_text(f"{os.getpid()}\n")
@@ -223,6 +281,12 @@ class Agent:
             (d.name, d.programs) for d in node.devices if d.programs and d.name not in lxc_names
         )
 
+    def _start_pump(self, node: str) -> None:
+        if node not in self.pumps and node in self.programs:
+            pump = FlowPump(self.programs[node], node, self.state, self.kp.flows)
+            self.pumps[node] = pump
+            pump.start()
+
     def _wire_pod(self, node: NodeState, ep: EndpointState) -> float:
         """Namespace, veth, address, routes and the lxc program of one pod; ms taken."""
         t0 = self.clock()
@@ -238,7 +302,12 @@ class Agent:
         t2 = self.clock()
         ms = (t2 - t0) * 1000
         self.wire_ms.append(ms)
-        log.debug("wired %s: plumbing %.1f ms, programs %.1f ms", ep.pod, (t1 - t0) * 1000, (t2 - t1) * 1000)
+        log.debug(
+            "wired %s: plumbing %.1f ms, programs %.1f ms",
+            ep.pod,
+            (t1 - t0) * 1000,
+            (t2 - t1) * 1000,
+        )
         return ms
 
     def _spec_of(self, pod: str) -> str:
@@ -323,6 +392,10 @@ class Agent:
             if pod in came or self._started_specs.get(pod) != self._spec_of(pod):
                 self._start_workloads(pod, place)
         self.state = new
+        for name in new.nodes:
+            self._start_pump(name)
+        for pump in self.pumps.values():
+            pump.state = new
         if came or gone or changes:
             log.info(
                 "reconciled rv %d: +%d -%d pods, %d map changes in %.1f ms (pod wiring %s ms)",
@@ -348,6 +421,9 @@ class Agent:
         self.topo.remove_pod(place.node, pod, place.endpoint.lxc_name)
 
     def _remove_node(self, name: str) -> None:
+        pump = self.pumps.pop(name, None)
+        if pump is not None:
+            pump.close()
         progs = self.programs.pop(name, None)
         if progs is not None:
             progs.unload()
@@ -398,6 +474,9 @@ class Agent:
 
     def stop(self) -> None:
         self.stopping.set()
+        for pump in self.pumps.values():
+            pump.close()
+        self.pumps.clear()
         self.sup.stop_all()
         for progs in self.programs.values():
             progs.unload()
@@ -443,6 +522,7 @@ class Agent:
             ],
             "agents": [{"node": n, "pid": pid} for n in st.nodes],
             "workloads": self.sup.status(),
+            "flows": {n: p.count for n, p in self.pumps.items()},
             "timings": {
                 "up_ms": round(self.up_ms, 1),
                 "pods_wired": len(wire),

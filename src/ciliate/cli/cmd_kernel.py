@@ -17,8 +17,6 @@ import contextlib
 import json
 import os
 import time
-from collections.abc import Callable, Iterable, Iterator
-from pathlib import Path
 from typing import Any
 
 from ciliate.cli.context import Context
@@ -238,111 +236,51 @@ def _status(args: argparse.Namespace, ctx: Context) -> int:
     return ExitCode.OK
 
 
-# --- observe -----------------------------------------------------------------------------
+# --- observe ---------------------------------------------------------------------------
 
 
 def _add_observe_arguments(p: argparse.ArgumentParser) -> None:
-    filters = runtime.optional_module("ciliate.observe.filters")
-    add = getattr(filters, "add_filter_arguments", None)
-    if add is not None:
-        add(p)
-    else:  # the shared filter flags, until observe.filters lands
-        for flag in ("--from-pod", "--to-pod", "--from-ip", "--to-ip", "--namespace"):
-            p.add_argument(flag, action="append", default=[])
-        p.add_argument("--verdict", action="append", default=[])
-        p.add_argument("--protocol", action="append", default=[])
-        p.add_argument("--port", action="append", default=[])
-    known = {a.dest for a in p._actions}
-    if "follow" not in known:
-        p.add_argument("-f", "--follow", action="store_true", help="keep printing new flows")
-    if "last" not in known:
-        p.add_argument("--last", type=int, default=None, help="the last N flows")
-    if "since" not in known:
-        p.add_argument(
-            "--since", default=None, help="flows since a time (RFC 3339) or duration (5m)"
-        )
-    if "output" not in known:
-        p.add_argument(
-            "-o",
-            "--output",
-            choices=("compact", "json", "jsonpb", "table", "dict"),
-            default="compact",
-        )
-    if "print_node_name" not in known:
-        p.add_argument("--print-node-name", action="store_true")
+    from ciliate.observe import filters
 
-
-def _flow_predicate(args: argparse.Namespace) -> Callable[[Any], bool]:
-    filters = runtime.optional_module("ciliate.observe.filters")
-    from_args = getattr(filters, "from_args", None)
-    if from_args is None:
-        return lambda flow: True
-    flt = from_args(args)
-    for name in ("matches", "match", "__call__"):
-        fn = getattr(flt, name, None)
-        if callable(fn):
-            return lambda flow: bool(fn(flow))
-    return lambda flow: True
-
-
-def _since_ns(text: str | None, now: float) -> int | None:
-    """``--since``: an RFC 3339 time or a Go-style duration ago (30s, 5m, 1h)."""
-    if not text:
-        return None
-    units = {"s": 1, "m": 60, "h": 3600, "d": 86400}
-    if text[-1] in units and text[:-1].replace(".", "", 1).isdigit():
-        return int((now - float(text[:-1]) * units[text[-1]]) * 1e9)
-    from datetime import datetime
-
-    return int(datetime.fromisoformat(text.replace("Z", "+00:00")).timestamp() * 1e9)
-
-
-def _flow_source(ctx: Context, follow: bool) -> Iterator[Any]:
-    flowlog = runtime.optional_module("ciliate.datapath.flowlog")
-    if flowlog is None:
-        return iter(())
-    for name in ("follow_flows", "read_flows") if follow else ("read_flows",):
-        fn = getattr(flowlog, name, None)
-        if fn is not None:
-            it: Iterable[Any] = (
-                fn(ctx.state_dir, follow=True)
-                if name == "read_flows" and follow
-                else fn(ctx.state_dir)
-            )
-            return iter(it)
-    return iter(())
+    filters.add_filter_arguments(p)
+    filters.add_output_arguments(p)
+    p.add_argument("-f", "--follow", action="store_true", help="keep printing new flows")
 
 
 def _observe(args: argparse.Namespace, ctx: Context) -> int:
+    """Flows of the kernel datapath from the agent's per-node flow logs: the stored ones
+    (filtered, cut to --first/--last), then with --follow the new ones as they come."""
+    from ciliate.datapath.flowlog import FlowLogDir
+    from ciliate.observe import filters
     from ciliate.observe.render import FlowPrinter
 
-    keep = _flow_predicate(args)
-    since = _since_ns(getattr(args, "since", None), time.time())
+    flt = filters.from_args(args)
     printer = FlowPrinter(
-        output=args.output, print_node_name=getattr(args, "print_node_name", False)
+        output=args.output,
+        print_node_name=args.print_node_name,
+        print_policy_names=args.print_policy_names,
     )
-
-    def wanted(flow: Any) -> bool:
-        if since is not None and int(getattr(flow, "time_ns", 0) or 0) < since:
-            return False
-        return keep(flow)
-
-    if not Path(runtime.paths(ctx).dir).exists() and not runtime.is_up(ctx):
-        ctx.err("no flows: the kernel datapath has not run here (`ciliate up`); "
-                "the model datapath's flows come with `ciliate trace`")  # fmt: skip
+    kp = runtime.paths(ctx)
+    logs = FlowLogDir(kp.flows)
+    if not kp.flows.exists() and not runtime.is_up(ctx):
+        ctx.err(
+            "no flows: the kernel datapath has not run in this state directory (`ciliate up`); "
+            "`ciliate trace` shows the model datapath's flows"
+        )
         return ExitCode.OK
-    flows = [f for f in _flow_source(ctx, follow=False) if wanted(f)]
-    if args.last is not None:
-        flows = flows[-args.last :] if args.last > 0 else []
-    for f in flows:
+    for f in flt.select(logs.read_all()):
         ctx.stdout.write(printer.format(f))
     ctx.stdout.flush()
     if not args.follow:
         return ExitCode.OK
-    skip = len(list(_flow_source(ctx, follow=False)))
-    for i, f in enumerate(_flow_source(ctx, follow=True)):
-        if i < skip or not wanted(f):
-            continue
-        ctx.stdout.write(printer.format(f))
-        ctx.stdout.flush()
-    return ExitCode.OK
+    live = filters.with_scope(flt, last=None, first=None)
+    logs.poll()  # start at the end: what is on disk was printed above
+    try:
+        while True:
+            for f in logs.poll():
+                if live.matches(f):
+                    ctx.stdout.write(printer.format(f))
+            ctx.stdout.flush()
+            time.sleep(0.2)
+    finally:
+        logs.close()

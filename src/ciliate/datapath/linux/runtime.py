@@ -84,6 +84,12 @@ class KernelPaths:
         return self.dir / "status.json"
 
     @property
+    def flows(self) -> Path:
+        """Per-node flow logs (``datapath.flowlog``): written by the agent, read by
+        ``ciliate observe``; kept after ``down`` so flows can be read afterwards."""
+        return self.state_dir / "flows"
+
+    @property
     def pods(self) -> Path:
         return self.state_dir / "pods"
 
