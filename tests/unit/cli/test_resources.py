@@ -78,15 +78,15 @@ def test_networking101_pods_spread_over_the_workers(cluster: Run) -> None:
 
 def test_get_output_formats(cluster: Run) -> None:
     cluster("apply", "-f", str(shared_examples() / "networking101/workloads.yaml"))
-    rc, out, _ = cluster("get", "deploy", "-n", "networking101", "-o", "json")
+    _, out, _ = cluster("get", "deploy", "-n", "networking101", "-o", "json")
     lst = json.loads(out)
     assert lst["apiVersion"] == "v1" and lst["kind"] == "List"
     assert lst["metadata"] == {"resourceVersion": ""}
     assert [i["metadata"]["name"] for i in lst["items"]] == ["busybox", "netshoot"]
-    rc, out, _ = cluster("get", "deploy", "busybox", "-n", "networking101", "-o", "json")
+    _, out, _ = cluster("get", "deploy", "busybox", "-n", "networking101", "-o", "json")
     one = json.loads(out)
     assert one["kind"] == "Deployment" and one["metadata"]["uid"]
-    rc, out, _ = cluster("get", "deploy", "busybox", "-n", "networking101", "-o", "yaml")
+    _, out, _ = cluster("get", "deploy", "busybox", "-n", "networking101", "-o", "yaml")
     assert yaml.safe_load(out)["spec"]["replicas"] == 2
     _, out, _ = cluster("get", "deploy", "-n", "networking101", "-o", "name")
     assert out == "deployment.apps/busybox\ndeployment.apps/netshoot\n"
