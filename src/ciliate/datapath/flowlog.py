@@ -14,7 +14,8 @@ so readers see whole lines; a line torn by ``kill -9`` is finished with a newlin
 the writer reopens and readers skip lines that do not parse.
 
 Followers keep the descriptor of the file they read: after a rotation they drain the
-renamed file, then continue with the new one from its start, so no flow is skipped.
+renamed file, read any backups newer than it (several rotations between two polls),
+then continue with the new file from its start, so no flow still on disk is skipped.
 
 Lives in ``datapath`` (not ``observe``) because it does file I/O; imports only the
 standard library and ``ciliate.observe``.
@@ -30,6 +31,9 @@ from pathlib import Path
 
 from ciliate.observe.flow import Flow
 from ciliate.observe.jsonpb import from_json, to_json
+
+FLOWS_SUBDIR = "flows"
+"""Where a state directory keeps its node logs (``<state>/flows/<node>.jsonl``)."""
 
 DEFAULT_MAX_BYTES = 16 * 1024 * 1024
 DEFAULT_BACKUPS = 1
@@ -132,15 +136,19 @@ def _parse_lines(data: bytes) -> list[Flow]:
     return out
 
 
-def read_log(path: str | os.PathLike[str]) -> list[Flow]:
-    """Every flow of one log, backups first (oldest to newest)."""
-    p = Path(path)
-    files = sorted(
+def _backups(p: Path) -> list[Path]:
+    """``p.N`` rotated files, oldest (highest N) first."""
+    return sorted(
         (q for q in p.parent.glob(p.name + ".*") if q.name[len(p.name) + 1 :].isdigit()),
         key=lambda q: -int(q.name[len(p.name) + 1 :]),
     )
+
+
+def read_log(path: str | os.PathLike[str]) -> list[Flow]:
+    """Every flow of one log, backups first (oldest to newest)."""
+    p = Path(path)
     flows: list[Flow] = []
-    for q in [*files, p]:
+    for q in [*_backups(p), p]:
         try:
             flows += _parse_lines(q.read_bytes())
         except FileNotFoundError:
@@ -196,11 +204,31 @@ class FlowLogFollower:
             data += self._drain()
             os.close(self._fd)
             self._fd = -1
-            flows = _parse_lines(data)
+            flows = _parse_lines(data) + self._missed_backups()
             self._try_open(at_end=False)
             return flows + (self.poll() if self._fd >= 0 else [])
         complete, _, self._buf = data.rpartition(b"\n")
         return _parse_lines(complete)
+
+    def _missed_backups(self) -> list[Flow]:
+        """Backups newer than the file we were reading (several rotations between two
+        polls): read them whole. Ours is found by inode; if it was already deleted,
+        every backup is newer than it."""
+        backups = _backups(self.path)  # oldest first
+        inodes = []
+        for q in backups:
+            try:
+                inodes.append(q.stat().st_ino)
+            except FileNotFoundError:
+                inodes.append(-1)
+        newer = backups[inodes.index(self._ino) + 1 :] if self._ino in inodes else backups
+        flows: list[Flow] = []
+        for q in newer:
+            try:
+                flows += _parse_lines(q.read_bytes())
+            except FileNotFoundError:
+                continue
+        return flows
 
     def close(self) -> None:
         if self._fd >= 0:
@@ -227,6 +255,24 @@ class FlowLogDir:
         flows = [f for p in self._paths() for f in read_log(p)]
         return sorted(flows, key=lambda f: f.time_ns)
 
+    def read_and_follow(self) -> list[Flow]:
+        """Every flow on disk (merged by time), and start following exactly after them:
+        the next ``poll`` returns what is written from now on, with nothing lost or
+        repeated in between (``observe --follow`` prints history, then live flows)."""
+        self._started = True
+        out: list[Flow] = []
+        for p in self._paths():
+            for q in _backups(p):
+                try:
+                    out += _parse_lines(q.read_bytes())
+                except FileNotFoundError:
+                    continue
+            fol = self._followers.get(p)
+            if fol is None:
+                fol = self._followers[p] = FlowLogFollower(p, from_start=True)
+            out += fol.poll()
+        return sorted(out, key=lambda f: f.time_ns)
+
     def poll(self) -> list[Flow]:
         """Flows written since the previous poll (the first poll starts at the end)."""
         first = not self._started
@@ -245,3 +291,12 @@ class FlowLogDir:
         for fol in self._followers.values():
             fol.close()
         self._followers.clear()
+
+
+def read_flows(state_dir: str | os.PathLike[str]) -> list[Flow]:
+    """All flows of a state directory (``<state>/flows``), or of a flows directory
+    given directly; merged by time, oldest first."""
+    d = Path(state_dir)
+    if (d / FLOWS_SUBDIR).is_dir():
+        d = d / FLOWS_SUBDIR
+    return FlowLogDir(d).read_all()

@@ -122,3 +122,30 @@ def test_directory_of_node_logs_merges_by_time(tmp_path: Path) -> None:
     for w in (a, b, c):
         w.close()
     d.close()
+
+
+def test_read_and_follow_loses_nothing_between_history_and_live(tmp_path: Path) -> None:
+    d = FlowLogDir(tmp_path / "flows")
+    w = d.writer("default/n1", max_bytes=1500, backups=3)
+    for i in range(1, 12):
+        w.append(fl(i))
+    history = uuids(d.read_and_follow())
+    assert history == list(range(history[0], 12))
+    for i in range(12, 20):
+        w.append(fl(i))
+    assert uuids(d.poll()) == list(range(12, 20))
+    w.close()
+    d.close()
+
+
+def test_read_flows_of_a_state_directory(tmp_path: Path) -> None:
+    from ciliate.datapath.flowlog import read_flows
+
+    d = FlowLogDir(tmp_path / "flows")
+    with d.writer("n2") as w:
+        w.write([fl(2), fl(3)])
+    with d.writer("n1") as w:
+        w.append(fl(1))
+    assert uuids(read_flows(tmp_path)) == [1, 2, 3]
+    assert uuids(read_flows(tmp_path / "flows")) == [1, 2, 3]
+    assert read_flows(tmp_path / "nothing") == []
