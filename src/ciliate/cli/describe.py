@@ -21,7 +21,7 @@ WIDTH = 14  # kubectl aligns values after the longest common label
 
 def _line(label: str, value: Any, indent: int = 0) -> str:
     pad = " " * indent
-    return f"{pad}{label + ':':<{WIDTH}}{value}"
+    return f"{pad}{label + ':':<{WIDTH - 1}} {value}"
 
 
 def _map_lines(label: str, m: Mapping[str, Any] | None, sep: str = "=") -> list[str]:

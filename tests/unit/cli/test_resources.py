@@ -221,3 +221,19 @@ def test_help_has_examples(capsys: pytest.CaptureFixture[str]) -> None:
         with pytest.raises(SystemExit):
             main([cmd, "--help"])
         assert "Examples:" in capsys.readouterr().out
+
+
+def test_endpoints_are_folded_from_slices(cluster: Run) -> None:
+    rc, _, err = cluster("apply", "-f", str(shared_examples() / "gateway-api/http-server.yaml"))
+    assert rc == 0, err
+    _, out, _ = cluster("get", "ep", "testgw-svc")
+    header, row = out.splitlines()
+    assert header.split() == ["NAME", "ENDPOINTS", "AGE"]
+    name, endpoints, _age = row.split()
+    assert name == "testgw-svc" and re.fullmatch(r"10\.10\.[12]\.\d+:3000", endpoints)
+    _, out, _ = cluster("get", "endpoints", "testgw-svc", "-o", "json")
+    assert json.loads(out)["subsets"][0]["ports"] == [
+        {"name": "http", "port": 3000, "protocol": "TCP"}
+    ]
+    rc, out, err = cluster("get", "ep", "nope", "-o", "yaml")
+    assert (rc, out) == (2, "") and 'endpoints "nope" not found' in err
