@@ -69,16 +69,16 @@ struct ct_entry {
 
 struct {
 	__uint(type, BPF_MAP_TYPE_LRU_HASH);
-	__type(key, struct ipv4_ct_tuple);
-	__type(value, struct ct_entry);
+	__uint(key_size, sizeof(struct ipv4_ct_tuple));
+	__uint(value_size, sizeof(struct ct_entry));
 	__uint(max_entries, 524288);
 	__uint(pinning, LIBBPF_PIN_BY_NAME);
 } cilium_ct4_global SEC(".maps");
 
 struct {
 	__uint(type, BPF_MAP_TYPE_LRU_HASH);
-	__type(key, struct ipv4_ct_tuple);
-	__type(value, struct ct_entry);
+	__uint(key_size, sizeof(struct ipv4_ct_tuple));
+	__uint(value_size, sizeof(struct ct_entry));
 	__uint(max_entries, 262144);
 	__uint(pinning, LIBBPF_PIN_BY_NAME);
 } cilium_ct_any4_global SEC(".maps");

@@ -100,32 +100,32 @@ struct lb_affinity_val {
 
 struct {
 	__uint(type, BPF_MAP_TYPE_HASH);
-	__type(key, struct lb4_key);
-	__type(value, struct lb4_service);
+	__uint(key_size, sizeof(struct lb4_key));
+	__uint(value_size, sizeof(struct lb4_service));
 	__uint(max_entries, 65536);
 	__uint(pinning, LIBBPF_PIN_BY_NAME);
 } cilium_lb4_services_v2 SEC(".maps");
 
 struct {
 	__uint(type, BPF_MAP_TYPE_HASH);
-	__type(key, __u32);
-	__type(value, struct lb4_backend);
+	__uint(key_size, sizeof(__u32));
+	__uint(value_size, sizeof(struct lb4_backend));
 	__uint(max_entries, 65536);
 	__uint(pinning, LIBBPF_PIN_BY_NAME);
 } cilium_lb4_backends_v3 SEC(".maps");
 
 struct {
 	__uint(type, BPF_MAP_TYPE_HASH);
-	__type(key, __u16);
-	__type(value, struct lb4_reverse_nat);
+	__uint(key_size, sizeof(__u16));
+	__uint(value_size, sizeof(struct lb4_reverse_nat));
 	__uint(max_entries, 65536);
 	__uint(pinning, LIBBPF_PIN_BY_NAME);
 } cilium_lb4_reverse_nat SEC(".maps");
 
 struct {
 	__uint(type, BPF_MAP_TYPE_HASH);
-	__type(key, struct lb4_maglev_key);
-	__type(value, __u32);
+	__uint(key_size, sizeof(struct lb4_maglev_key));
+	__uint(value_size, sizeof(__u32));
 	__uint(max_entries, 1 << 20);
 	__uint(map_flags, BPF_F_NO_PREALLOC);
 	__uint(pinning, LIBBPF_PIN_BY_NAME);
@@ -133,8 +133,8 @@ struct {
 
 struct {
 	__uint(type, BPF_MAP_TYPE_LRU_HASH);
-	__type(key, struct lb4_affinity_key);
-	__type(value, struct lb_affinity_val);
+	__uint(key_size, sizeof(struct lb4_affinity_key));
+	__uint(value_size, sizeof(struct lb_affinity_val));
 	__uint(max_entries, 65536);
 	__uint(pinning, LIBBPF_PIN_BY_NAME);
 } cilium_lb4_affinity SEC(".maps");

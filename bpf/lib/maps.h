@@ -6,6 +6,10 @@
  * one instance and a reload adopts the existing maps with their contents.  Layouts are
  * Cilium's (cilium.md §3.1, §3.2) and are checked against the Python codecs
  * (src/ciliate/codec.py STRUCT_LAYOUTS) by tests/unit/datapath/linux/test_layout.py.
+ *
+ * Maps are declared with key_size/value_size rather than __type(): they then carry no BTF
+ * types, so `bpftool map lookup pinned ... key hex ...` answers in raw hex bytes as the
+ * networking101 walkthrough shows, instead of a decoded struct.
  */
 #ifndef CILIATE_MAPS_H
 #define CILIATE_MAPS_H
@@ -46,8 +50,8 @@ struct endpoint_info {
 
 struct {
 	__uint(type, BPF_MAP_TYPE_HASH);
-	__type(key, struct endpoint_key);
-	__type(value, struct endpoint_info);
+	__uint(key_size, sizeof(struct endpoint_key));
+	__uint(value_size, sizeof(struct endpoint_info));
 	__uint(max_entries, 65535);
 	__uint(pinning, LIBBPF_PIN_BY_NAME);
 } cilium_lxc SEC(".maps");
@@ -84,8 +88,8 @@ struct remote_endpoint_info {
 
 struct {
 	__uint(type, BPF_MAP_TYPE_LPM_TRIE);
-	__type(key, struct ipcache_key);
-	__type(value, struct remote_endpoint_info);
+	__uint(key_size, sizeof(struct ipcache_key));
+	__uint(value_size, sizeof(struct remote_endpoint_info));
 	__uint(max_entries, 512000);
 	__uint(map_flags, BPF_F_NO_PREALLOC);
 	__uint(pinning, LIBBPF_PIN_BY_NAME);
@@ -112,8 +116,8 @@ struct runtime_config {
 
 struct {
 	__uint(type, BPF_MAP_TYPE_ARRAY);
-	__type(key, __u32);
-	__type(value, struct runtime_config);
+	__uint(key_size, sizeof(__u32));
+	__uint(value_size, sizeof(struct runtime_config));
 	__uint(max_entries, 1);
 	__uint(pinning, LIBBPF_PIN_BY_NAME);
 } cilium_runtime_config SEC(".maps");

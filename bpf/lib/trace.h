@@ -120,8 +120,8 @@ struct metrics_value {
 
 struct {
 	__uint(type, BPF_MAP_TYPE_PERCPU_HASH);
-	__type(key, struct metrics_key);
-	__type(value, struct metrics_value);
+	__uint(key_size, sizeof(struct metrics_key));
+	__uint(value_size, sizeof(struct metrics_value));
 	__uint(max_entries, 1024);
 	__uint(pinning, LIBBPF_PIN_BY_NAME);
 } cilium_metrics SEC(".maps");
