@@ -89,6 +89,25 @@ def ensure_objects() -> Path:
     return out
 
 
+def unavailable_reason() -> str | None:
+    """Why the eBPF datapath cannot run here (one line), or None when it can: root, a
+    bpffs, libbpf, and the objects (built, or clang to build them)."""
+    if os.geteuid() != 0:
+        return "loading eBPF programs needs root"
+    try:
+        bpf.ensure_bpffs()
+    except OSError as e:
+        return f"no BPF filesystem at {bpf.BPFFS_ROOT} ({e.strerror})"
+    try:
+        bpf.libbpf()
+    except OSError:
+        return "libbpf.so.1 is missing (install libbpf-dev or libbpf1)"
+    objs = [build_dir() / f"{o}.o" for o in OBJECTS]
+    if not all(o.exists() for o in objs) and shutil.which("clang") is None:
+        return "the eBPF objects are not built and clang is missing (run make setup)"
+    return None
+
+
 def pin_dir(cluster_tag: str, node: str) -> Path:
     return PIN_BASE / cluster_tag / node / "tc" / "globals"
 
