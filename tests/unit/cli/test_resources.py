@@ -66,14 +66,19 @@ def test_networking101_pods_spread_over_the_workers(cluster: Run) -> None:
     assert "IP" in header and "NODE" in header and "NOMINATED NODE" in header
     assert len(rows) == 4
     cidr = {"mycluster-worker": "10.10.2.0/24", "mycluster-worker2": "10.10.1.0/24"}
-    nodes = []
+    placement: dict[str, list[str]] = {}
     for row in rows:
         name, ready, status, _restarts, _age, ip, node, *_ = row.split()
-        assert re.fullmatch(r"(busybox|netshoot)-[0-9a-f]{8,10}-[a-z0-9]{5}", name), name
+        m = re.fullmatch(r"(busybox|netshoot)-[0-9a-f]{8,10}-[a-z0-9]{5}", name)
+        assert m, name
         assert (ready, status) == ("1/1", "Running")
         assert ipaddress.ip_address(ip) in ipaddress.ip_network(cidr[node])
-        nodes.append(node)
-    assert sorted(nodes) == sorted(cidr) * 2 or set(nodes) == set(cidr)
+        placement.setdefault(m[1], []).append(node)
+    # each deployment's two replicas are spread over the two workers
+    assert {k: sorted(v) for k, v in placement.items()} == {
+        "busybox": sorted(cidr),
+        "netshoot": sorted(cidr),
+    }
 
 
 def test_get_output_formats(cluster: Run) -> None:
