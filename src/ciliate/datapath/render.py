@@ -124,7 +124,7 @@ def _hop_lines(n: int, s: TraceStep, prev_packet: str) -> list[str]:
     return lines
 
 
-def _answerer(r: TraceResult) -> Endpoint:
+def reply_start(r: TraceResult) -> Endpoint:
     """Who sends the reply: the destination, or the backend a service picked."""
     if r.backend and r.reply_steps:
         first = r.reply_steps[0]
@@ -153,7 +153,7 @@ def trace_to_text(r: TraceResult) -> str:
         "Path:  " + " -> ".join(path_tokens(r, r.steps, r.src, r.dst)),
     ]
     if r.reply_steps:
-        lines.append("Reply: " + " -> ".join(path_tokens(r, r.reply_steps, _answerer(r), r.src)))
+        lines.append("Reply: " + " -> ".join(path_tokens(r, r.reply_steps, reply_start(r), r.src)))
     lines += ["", "Request:"]
     n = 0
     prev = ""
