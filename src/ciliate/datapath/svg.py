@@ -13,6 +13,7 @@ Inputs: ``DesiredState`` and a ``TraceResult``. Output: SVG text (no I/O, no dep
 
 from __future__ import annotations
 
+import itertools
 from collections.abc import Sequence
 from dataclasses import dataclass
 from ipaddress import IPv4Network
@@ -359,7 +360,7 @@ def _draw_path(
     """Arrows with their hop badges; cross-node arrows carry the encapsulation text."""
     lines: list[str] = []
     badges: list[str] = []
-    for (a, _), (b, hop) in zip(seq, seq[1:], strict=False):
+    for (a, _), (b, hop) in itertools.pairwise(seq):
         if _point(lay, a) is None or _point(lay, b) is None:
             continue
         path, mid = _arrow(lay, a, b, color, off)
