@@ -601,7 +601,9 @@ def main(argv: Sequence[str] | None = None) -> int:
     p.add_argument("--daemon", action="store_true")
     args = p.parse_args(argv)
     logging.basicConfig(
-        level=logging.INFO, stream=sys.stderr, format="%(asctime)s %(levelname)s %(message)s"
+        level=logging.DEBUG if os.environ.get("CILIATE_DEBUG") else logging.INFO,
+        stream=sys.stderr,
+        format="%(asctime)s %(levelname)s %(message)s",
     )
     if args.daemon:
         _daemonize()
