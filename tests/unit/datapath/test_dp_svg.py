@@ -25,8 +25,8 @@ def test_cross_node_picture(state: DesiredState) -> None:
         "cilium_vxlan",
         "cilium_host",
         "eth0",
-        "busybox",
-        "netshoot",
+        "busybox-a",
+        "netshoot-b",
     ):
         assert w in words, w
     # every hop has its numbered badge
