@@ -35,7 +35,14 @@ from ciliate.cli.virtual import VirtualKind
 from ciliate.cli.virtual import lookup as virtual_lookup
 from ciliate.errors import CiliateError, Diagnostic, DiagnosticError, ExitCode
 from ciliate.manifest import kinds
-from ciliate.manifest.decode import Batch, Decoded, check_namespaces, load_paths, with_provenance
+from ciliate.manifest.decode import (
+    Batch,
+    Decoded,
+    check_namespace_flag,
+    check_namespaces,
+    load_paths,
+    with_provenance,
+)
 from ciliate.manifest.kinds import KindInfo
 from ciliate.manifest.selector import parse_selector
 from ciliate.model.cluster import ClusterConfig
@@ -103,6 +110,7 @@ def register(sub: Any) -> None:
         formatter_class=fmt,
     )
     _file_args(p, required=True)
+    p.add_argument("-n", "--namespace", default=None, help="namespace of objects that name none")
     p.set_defaults(func=run_apply)
 
     p = sub.add_parser(
@@ -304,9 +312,17 @@ def apply_batch(batch: Batch, store: Store) -> list[tuple[Decoded, str]]:
     return results
 
 
-def run_apply(args: argparse.Namespace, ctx: Context) -> int:
-    batch = load_paths(args.filename, args.recursive, ctx.stdin)
+def _load(args: argparse.Namespace, ctx: Context) -> Batch:
+    """The batch of ``-f`` arguments, with kubectl's ``-n`` rule applied."""
+    batch = load_paths(args.filename, args.recursive, ctx.stdin, _namespace(args))
+    if args.namespace:
+        batch.diagnostics.extend(check_namespace_flag(batch.objects, args.namespace))
     batch.raise_if_invalid()
+    return batch
+
+
+def run_apply(args: argparse.Namespace, ctx: Context) -> int:
+    batch = _load(args, ctx)
     if not batch.objects:
         ctx.err("error: no objects passed to apply")
         return ExitCode.INVALID_INPUT
@@ -352,8 +368,7 @@ def run_delete(args: argparse.Namespace, ctx: Context) -> int:
     if args.filename:
         if args.kind:
             raise CiliateError("give either -f FILE or KIND NAME, not both")
-        batch = load_paths(args.filename, args.recursive, ctx.stdin)
-        batch.raise_if_invalid()
+        batch = _load(args, ctx)
         targets = [(d.info, d.namespace, d.name) for d in batch.objects]
     else:
         if not args.kind or not args.names:

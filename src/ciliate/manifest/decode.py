@@ -111,16 +111,23 @@ class Batch:
 # -- reading -------------------------------------------------------------------------------
 
 
-def load_paths(paths: Sequence[str], recursive: bool = False, stdin: TextIO | None = None) -> Batch:
+def load_paths(
+    paths: Sequence[str],
+    recursive: bool = False,
+    stdin: TextIO | None = None,
+    namespace: str = "default",
+) -> Batch:
     """Decode every manifest named by ``paths`` as one batch (duplicates checked across
-    all of them)."""
+    all of them). ``namespace`` is given to namespaced objects that name none (``-n``)."""
     batch = Batch()
     for p in paths:
         if p == "-":
             if stdin is None:
                 batch.diagnostics.append(Diagnostic("no standard input to read", file="-"))
                 continue
-            batch.extend(decode_text(stdin.read(), "<stdin>", duplicates=False))
+            batch.extend(
+                decode_text(stdin.read(), "<stdin>", duplicates=False, namespace=namespace)
+            )
             continue
         path = Path(p)
         if path.is_dir():
@@ -138,24 +145,29 @@ def load_paths(paths: Sequence[str], recursive: bool = False, stdin: TextIO | No
                     )
                 )
             for f in files:
-                batch.extend(_decode_file(f))
+                batch.extend(_decode_file(f, namespace))
         elif path.exists():
-            batch.extend(_decode_file(path))
+            batch.extend(_decode_file(path, namespace))
         else:
             batch.diagnostics.append(Diagnostic("no such file or directory", file=p))
     batch.diagnostics.extend(check_duplicates(batch.objects))
     return batch
 
 
-def _decode_file(path: Path) -> Batch:
+def _decode_file(path: Path, namespace: str) -> Batch:
     try:
         data = path.read_bytes()
     except OSError as e:
         return Batch(diagnostics=[Diagnostic(f"cannot read: {e.strerror}", file=str(path))])
-    return decode_text(data, str(path), duplicates=False)
+    return decode_text(data, str(path), duplicates=False, namespace=namespace)
 
 
-def decode_text(text: str | bytes, filename: str = "<input>", duplicates: bool = True) -> Batch:
+def decode_text(
+    text: str | bytes,
+    filename: str = "<input>",
+    duplicates: bool = True,
+    namespace: str = "default",
+) -> Batch:
     """Decode and validate every document of one text; never raises."""
     batch = Batch()
     loaded = load_yaml(text, filename)
@@ -164,7 +176,7 @@ def decode_text(text: str | bytes, filename: str = "<input>", duplicates: bool =
         if ydoc.value is None:
             continue  # an empty document ("---" alone) is skipped, as kubectl does
         for value, source in _expand_list(ydoc.value, ydoc.source):
-            decode_document(value, source, filename, batch)
+            decode_document(value, source, filename, batch, namespace)
     if duplicates:
         batch.diagnostics.extend(check_duplicates(batch.objects))
     return batch
@@ -193,7 +205,9 @@ def _expand_list(value: Any, source: SourceMap) -> Iterable[tuple[Any, SourceMap
 # -- per-document checks -------------------------------------------------------------------
 
 
-def decode_document(value: Any, source: SourceMap, filename: str, batch: Batch) -> None:
+def decode_document(
+    value: Any, source: SourceMap, filename: str, batch: Batch, namespace: str = "default"
+) -> None:
     """Check one document; append it to ``batch.objects`` when its identity is known
     (even with field errors, so duplicates are still found) — a batch with any
     diagnostic is refused as a whole anyway."""
@@ -237,8 +251,9 @@ def decode_document(value: Any, source: SourceMap, filename: str, batch: Batch) 
     ns = ck.get_str(meta, "namespace", "metadata")
     if info.namespaced:
         if not ns:
-            # Like kubectl, a namespaced object without a namespace goes to "default".
-            meta["namespace"] = ns = "default"
+            # Like kubectl, a namespaced object without a namespace goes to "default"
+            # (or to the namespace of -n).
+            meta["namespace"] = ns = namespace
         else:
             reason = syntax.check_dns1123_label(ns)
             if reason:
@@ -319,6 +334,21 @@ def check_duplicates(objects: Sequence[Decoded]) -> list[Diagnostic]:
             )
         )
     return out
+
+
+def check_namespace_flag(objects: Sequence[Decoded], namespace: str) -> list[Diagnostic]:
+    """kubectl's rule for ``-n``: an object naming another namespace is an error."""
+    return [
+        d.diagnostic(
+            "metadata.namespace",
+            f'the namespace from the provided object "{d.namespace}" does not match the '
+            f'namespace "{namespace}" given with -n',
+        )
+        for d in objects
+        if d.info.namespaced
+        and "metadata.namespace" in d.source.positions
+        and d.namespace != namespace
+    ]
 
 
 def check_namespaces(objects: Sequence[Decoded], existing: Collection[str]) -> list[Diagnostic]:

@@ -242,3 +242,12 @@ def test_endpoints_are_folded_from_slices(cluster: Run) -> None:
     ]
     rc, out, err = cluster("get", "ep", "nope", "-o", "yaml")
     assert (rc, out) == (2, "") and 'endpoints "nope" not found' in err
+
+
+def test_apply_namespace_flag(cluster: Run) -> None:
+    cm = "apiVersion: v1\nkind: ConfigMap\nmetadata: {name: a}\n"
+    assert cluster("apply", "-n", "kube-public", "-f", "-", stdin=cm)[0] == 0
+    assert cluster("get", "cm", "a", "-n", "kube-public", "-o", "name")[1] == "configmap/a\n"
+    other = "apiVersion: v1\nkind: ConfigMap\nmetadata: {name: b, namespace: default}\n"
+    rc, _, err = cluster("apply", "-n", "kube-public", "-f", "-", stdin=other)
+    assert rc == 1 and 'namespace from the provided object "default" does not match' in err
