@@ -2,7 +2,9 @@
 /* bpf_host.c: the programs of the node's own devices.
  *
  * cil_from_netdev (eth0 ingress): NodePort / LoadBalancer frontends reached from the node
- *   network are DNATed to a local backend (lb.h) and delivered; everything else passes.
+ *   network are DNATed (lb.h) and delivered to a local backend or tunnelled to the
+ *   backend's node, which returns the replies through the tunnel for the reverse NAT;
+ *   everything else passes.
  * cil_to_host (cilium_host and cilium_net ingress): traffic handed to the host; passes.
  * cil_from_host (cilium_host egress): the host's own traffic towards pods, routed to
  *   cilium_host by the per-pod-CIDR routes: local pods are delivered through cilium_lxc
@@ -82,7 +84,7 @@ static __always_inline int host_forward(struct __sk_buff *skb, __u32 src_id, __b
 		t.dst_label = remote->sec_identity;
 		t.ifindex = cfg->vxlan_ifindex;
 		send_trace_notify(skb, &t);
-		ret = encap_vxlan(skb, remote->tunnel_endpoint, HOST_ID, cfg->vxlan_ifindex);
+		ret = encap_vxlan(skb, remote->tunnel_endpoint, src_id, cfg->vxlan_ifindex);
 		if (ret < 0)
 			return DROP(skb, THIS_FILE, METRIC_EGRESS, DROP_WRITE_ERROR, 0, src_id,
 				    remote->sec_identity, 0);
@@ -148,10 +150,12 @@ int cil_from_netdev(struct __sk_buff *skb)
 		return CTX_ACT_OK;
 	ret = lb4_translate(skb, saddr, &daddr, proto, l4_off, &l4, LB_LOOKUP_SCOPE_EXT, &lb);
 	if (ret > 0)
-		return DROP(skb, THIS_FILE, METRIC_INGRESS, ret, 0, WORLD_ID, 0, 0);
+		return DROP(skb, THIS_FILE, METRIC_INGRESS, ret, 0, resolve_identity(saddr), 0, 0);
 	if (!lb.rev_nat_index)
 		return CTX_ACT_OK;
-	return host_forward(skb, WORLD_ID, saddr, daddr, proto, l4_off, &l4, &lb);
+	/* A remote backend is tunnelled to with the client's identity; its node sends the
+	 * replies back through the tunnel (CT_F_FROM_TUNNEL) for the reverse NAT here. */
+	return host_forward(skb, resolve_identity(saddr), saddr, daddr, proto, l4_off, &l4, &lb);
 }
 
 char _license[] SEC("license") = "GPL";

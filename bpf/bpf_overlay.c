@@ -27,7 +27,41 @@
 
 #define THIS_FILE FILE_BPF_OVERLAY
 
-static __always_inline int from_overlay_ipv4(struct __sk_buff *skb, __u32 src_id)
+/* A reply tunnelled back by the backend's node for a connection this node translated
+ * (NodePort / LoadBalancer with a remote backend): reverse NAT, then out of the device the
+ * FIB picks toward the client.  Anything else for a non-local address goes up the stack. */
+static __always_inline int from_overlay_reply_out(struct __sk_buff *skb, __be32 saddr,
+						  __be32 daddr, __u8 proto, __u32 l4_off,
+						  __u32 src_id)
+{
+	struct ipv4_ct_tuple tuple = {};
+	struct ct_result ct;
+	struct l4_info l4;
+	struct trace_ctx t = {};
+	int ret;
+
+	if (l4_load(skb, l4_off, proto, &l4) < 0)
+		return CTX_ACT_OK;
+	ct_build_tuple(&tuple, saddr, daddr, proto, &l4);
+	ct_lookup4(&tuple, l4.tcp_flags, skb->len, &ct);
+	if (ct.status != CT_REPLY || !ct.rev_nat_index)
+		return CTX_ACT_OK;
+	ret = lb4_rev_nat(skb, ct.rev_nat_index, proto, l4_off, &saddr);
+	if (ret > 0)
+		return DROP(skb, THIS_FILE, METRIC_EGRESS, ret, 0, src_id, 0, 0);
+	t.obs_point = TRACE_TO_STACK;
+	t.reason = ct.status;
+	t.monitor = ct.monitor;
+	t.flags = TRACE_F_VXLAN;
+	t.src_label = src_id;
+	t.dst_label = resolve_identity(daddr);
+	send_trace_notify(skb, &t);
+	ret = fib_redirect_v4(skb, saddr, daddr);
+	return ret < 0 ? CTX_ACT_OK : ret;
+}
+
+static __always_inline int from_overlay_ipv4(struct __sk_buff *skb, __u32 src_id,
+					     __be32 tunnel_src)
 {
 	struct runtime_config *cfg = runtime_config();
 	struct endpoint_info *dst;
@@ -53,7 +87,7 @@ static __always_inline int from_overlay_ipv4(struct __sk_buff *skb, __u32 src_id
 
 	dst = lookup_endpoint(daddr);
 	if (!dst)
-		return CTX_ACT_OK;
+		return from_overlay_reply_out(skb, saddr, daddr, proto, l4_off, src_id);
 	if (dst->flags & ENDPOINT_F_HOST) {
 		if (!cfg || !cfg->host_ifindex)
 			return CTX_ACT_OK;
@@ -88,7 +122,7 @@ static __always_inline int from_overlay_ipv4(struct __sk_buff *skb, __u32 src_id
 				return DROP(skb, THIS_FILE, METRIC_INGRESS, ret, dst->lxc_id, src_id,
 					    dst->sec_id, dst->lxc_id);
 		}
-		ct_create4(&tuple, src_id, 0, 0, l4.tcp_flags, skb->len);
+		ct_create4_from(&tuple, src_id, 0, 0, l4.tcp_flags, skb->len, tunnel_src);
 	}
 
 	t.obs_point = TRACE_TO_LXC;
@@ -122,7 +156,7 @@ int cil_from_overlay(struct __sk_buff *skb)
 		src_id = REMOTE_NODE_ID;
 	if (skb->protocol != bpf_htons(ETH_P_IP))
 		return CTX_ACT_OK;
-	return from_overlay_ipv4(skb, src_id);
+	return from_overlay_ipv4(skb, src_id, bpf_htonl(key.remote_ipv4));
 }
 
 SEC("tc")

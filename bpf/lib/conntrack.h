@@ -66,6 +66,11 @@ struct ct_entry {
 #define CT_F_RX_CLOSING 0x1
 #define CT_F_TX_CLOSING 0x2
 #define CT_F_SEEN_NON_SYN 0x10
+#define CT_F_FROM_TUNNEL 0x400
+
+/* reserved0 (unused by Cilium since 1.16) holds, for connections that arrived through
+ * the overlay, the node that sent them: replies are tunnelled back there, where the
+ * connection's service translation (and its reverse NAT) lives. */
 
 struct {
 	__uint(type, BPF_MAP_TYPE_LRU_HASH);
@@ -101,6 +106,7 @@ struct ct_result {
 	__u16 rev_nat_index;
 	__u32 backend_id;
 	__u32 src_sec_id;
+	__be32 tunnel_src; /* CT_F_FROM_TUNNEL entries: the node the connection came from */
 };
 
 static __always_inline void ct_tuple_reverse(const struct ipv4_ct_tuple *t,
@@ -163,6 +169,8 @@ static __always_inline void ct_lookup4(const struct ipv4_ct_tuple *tuple, __u8 t
 		res->rev_nat_index = e->rev_nat_index;
 		res->backend_id = (__u32)e->backend_id;
 		res->src_sec_id = e->src_sec_id;
+		if (e->flags & CT_F_FROM_TUNNEL)
+			res->tunnel_src = (__be32)e->reserved0;
 		res->monitor = ct_touch(e, tcp_flags, len, 1);
 		return;
 	}
@@ -170,12 +178,17 @@ static __always_inline void ct_lookup4(const struct ipv4_ct_tuple *tuple, __u8 t
 	res->monitor = 1;
 }
 
-static __always_inline int ct_create4(const struct ipv4_ct_tuple *tuple, __u32 src_sec_id,
-				      __u16 rev_nat_index, __u32 backend_id, __u8 tcp_flags,
-				      __u32 len)
+static __always_inline int ct_create4_from(const struct ipv4_ct_tuple *tuple, __u32 src_sec_id,
+					   __u16 rev_nat_index, __u32 backend_id, __u8 tcp_flags,
+					   __u32 len, __be32 tunnel_src)
 {
 	struct ct_entry e = {};
 	__u32 now = bpf_sec();
+
+	if (tunnel_src) {
+		e.reserved0 = tunnel_src;
+		e.flags = CT_F_FROM_TUNNEL;
+	}
 
 	e.backend_id = backend_id;
 	e.rev_nat_index = rev_nat_index;
@@ -186,6 +199,13 @@ static __always_inline int ct_create4(const struct ipv4_ct_tuple *tuple, __u32 s
 	e.last_tx_report = now;
 	e.lifetime = now + (tuple->nexthdr == IPPROTO_TCP ? CT_LIFETIME_TCP : CT_LIFETIME_NONTCP);
 	return bpf_map_update_elem(ct_map(tuple->nexthdr), tuple, &e, BPF_ANY);
+}
+
+static __always_inline int ct_create4(const struct ipv4_ct_tuple *tuple, __u32 src_sec_id,
+				      __u16 rev_nat_index, __u32 backend_id, __u8 tcp_flags,
+				      __u32 len)
+{
+	return ct_create4_from(tuple, src_sec_id, rev_nat_index, backend_id, tcp_flags, len, 0);
 }
 
 static __always_inline void ct_build_tuple(struct ipv4_ct_tuple *t, __be32 saddr, __be32 daddr,

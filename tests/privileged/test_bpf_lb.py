@@ -186,3 +186,15 @@ def test_established_connection_keeps_its_backend_when_backends_change(lab: Lab)
         assert isinstance(s2, socket.socket)
         with s2:
             assert ask(s2) == "b1"  # new connections go to the new backend
+
+
+def test_node_port_to_a_backend_on_another_node(lab: Lab) -> None:
+    """NodePort on na with the only backend on nb: the client (nb's host, over eth0)
+    reaches na's address and gets its answer from na's address, though b1 served it."""
+    node_ip = lab.nodes["na"].ip
+    apply(lab, "na", service("na", node_ip, 30081, 8, [2], flags=SVC_FLAG_NODEPORT))
+    s = connect(lab, "nb", node_ip, 30081)
+    assert isinstance(s, socket.socket)
+    with s:
+        assert s.getpeername() == (node_ip, 30081)
+        assert ask(s) == "b1"
