@@ -421,3 +421,20 @@ def test_down_leaves_nothing_behind(tmp_path: Path) -> None:
         assert not Path(f"/proc/{pid}").exists()
     st = json.loads(ok(state, "status", "-o", "json"))
     assert st["datapath"] == "model" and st["agents"] == []
+
+
+def test_demo_kernel_pings_across_nodes_and_shows_flows(tmp_path: Path) -> None:
+    _skip_without_datapath()
+    state = tmp_path / "demo"
+    ok(state, "cluster", "create", "-f", str(CLUSTER))
+    ok(state, "apply", "-f", str(WORKLOADS))
+    out = io.StringIO()
+    ctx = Context(state_dir=state, stdout=io.StringIO(), stderr=io.StringIO())
+    try:
+        assert runtime.demo_kernel(ctx, out) is True, out.getvalue()
+    finally:
+        cli(state, "down")
+    text = out.getvalue()
+    assert text.count("1 received") == 2, text
+    assert "FORWARDED" in text and "kernel datapath down" in text
+    assert nl.list_netns(runtime.KernelPaths(state).names.prefix) == []

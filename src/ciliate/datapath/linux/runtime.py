@@ -498,20 +498,29 @@ def demo_kernel(ctx: Context, out: TextIO) -> bool:
             f"{st.get('timings', {}).get('pod_wire_ms_max', '?')} ms (max)\n"
         )
         eps = [e for e in st.get("endpoints", []) if e.get("pod")]
-        pairs = [(a, b) for a in eps for b in eps if a["node"] != b["node"]][:2]
+        pairs: list[tuple[dict[str, Any], dict[str, Any]]] = []
+        for a in eps:  # cross-node pairs, each destination once
+            for b in eps:
+                if a["node"] != b["node"] and all(b is not d for _, d in pairs):
+                    pairs.append((a, b))
+                    break
+            if len(pairs) == 2:
+                break
         for a, b in pairs:
             ns, name = a["pod"].split("/", 1)
             out.write(
-                f"$ ciliate exec -n {ns} {name} -- ping -c1 -W2 {b['ip']}   # {a['node']} -> {b['node']}\n"
+                f"$ ciliate exec -n {ns} {name} -- ping -c1 -W2 {b['ip']}"
+                f"   # {a['node']} -> {b['node']} ({b['pod']})\n"
             )
             argv = launch_argv(
                 paths(ctx).names.pod(a["pod"]), None, ("ping", "-c1", "-W2", b["ip"])
             )
             done = subprocess.run(argv, capture_output=True, text=True)
             out.write(done.stdout)
-        flows = _recent_flows(ctx, 5)
+        time.sleep(0.5)  # the agent's flow pumps poll every 200 ms
+        flows = _recent_flows(ctx, 6)
         if flows:
-            out.write("$ ciliate observe --last 5\n")
+            out.write("$ ciliate observe --last 6 --print-node-name\n")
             for line in flows:
                 out.write(line + "\n")
         return True
@@ -521,13 +530,9 @@ def demo_kernel(ctx: Context, out: TextIO) -> bool:
 
 
 def _recent_flows(ctx: Context, n: int) -> list[str]:
-    """The last flows as compact lines, via the observe command's reader (optional)."""
-    read = getattr(optional_module("ciliate.datapath.flowlog"), "read_flows", None)
-    show = getattr(optional_module("ciliate.observe.render"), "render_flow", None)
-    if read is None or show is None:
-        return []
-    try:
-        flows = list(read(ctx.state_dir))[-n:]
-        return [str(show(f, "compact", True)) for f in flows]
-    except Exception:
-        return []
+    """The last flows of the agent's flow logs as hubble compact lines."""
+    from ciliate.datapath.flowlog import FlowLogDir
+    from ciliate.observe.render import render_flow
+
+    flows = FlowLogDir(paths(ctx).flows).read_all()[-n:]
+    return [render_flow(f, "compact", True) for f in flows]
