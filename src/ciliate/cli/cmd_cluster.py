@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import argparse
 import json
+from ipaddress import IPv4Network
 from typing import Any
 
 import yaml
@@ -26,12 +27,13 @@ from ciliate.controllers.clusterconfig import (
 )
 from ciliate.controllers.namespaces import DEFAULT_NAMESPACES
 from ciliate.errors import ConflictError, Diagnostic, DiagnosticError, ExitCode
-from ciliate.model.cluster import ClusterConfig
+from ciliate.model.cluster import KIND_POD_CIDR, KIND_SERVICE_CIDR, ClusterConfig
 from ciliate.model.meta import doc_key
 from ciliate.store.api import Change, ObjectKey
 
 DEFAULT_NAME = "ciliate"
 DEFAULT_NODES = 3
+MAX_LISTED_NODES = 10  # nodes listed one per line by create
 
 _FMT = argparse.RawDescriptionHelpFormatter
 
@@ -67,6 +69,7 @@ Examples:
   ciliate cluster create -f examples/cluster.yaml
   ciliate cluster create                       # "ciliate": 1 control plane + 2 workers
   ciliate cluster create lab --nodes 5
+  ciliate cluster create big --nodes 1000 --pod-cidr 10.0.0.0/8
   ciliate --state /tmp/lab cluster create lab  # a second cluster in another state dir
 
 Exit status 3 when the state directory already holds a cluster.
@@ -117,6 +120,12 @@ def register(sub: Any) -> None:
         metavar="N",
         help=f"number of nodes, control plane included (default {DEFAULT_NODES})",
     )
+    create.add_argument(
+        "--pod-cidr", default=KIND_POD_CIDR, metavar="CIDR", help="pod CIDR pool (/24 per node)"
+    )
+    create.add_argument(
+        "--service-cidr", default=KIND_SERVICE_CIDR, metavar="CIDR", help="service CIDR"
+    )
     create.set_defaults(func=cmd_create)
 
     delete = csub.add_parser(
@@ -161,7 +170,19 @@ def _config_from_args(args: argparse.Namespace, ctx: Context) -> ClusterConfig:
     if args.file:
         return load_cluster_file(args.file)
     nodes = DEFAULT_NODES if args.nodes is None else args.nodes
-    return kind_cluster(args.name or DEFAULT_NAME, nodes)
+    for flag, value in (("--pod-cidr", args.pod_cidr), ("--service-cidr", args.service_cidr)):
+        try:
+            IPv4Network(value)
+        except ValueError as e:
+            raise DiagnosticError(
+                [Diagnostic(f'{flag}: invalid CIDR "{value}": {e}', file="<flags>")]
+            ) from e
+    return kind_cluster(
+        args.name or DEFAULT_NAME,
+        nodes,
+        pod_cidr=str(IPv4Network(args.pod_cidr)),
+        service_cidr=str(IPv4Network(args.service_cidr)),
+    )
 
 
 def cmd_create(args: argparse.Namespace, ctx: Context) -> int:
@@ -175,12 +196,19 @@ def cmd_create(args: argparse.Namespace, ctx: Context) -> int:
         )
     ctx.out(f'Creating cluster "{config.name}" ...')
     create_cluster(store, config)
-    ctx.out(" ✓ Nodes: " + ", ".join(n.name for n in config.nodes))
-    for plan, node in zip(compute_node_ipam(config), config.nodes, strict=True):
-        ctx.out(
-            f"   {node.name}: {node.internal_ip}, pods {plan.cidr}, "
-            f"CiliumInternalIP {plan.router_ip}, health {plan.health_ip}"
-        )
+    names = [n.name for n in config.nodes]
+    if len(names) > MAX_LISTED_NODES:
+        # A long cluster gets a summary line instead of one line per node.
+        shown = ", ".join(names[:3]) + f", ..., {names[-1]} ({len(names)} nodes)"
+        ctx.out(" ✓ Nodes: " + shown)
+    else:
+        ctx.out(" ✓ Nodes: " + ", ".join(names))
+    if len(names) <= MAX_LISTED_NODES:
+        for plan, node in zip(compute_node_ipam(config), config.nodes, strict=True):
+            ctx.out(
+                f"   {node.name}: {node.internal_ip}, pods {plan.cidr}, "
+                f"CiliumInternalIP {plan.router_ip}, health {plan.health_ip}"
+            )
     mode = config.routing + (f" ({config.tunnel_protocol})" if config.routing == "tunnel" else "")
     ctx.out(
         f" ✓ Networks: nodes {config.node_network}, pods {config.pod_cidr} "
@@ -204,7 +232,11 @@ def cmd_delete(args: argparse.Namespace, ctx: Context) -> int:
     path = ctx.store_path
     for f in (path, path.with_name(path.name + "-wal"), path.with_name(path.name + "-shm")):
         f.unlink(missing_ok=True)
-    ctx.out("Deleted nodes: " + json.dumps([n.name for n in config.nodes]))
+    names = [n.name for n in config.nodes]
+    if len(names) > MAX_LISTED_NODES:
+        ctx.out(f"Deleted nodes: {len(names)}")
+    else:
+        ctx.out("Deleted nodes: " + json.dumps(names))
     return ExitCode.OK
 
 

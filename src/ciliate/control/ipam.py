@@ -184,14 +184,17 @@ class ClusterIPAM:
 
     def __init__(self, nodes: Iterable[NodeIPAM]) -> None:
         self._nodes: dict[str, NodeIPAM] = {}
-        self._nets: list[tuple[IPv4Network, str]] = []
+        # prefix length -> network address (int) -> node: an address finds its node
+        # with one lookup per distinct prefix length, not a scan over every node.
+        self._nets: dict[int, dict[int, str]] = {}
         self._used: dict[str, dict[IPv4Address, str]] = {}
         # Next candidate per node: every address below it is used or reserved, so
         # allocation does not rescan the CIDR from its start each time.
         self._cursor: dict[str, int] = {}
         for n in nodes:
             self._nodes[n.node] = n
-            self._nets.append((n.network, n.node))
+            net = n.network
+            self._nets.setdefault(net.prefixlen, {})[int(net.network_address)] = n.node
             self._used[n.node] = {}
             self._cursor[n.node] = 0
 
@@ -205,8 +208,11 @@ class ClusterIPAM:
             addr = IPv4Address(ip)
         except ipaddress.AddressValueError:
             return None
-        for net, node in self._nets:
-            if addr in net:
+        value = int(addr)
+        for plen, nets in self._nets.items():
+            mask = (0xFFFFFFFF << (32 - plen)) & 0xFFFFFFFF
+            node = nets.get(value & mask)
+            if node is not None:
                 return node
         return None
 

@@ -40,6 +40,7 @@ from __future__ import annotations
 
 import contextlib
 import copy
+import itertools
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
 from ipaddress import IPv4Address, IPv4Network
@@ -238,7 +239,7 @@ def allocate_cluster_ip(net: IPv4Network, owner: str, taken: Mapping[IPv4Address
     lo = max(first, static) if static < last else first
     span = last - lo + 1
     start = lo + fnv32a(owner.encode()) % span
-    for off in [*range(start, last + 1), *range(lo, start), *range(first, lo)]:
+    for off in itertools.chain(range(start, last + 1), range(lo, start), range(first, lo)):
         addr = IPv4Address(base + off)
         if addr not in taken:
             return str(addr)
@@ -252,7 +253,7 @@ def allocate_node_port(lo: int, hi: int, owner: str, index: int, taken: Mapping[
     dyn_lo = lo + static if static < size else lo
     span = hi - dyn_lo + 1
     start = dyn_lo + fnv32a(f"{owner}#{index}".encode()) % span
-    for port in [*range(start, hi + 1), *range(dyn_lo, start), *range(lo, dyn_lo)]:
+    for port in itertools.chain(range(start, hi + 1), range(dyn_lo, start), range(lo, dyn_lo)):
         if port not in taken:
             return int(port)
     return 0

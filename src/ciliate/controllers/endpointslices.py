@@ -134,14 +134,7 @@ def selected_pods(snap: Snapshot, svc: Doc) -> list[Doc]:
     if selector is None:
         return []
     want = {str(k): str(v) for k, v in selector.items()}
-    out = []
-    for p in snap.list("Pod", namespace_of(svc)):
-        if not is_active(p) or not pod_ip(p):
-            continue
-        labels = labels_of(p)
-        if all(labels.get(k) == v for k, v in want.items()):
-            out.append(p)
-    return out
+    return [p for p in snap.select("Pod", namespace_of(svc), want) if is_active(p) and pod_ip(p)]
 
 
 def _manages(svc: Doc) -> bool:
@@ -151,14 +144,15 @@ def _manages(svc: Doc) -> bool:
 
 def compute_endpointslices(snap: Snapshot, rng: random.Random) -> list[Change]:
     out: list[Change] = []
+    taken: set[tuple[str, str]] = set()  # slice names generated in this pass
     for svc in snap.list("Service"):
         ns, name = namespace_of(svc), name_of(svc)
         existing = [
             s
-            for s in snap.list("EndpointSlice", ns)
-            if labels_of(s).get(SERVICE_NAME_LABEL) == name
-            and labels_of(s).get(MANAGED_BY_LABEL) == MANAGED_BY
-            and is_controlled_by(s, svc)
+            for s in snap.select(
+                "EndpointSlice", ns, {SERVICE_NAME_LABEL: name, MANAGED_BY_LABEL: MANAGED_BY}
+            )
+            if is_controlled_by(s, svc)
         ]
         if not _manages(svc):
             out.extend(delete(s) for s in existing)
@@ -177,7 +171,6 @@ def compute_endpointslices(snap: Snapshot, rng: random.Random) -> list[Change]:
                 assigned[i] = (free.pop(0), ports, eps)
         for s in free:
             out.append(delete(s))
-        taken = {name_of(s) for s in snap.list("EndpointSlice", ns)}
         for slot, ports, eps in assigned:
             labels = {
                 **labels_of(svc),
@@ -187,8 +180,8 @@ def compute_endpointslices(snap: Snapshot, rng: random.Random) -> list[Change]:
             if slot is None:
                 while True:
                     sname = f"{name}-" + "".join(rng.choice(_ALPHABET) for _ in range(5))
-                    if sname not in taken:
-                        taken.add(sname)
+                    if snap.find("EndpointSlice", ns, sname) is None and (ns, sname) not in taken:
+                        taken.add((ns, sname))
                         break
                 new: Doc = {
                     "apiVersion": "discovery.k8s.io/v1",

@@ -31,6 +31,7 @@ Inputs: a ``Snapshot`` and the cluster config. Outputs: pod ``Change`` puts. Pur
 
 from __future__ import annotations
 
+import json
 from collections.abc import Mapping, Sequence
 from ipaddress import IPv4Address, IPv4Network
 from typing import Any
@@ -219,8 +220,19 @@ def compute_scheduling(snap: Snapshot, config: ClusterConfig | None = None) -> l
             k = ((namespace_of(p), *ok), n)
             per_owner[k] = per_owner.get(k, 0) + 1
     out: list[Change] = []
+    # Pods of one workload share their scheduling constraints: filter nodes once per
+    # distinct (tolerations, nodeSelector, affinity).
+    feasible: dict[str, list[tuple[int, str]]] = {}
     for p in sorted(pending, key=creation_order):
         spec = p.get("spec") or {}
+        sig = json.dumps(
+            [spec.get("tolerations"), spec.get("nodeSelector"), spec.get("affinity")],
+            sort_keys=True,
+        )
+        if sig not in feasible:
+            feasible[sig] = [
+                (i, name_of(n)) for i, n in enumerate(nodes) if node_is_eligible(n, spec)
+            ]
         target = ""
         if pod_ip(p):
             target = _node_for_address(nodes, pod_ip(p))
@@ -228,10 +240,7 @@ def compute_scheduling(snap: Snapshot, config: ClusterConfig | None = None) -> l
             ok = _owner_key(p)
             owner = (namespace_of(p), *ok) if ok else None
             best: tuple[int, int, int] | None = None
-            for i, node in enumerate(nodes):
-                if not node_is_eligible(node, spec):
-                    continue
-                nn = name_of(node)
+            for i, nn in feasible[sig]:
                 score = (per_owner.get((owner, nn), 0) if owner else 0, per_node[nn], i)
                 if best is None or score < best:
                     best, target = score, nn

@@ -14,7 +14,7 @@ Inputs: documents. Outputs: lookups. Imports only the model and the store interf
 from __future__ import annotations
 
 import builtins
-from collections.abc import Iterable, Sequence
+from collections.abc import Iterable, Mapping, Sequence
 
 from ciliate.model.meta import Doc, doc_key
 from ciliate.store.api import Change, ObjectKey
@@ -25,6 +25,9 @@ _ByName = dict[tuple[str, str], Doc]
 class Snapshot:
     def __init__(self, docs: Iterable[Doc] = ()) -> None:
         self._kinds: dict[str, _ByName] = {}
+        # Lazily built indexes (a snapshot never changes, so they never go stale).
+        self._by_controller: dict[str, dict[tuple[str, str, str], builtins.list[Doc]]] = {}
+        self._by_label: dict[str, dict[tuple[str, str, str], builtins.list[Doc]]] = {}
         for d in docs:
             kind, ns, name = doc_key(d)
             self._kinds.setdefault(kind, {})[(ns, name)] = d
@@ -34,6 +37,53 @@ class Snapshot:
         s = cls()
         s._kinds = kinds
         return s
+
+    def controlled_by(
+        self, kind: str, namespace: str, owner_kind: str, owner_name: str
+    ) -> builtins.list[Doc]:
+        """Objects of ``kind`` in ``namespace`` whose controller reference names the
+        owner (kind and name; callers check the uid), sorted by name."""
+        index = self._by_controller.get(kind)
+        if index is None:
+            index = {}
+            for d in self.list(kind):
+                m = d.get("metadata") or {}
+                for r in m.get("ownerReferences") or ():
+                    if r.get("controller"):
+                        k = (
+                            str(m.get("namespace", "") or ""),
+                            str(r.get("kind")),
+                            str(r.get("name")),
+                        )
+                        index.setdefault(k, []).append(d)
+                        break
+            self._by_controller[kind] = index
+        return index.get((namespace, owner_kind, owner_name), [])
+
+    def select(self, kind: str, namespace: str, labels: Mapping[str, str]) -> builtins.list[Doc]:
+        """Objects of ``kind`` in ``namespace`` carrying every label of ``labels`` (an
+        equality selector; empty selects all), sorted by name."""
+        if not labels:
+            return self.list(kind, namespace)
+        index = self._by_label.get(kind)
+        if index is None:
+            index = {}
+            for d in self.list(kind):
+                m = d.get("metadata") or {}
+                ns = str(m.get("namespace", "") or "")
+                for k, v in (m.get("labels") or {}).items():
+                    index.setdefault((ns, str(k), str(v)), []).append(d)
+            self._by_label[kind] = index
+        items = sorted(labels.items())
+        # Start from the smallest candidate list, then filter by the other labels.
+        lists = [index.get((namespace, str(k), str(v)), []) for k, v in items]
+        base = min(lists, key=len)
+        out = []
+        for d in base:
+            have = (d.get("metadata") or {}).get("labels") or {}
+            if all(str(have.get(k)) == str(v) and k in have for k, v in items):
+                out.append(d)
+        return out
 
     def get(self, key: ObjectKey) -> Doc | None:
         return self._kinds.get(key.kind, {}).get((key.namespace, key.name))

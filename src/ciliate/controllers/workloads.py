@@ -145,16 +145,24 @@ def _new_pod(
     }
 
 
-def _unique_name(snap: Snapshot, namespace: str, prefix: str, rng: random.Random) -> str:
+def _unique_name(
+    snap: Snapshot, namespace: str, prefix: str, rng: random.Random, taken: set[tuple[str, str]]
+) -> str:
+    """A generated pod name free in the snapshot and among ``taken`` (names created
+    earlier in the same pass), which it joins."""
     while True:
         name = prefix + random_suffix(rng)
-        if snap.find("Pod", namespace, name) is None:
+        if snap.find("Pod", namespace, name) is None and (namespace, name) not in taken:
+            taken.add((namespace, name))
             return name
 
 
 def owned(snap: Snapshot, kind: str, owner: Doc) -> list[Doc]:
     """Objects of ``kind`` in the owner's namespace whose controller is ``owner``."""
-    return [d for d in snap.list(kind, namespace_of(owner)) if is_controlled_by(d, owner)]
+    candidates = snap.controlled_by(
+        kind, namespace_of(owner), str(owner.get("kind")), name_of(owner)
+    )
+    return [d for d in candidates if is_controlled_by(d, owner)]
 
 
 # --- Deployment --------------------------------------------------------------------
@@ -270,12 +278,15 @@ def _deletion_rank(pod: Doc) -> tuple[int, int, int]:
 
 def compute_replicasets(snap: Snapshot, rng: random.Random) -> list[Change]:
     out: list[Change] = []
+    taken: set[tuple[str, str]] = set()
     for rs in snap.list("ReplicaSet"):
-        out.extend(_replicaset(snap, rs, rng))
+        out.extend(_replicaset(snap, rs, rng, taken))
     return out
 
 
-def _replicaset(snap: Snapshot, rs: Doc, rng: random.Random) -> list[Change]:
+def _replicaset(
+    snap: Snapshot, rs: Doc, rng: random.Random, taken: set[tuple[str, str]]
+) -> list[Change]:
     out: list[Change] = []
     want = _replicas(rs.get("spec") or {})
     pods = [p for p in owned(snap, "Pod", rs) if is_active(p)]
@@ -285,10 +296,9 @@ def _replicaset(snap: Snapshot, rs: Doc, rng: random.Random) -> list[Change]:
         h = labels_of(rs).get(POD_TEMPLATE_HASH, "")
         extra = {POD_TEMPLATE_HASH: h} if h else {}
         for _ in range(want - len(pods)):
-            name = _unique_name(snap, ns, f"{name_of(rs)}-", rng)
+            name = _unique_name(snap, ns, f"{name_of(rs)}-", rng, taken)
             pod = _new_pod(rs, name, template, extra, generate_name=f"{name_of(rs)}-")
             out.append(put(pod))
-            snap = snap.with_changes(out[-1:])
             pods.append(pod)
     elif len(pods) > want:
         # Newest first among equals: sort by rank, then reverse the age order.
@@ -317,12 +327,15 @@ def _replicaset(snap: Snapshot, rs: Doc, rng: random.Random) -> list[Change]:
 
 def compute_daemonsets(snap: Snapshot, rng: random.Random) -> list[Change]:
     out: list[Change] = []
+    taken: set[tuple[str, str]] = set()
     for ds in snap.list("DaemonSet"):
-        out.extend(_daemonset(snap, ds, rng))
+        out.extend(_daemonset(snap, ds, rng, taken))
     return out
 
 
-def _daemonset(snap: Snapshot, ds: Doc, rng: random.Random) -> list[Change]:
+def _daemonset(
+    snap: Snapshot, ds: Doc, rng: random.Random, taken: set[tuple[str, str]]
+) -> list[Change]:
     out: list[Change] = []
     template = _template(ds)
     h = pod_template_hash(template)
@@ -348,7 +361,7 @@ def _daemonset(snap: Snapshot, ds: Doc, rng: random.Random) -> list[Change]:
     for n in eligible:
         if name_of(n) in covered:
             continue
-        name = _unique_name(snap, ns, f"{name_of(ds)}-", rng)
+        name = _unique_name(snap, ns, f"{name_of(ds)}-", rng, taken)
         pod = _new_pod(
             ds,
             name,
@@ -358,7 +371,6 @@ def _daemonset(snap: Snapshot, ds: Doc, rng: random.Random) -> list[Change]:
             spec_overrides={"nodeName": name_of(n)},
         )
         out.append(put(pod))
-        snap = snap.with_changes(out[-1:])
     ready = sum(1 for p in keep if is_ready(p))
     status = {
         "currentNumberScheduled": len(keep),
