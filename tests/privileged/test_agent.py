@@ -438,3 +438,19 @@ def test_demo_kernel_pings_across_nodes_and_shows_flows(tmp_path: Path) -> None:
     assert text.count("1 received") == 2, text
     assert "FORWARDED" in text and "kernel datapath down" in text
     assert nl.list_netns(runtime.KernelPaths(state).names.prefix) == []
+
+
+def test_failed_up_rolls_back_everything(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    _skip_without_datapath()
+    state = tmp_path / "broken"
+    ok(state, "cluster", "create", "-f", str(CLUSTER))
+    ok(state, "apply", "-f", str(WORKLOADS))
+    tag = runtime.KernelPaths(state).names.tag
+    empty = snapshot(tag, state)
+    # the eBPF objects cannot be found or built: the agent fails after the topology
+    monkeypatch.setenv("CILIATE_BPF_DIR", str(tmp_path / "no-such-bpf-dir"))
+    rc, _, err = cli(state, "up")
+    assert rc == 5, err
+    assert "start failed, rolled back" in err
+    assert snapshot(tag, state) == empty
+    assert json.loads(ok(state, "status", "-o", "json"))["datapath"] == "model"
