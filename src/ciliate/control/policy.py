@@ -28,6 +28,7 @@ Sans-IO; imports the model, ``desired`` and ``control``.
 from __future__ import annotations
 
 import contextlib
+import zlib
 from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
 from ipaddress import IPv4Address, IPv4Network, ip_address
@@ -50,6 +51,7 @@ from ciliate.model.core import Namespace, Pod, Service
 from ciliate.model.meta import Doc
 
 WORLD_NET = IPv4Network("0.0.0.0/0")
+CIDR_ID_SPAN = (1 << 24) - 1  # local-scope identities 1<<24 | 1 .. 1<<24 | 2^24-1
 
 
 @dataclass(frozen=True, slots=True)
@@ -104,7 +106,12 @@ GroupKey = tuple[int, tuple[tuple[str, str, int], ...]]
 
 
 class PolicyCompiler:
-    """Stateful compiler; every update returns the pods whose maps were recompiled."""
+    """Stateful compiler; every update returns the pods whose maps were recompiled.
+
+    Indexes kept up to date by the updates: identity -> selecting rules, identity ->
+    pods, identity -> named ports, per-policy CIDR prefixes, and a memo of the peer
+    sets that depend on pods (ipBlock, toServices), cleared when pods change.
+    """
 
     def __init__(self, config: ClusterConfig, identities: Mapping[int, Identity]) -> None:
         self.config = config
@@ -123,7 +130,9 @@ class PolicyCompiler:
         self._group_of: dict[str, GroupKey] = {}
         self._ident_pods: dict[int, set[str]] = {}
         self._maps: dict[GroupKey, EndpointPolicy] = {}
-        self._subject_memo: dict[IdentitySelector, frozenset[int]] = {}
+        self._by_ident: dict[int, list[R.Rule]] | None = None
+        self._peer_memo: dict[R.Peers, frozenset[int]] = {}
+        self._policy_cidrs: dict[tuple[str, str, str], set[IPv4Network]] = {}
 
     # --- construction ---------------------------------------------------------------
 
@@ -138,7 +147,9 @@ class PolicyCompiler:
                 continue
             c._add_pod_state(pod, ident, inputs.pod_ips.get(pod.key, ""))
         for doc in inputs.policies:
-            c.rules[R.policy_id(doc)] = R.resolve_rules(doc, c.cluster)
+            pid = R.policy_id(doc)
+            c.rules[pid] = R.resolve_rules(doc, c.cluster)
+            c._policy_cidrs[pid] = c._cidrs_of(c.rules[pid])
         c._sync_cidr_identities()
         for g in c._groups:
             c._maps[g] = c._compile_group(g)
@@ -157,10 +168,13 @@ class PolicyCompiler:
     # --- incremental updates --------------------------------------------------------
 
     def set_policy(self, doc: Doc) -> set[str]:
+        """Add or replace one policy; returns the pods whose maps were recompiled."""
         pid = R.policy_id(doc)
         old = self.rules.get(pid, ())
         new = R.resolve_rules(doc, self.cluster)
         self.rules[pid] = new
+        self._policy_cidrs[pid] = self._cidrs_of(new)
+        self._by_ident = None
         changed_cidrs = self._sync_cidr_identities()
         ids = self._subjects(old) | self._subjects(new)
         if changed_cidrs:
@@ -168,7 +182,10 @@ class PolicyCompiler:
         return self._recompile_identities(ids)
 
     def remove_policy(self, kind: str, namespace: str, name: str) -> set[str]:
-        old = self.rules.pop((kind, namespace, name), ())
+        pid = (kind, namespace, name)
+        old = self.rules.pop(pid, ())
+        self._policy_cidrs.pop(pid, None)
+        self._by_ident = None
         changed = self._sync_cidr_identities()
         ids = self._subjects(old)
         if changed:
@@ -178,22 +195,21 @@ class PolicyCompiler:
     def set_pod(self, pod: Pod, identity: Identity, ip: str = "") -> set[str]:
         """Add a pod or change its labels (a new identity); returns recompiled pods."""
         old_g = self._group_of.get(pod.key)
-        old_ident = old_g[0] if old_g else None
+        affected: set[int] = set()
         if old_g is not None:
+            affected |= self._pod_sensitive_users(pod.key, old_g[0])
             self._drop_pod_state(pod.key)
-        new_ident = identity.id not in self.identities
         changed_sels: list[IdentitySelector] = []
-        if new_ident:
+        if identity.id not in self.identities:
             self.identities[identity.id] = identity
             changed_sels = self.cache.add_identity(identity)
-            self._subject_memo.clear()
+            self._index_identity(identity.id)
         self._add_pod_state(pod, identity.id, ip)
-        affected: set[int] = set()
+        affected |= self._pod_sensitive_users(pod.key, identity.id)
         if changed_sels:
             affected |= self._peer_users(changed_sels)
-        affected |= self._pod_sensitive_users()
-        if old_ident is not None:
-            affected |= self._gc_identity(old_ident)
+        if old_g is not None:
+            affected |= self._gc_identity(old_g[0])
         out = self._recompile_identities(affected)
         g = self._group_of[pod.key]
         if g not in self._maps:
@@ -204,15 +220,17 @@ class PolicyCompiler:
         g = self._group_of.get(key)
         if g is None:
             return set()
+        affected = self._pod_sensitive_users(key, g[0])
         self._drop_pod_state(key)
-        affected = self._gc_identity(g[0]) | self._pod_sensitive_users()
+        affected |= self._gc_identity(g[0])
         return self._recompile_identities(affected)
 
     def set_namespace_pods(self, pods: Iterable[tuple[Pod, Identity]]) -> set[str]:
         """A namespace label change: every pod of it with its new identity."""
         out: set[str] = set()
         for pod, ident in pods:
-            out |= self.set_pod(pod, ident, str(self.pod_ip.get(pod.key, "")))
+            ip = self.pod_ip.get(pod.key)
+            out |= self.set_pod(pod, ident, "" if ip is None else str(ip))
         return out
 
     # --- state helpers ----------------------------------------------------------------
@@ -222,16 +240,15 @@ class PolicyCompiler:
         self.pod_identity[pod.key] = ident
         addr = ip or pod.status.pod_ip
         if addr:
-            try:
+            with contextlib.suppress(ValueError):
                 a = ip_address(addr)
                 if isinstance(a, IPv4Address):
                     self.pod_ip[pod.key] = a
-            except ValueError:
-                pass
         g: GroupKey = (ident, named_port_key(pod))
         self._group_of[pod.key] = g
         self._groups.setdefault(g, set()).add(pod.key)
         self._ident_pods.setdefault(ident, set()).add(pod.key)
+        self._peer_memo.clear()
 
     def _drop_pod_state(self, key: str) -> None:
         g = self._group_of.pop(key)
@@ -247,6 +264,7 @@ class PolicyCompiler:
         self.pods.pop(key, None)
         self.pod_identity.pop(key, None)
         self.pod_ip.pop(key, None)
+        self._peer_memo.clear()
 
     def _gc_identity(self, ident: int) -> set[int]:
         """Forget a pod identity no pod uses any more; return identities to recompile."""
@@ -254,8 +272,16 @@ class PolicyCompiler:
             return set()
         self.identities.pop(ident, None)
         changed = self.cache.remove_identity(ident)
-        self._subject_memo.clear()
+        if self._by_ident is not None:
+            self._by_ident.pop(ident, None)
         return self._peer_users(changed)
+
+    def _index_identity(self, ident: int) -> None:
+        """A new identity: the rules whose subject selects it (kept in policy order)."""
+        if self._by_ident is None:
+            return
+        labels = self.cache.labels(ident)
+        self._by_ident[ident] = [r for r in self._all_rules() if r.subject.matches(labels)]
 
     def _subjects(self, rules: Iterable[R.Rule]) -> set[int]:
         out: set[int] = set()
@@ -276,16 +302,33 @@ class PolicyCompiler:
                 out |= self.cache.select(r.subject)
         return out
 
-    def _pod_sensitive_users(self) -> set[int]:
-        """Rules whose peers depend on pod addresses, services or named ports."""
+    def _pod_sensitive_users(self, key: str, ident: int) -> set[int]:
+        """Subject identities of rules whose peers this pod can change: an ipBlock
+        holding its address (or currently matching its identity), a service of its
+        namespace, an egress named port that the pod declares."""
         out: set[int] = set()
+        ip = self.pod_ip.get(key)
+        pod = self.pods.get(key)
+        names = {n for n, _p, _num in named_port_key(pod)} if pod is not None else set()
         for r in self._all_rules():
-            if any(
-                any(c.match_pods for c in e.peers.cidrs)
-                or e.peers.services
-                or (e.egress and any(p.name for p in e.ports))
-                for e in r.elements
-            ):
+            hit = False
+            for e in r.elements:
+                peers = e.peers
+                for c in peers.cidrs:
+                    if c.match_pods and (
+                        (ip is not None and ip in c.net)
+                        or ident in self._peer_memo.get(peers, frozenset({ident}))
+                    ):
+                        hit = True
+                if pod is not None and any(
+                    s.namespace == pod.meta.namespace for s in peers.services
+                ):
+                    hit = True
+                if e.egress and any(p.name in names for p in e.ports if p.name):
+                    hit = True
+                if hit:
+                    break
+            if hit:
                 out |= self.cache.select(r.subject)
         return out
 
@@ -296,16 +339,22 @@ class PolicyCompiler:
             out |= self._groups[g]
         return out
 
-    def _sync_cidr_identities(self) -> list[IdentitySelector]:
-        """Local CIDR identities for every prefix named by a rule (§6.3 "CIDR rules")."""
+    def _cidrs_of(self, rules: Iterable[R.Rule]) -> set[IPv4Network]:
         want: set[IPv4Network] = set()
-        for r in self._all_rules():
+        for r in rules:
             for e in r.elements:
                 for c in e.peers.cidrs:
                     want.add(c.net)
                     want.update(c.excepts)
                 for s in e.peers.services:
                     want.update(self._selectorless_service_nets(s))
+        return want
+
+    def _sync_cidr_identities(self) -> list[IdentitySelector]:
+        """Local CIDR identities for every prefix named by a rule (§6.3 "CIDR rules")."""
+        want: set[IPv4Network] = set()
+        for nets in self._policy_cidrs.values():
+            want |= nets
         want.discard(WORLD_NET)
         changed: list[IdentitySelector] = []
         for net in [n for n in self.cidr_identities if n not in want]:
@@ -314,16 +363,19 @@ class PolicyCompiler:
             self.identities.pop(ident.id, None)
         used = {i.id for i in self.cidr_identities.values()}
         for net in sorted(want - self.cidr_identities.keys()):
-            n = 1
+            # A stable function of the prefix (probing on collision), so the number does
+            # not depend on the order policies arrived in, nor on restarts.
+            n = 1 + zlib.crc32(str(net).encode()) % CIDR_ID_SPAN
             while (LOCAL_IDENTITY_SCOPE | n) in used:
-                n += 1
+                n = 1 + n % CIDR_ID_SPAN
             ident = Identity(LOCAL_IDENTITY_SCOPE | n, cidr_identity_labels(net))
             used.add(ident.id)
             self.cidr_identities[net] = ident
             self.identities[ident.id] = ident
             changed += self.cache.add_identity(ident)
-        if changed:
-            self._subject_memo.clear()
+        if changed or want != set(self.cidr_identities):
+            self._by_ident = None
+            self._peer_memo.clear()
         return changed
 
     # --- peers ------------------------------------------------------------------------
@@ -336,16 +388,23 @@ class PolicyCompiler:
             if c.contains(net):
                 out.add(cident.id)
         if c.match_pods:
+            base, mask = int(c.net.network_address), int(c.net.netmask)
+            exc = [(int(e.network_address), int(e.netmask)) for e in c.excepts]
             for ident, members in self._ident_pods.items():
-                if members and ident not in out and self._identity_inside(members, c):
+                if ident not in out and members and self._inside(members, base, mask, exc):
                     out.add(ident)
         return out
 
-    def _identity_inside(self, members: Iterable[str], c: R.CIDRPeer) -> bool:
+    def _inside(
+        self, members: Iterable[str], base: int, mask: int, exc: Sequence[tuple[int, int]]
+    ) -> bool:
         """Every pod of an identity has an address inside the block (see CIDRPeer)."""
         for p in members:
             ip = self.pod_ip.get(p)
-            if ip is None or not c.contains(IPv4Network(ip)):
+            if ip is None:
+                return False
+            n = int(ip)
+            if n & mask != base or any(n & m == b for b, m in exc):
                 return False
         return True
 
@@ -394,10 +453,17 @@ class PolicyCompiler:
                 out.add(ident.id)
         return out
 
-    def peer_identities(self, peers: R.Peers) -> set[int]:
+    def peer_identities(self, peers: R.Peers) -> frozenset[int]:
         """The identities a peer set selects; {0} for the wildcard."""
         if peers.wildcard:
-            return {0}
+            return frozenset({0})
+        if not peers.cidrs and not peers.services:
+            if len(peers.selectors) == 1:
+                return self.cache.select(peers.selectors[0])
+            return frozenset().union(*(self.cache.select(s) for s in peers.selectors))
+        hit = self._peer_memo.get(peers)
+        if hit is not None:
+            return hit
         out: set[int] = set()
         for s in peers.selectors:
             out |= self.cache.select(s)
@@ -405,26 +471,26 @@ class PolicyCompiler:
             out |= self._cidr_peer_ids(c)
         for sv in peers.services:
             out |= self._service_peer_ids(sv)
-        return out
+        result = frozenset(out)
+        self._peer_memo[peers] = result
+        return result
 
     # --- distillation -------------------------------------------------------------------
 
     def selecting_rules(self, ident: int) -> list[R.Rule]:
-        out: list[R.Rule] = []
-        for r in self._all_rules():
-            ids = self._subject_memo.get(r.subject)
-            if ids is None:
-                ids = self.cache.select(r.subject)
-                self._subject_memo[r.subject] = ids
-            if ident in ids:
-                out.append(r)
-        return out
+        if self._by_ident is None:
+            idx: dict[int, list[R.Rule]] = {}
+            for r in self._all_rules():
+                for i in self.cache.select(r.subject):
+                    idx.setdefault(i, []).append(r)
+            self._by_ident = idx
+        return self._by_ident.get(ident, [])
 
     def _named_ports(self, ident: int, name: str, proto: int) -> set[int]:
         out: set[int] = set()
         pname = R.PROTOCOL_NAMES.get(proto, "")
         for g in self._groups:
-            if ident not in (0, g[0]):
+            if g[0] != ident:
                 continue
             for n, p, num in g[1]:
                 if n == name and p == pname:
