@@ -202,7 +202,9 @@ class FlowEvent:
     proxy_port: int = 0
     file: str = ""
     tunnel: dict[str, Any] = field(default_factory=dict)
-    policies: tuple[str, ...] = ()
+    policies: tuple[str, ...] = ()  # rendered provenance
+    policy_refs: tuple[tuple[str, str, str], ...] = ()  # (kind, namespace, name)
+    time: float = 0.0  # seconds since the epoch (the walk's injected clock)
 
     def to_hubble(self, cluster: str = "") -> dict[str, Any]:
         def ep(e: FlowEndpoint) -> dict[str, Any]:
@@ -302,6 +304,7 @@ class TraceResult:
     status: int | None = None  # HTTP status for L7 probes (200 / 403)
     backend: str = ""  # "10.10.1.7:80" when a service translated the request
     http: tuple[str, str] | None = None
+    time: float = 0.0  # the clock's now() when the probe was sent
 
     @property
     def allowed(self) -> bool:

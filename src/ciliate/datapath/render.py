@@ -13,7 +13,7 @@ JSON (``trace_to_json``), version 1 of a documented shape::
      "http": {"method","path"} | null, "verdict": "FORWARDED"|"DROPPED",
      "delivered": bool, "drop_reason": int, "drop_reason_desc": str, "status": int|null,
      "backend": "ip:port" | "", "path": [str], "request": [HOP], "reply": [HOP],
-     "flows": [hubble flow objects]}
+     "flows": [flow objects exactly as ``hubble observe -o json`` prints them]}
     END = {"kind": pod|service|node|world, "name", "ip", "node"}
     HOP = {"hop", "node", "interface", "program", "action", "detail", "packet",
            "verdict", "drop_reason", "encap", "provenance": [str],
@@ -29,6 +29,8 @@ from ipaddress import IPv4Address
 from typing import Any
 
 from ciliate.datapath.api import Endpoint, Kind, TraceResult, TraceStep, drop_name, drop_text
+from ciliate.datapath.flows import to_flow
+from ciliate.observe import flow as hf
 
 JSON_VERSION = 1
 
@@ -232,5 +234,5 @@ def trace_to_json(r: TraceResult, cluster: str = "") -> dict[str, Any]:
         "path": path_tokens(r, r.steps, r.src, r.dst),
         "request": [_step_json(i + 1, s) for i, s in enumerate(r.steps)],
         "reply": [_step_json(n_req + i + 1, s) for i, s in enumerate(r.reply_steps)],
-        "flows": [f.to_hubble(cluster) for f in r.flows],
+        "flows": [hf.to_json(to_flow(f, cluster)) for f in r.flows],
     }

@@ -114,7 +114,8 @@ def test_json_shape(plain: Path, update_golden: bool) -> None:
     assert [h["hop"] for h in doc["request"] + doc["reply"]] == list(
         range(1, len(doc["request"]) + len(doc["reply"]) + 1)
     )
-    assert doc["flows"][0]["trace_observation_point"] == "FROM_ENDPOINT"
+    assert doc["flows"][0]["flow"]["trace_observation_point"] == "FROM_ENDPOINT"
+    assert doc["flows"][-1]["flow"]["trace_reason"] == "REPLY"
     check("cross-node-icmp.json", text, update_golden)
 
 

@@ -298,6 +298,7 @@ def trace(
         status=status,
         backend=backend,
         http=http,
+        time=w.clock.now(),
     )
 
 

@@ -135,6 +135,7 @@ def enforce(
     mapname = f"cilium_policy_v2_{ep.id:05d}"
     mt = MATCH_TEXT.get(v.match_type, str(v.match_type))
     prov = provenance_of(v.entry)
+    refs = tuple((pv.kind, pv.namespace, pv.name) for pv in v.entry.provenance) if v.entry else ()
     if v.key is not None:
         kd = f"identity {v.key.identity} {'egress' if v.key.egress else 'ingress'} proto {v.key.protocol} port {v.key.dport}/{v.key.port_prefix_len}"
         res = f"hit ({kd}): {'deny' if v.entry and v.entry.deny else 'allow'}"
@@ -164,6 +165,7 @@ def enforce(
             match_type=v.match_type,
             proxy_port=v.proxy_port,
             policies=prov,
+            policy_refs=refs,
         )
     who = f"endpoint {ep.id} ({ep.pod or 'health'})"
     if not v.allowed:
@@ -184,6 +186,7 @@ def enforce(
                 lookups=lk,
                 provenance=prov,
                 ifindex=ep.lxc_ifindex,
+                policy_refs=refs,
             ),
         )
     text = f"{dirname} policy of {who} allows remote identity {remote_id} (match {mt})"

@@ -270,6 +270,7 @@ class Walk:
         proxy_port: int = 0,
         file: str = "",
         policies: tuple[str, ...] = (),
+        policy_refs: tuple[tuple[str, str, str], ...] = (),
     ) -> None:
         if not self.record:
             return
@@ -317,6 +318,8 @@ class Walk:
                 file=file,
                 tunnel=tunnel,
                 policies=policies,
+                policy_refs=policy_refs,
+                time=self.clock.now(),
             )
         )
 
@@ -365,6 +368,7 @@ class Walk:
         lookups: tuple[MapLookup, ...] = (),
         provenance: tuple[str, ...] = (),
         ifindex: int = 0,
+        policy_refs: tuple[tuple[str, str, str], ...] = (),
     ) -> Outcome:
         from ciliate.datapath.api import drop_text
 
@@ -395,5 +399,6 @@ class Walk:
             drop_reason=reason,
             file=file,
             policies=provenance,
+            policy_refs=policy_refs,
         )
         return Outcome(Where.DROPPED, node, p, drop_reason=reason)
