@@ -133,7 +133,7 @@ static __always_inline int handle_ipv4(struct __sk_buff *skb)
 		t.dst_label = dst->sec_id;
 		t.ifindex = dst->ifindex;
 		send_trace_notify(skb, &t);
-		ret = deliver_local(skb, dst);
+		ret = deliver_local_peer(skb, dst);
 		if (ret < 0)
 			return DROP(skb, THIS_FILE, METRIC_INGRESS, DROP_WRITE_ERROR, src_ep, src_id,
 				    dst_id, dst->lxc_id);

@@ -135,7 +135,7 @@ static __always_inline int from_overlay_ipv4(struct __sk_buff *skb, __u32 src_id
 	t.dst_label = dst->sec_id;
 	t.ifindex = dst->ifindex;
 	send_trace_notify(skb, &t);
-	ret = deliver_local(skb, dst);
+	ret = deliver_local_peer(skb, dst);
 	if (ret < 0)
 		return DROP(skb, THIS_FILE, METRIC_INGRESS, DROP_WRITE_ERROR, dst->lxc_id, src_id,
 			    dst->sec_id, dst->lxc_id);

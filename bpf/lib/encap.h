@@ -19,6 +19,18 @@ static __always_inline int deliver_local(struct __sk_buff *skb, const struct end
 	return bpf_redirect(ep->ifindex, 0);
 }
 
+/* The same from a tc ingress hook: bpf_redirect_peer hands the packet straight to the
+ * ingress of the pod's eth0 (the lxc's peer), skipping the lxc's transmit path and the
+ * per-CPU backlog — what Cilium does for local delivery, and what keeps pod-to-pod close
+ * to a plain veth pair. */
+static __always_inline int deliver_local_peer(struct __sk_buff *skb,
+					      const struct endpoint_info *ep)
+{
+	if (eth_store_macs(skb, &ep->mac, &ep->node_mac) < 0)
+		return -1;
+	return bpf_redirect_peer(ep->ifindex, 0);
+}
+
 /* Tunnel to a remote node: the VNI carries the source identity (cilium.md §4), the outer
  * destination is the node IP from the ipcache; cilium_vxlan (external/collect_md) builds the
  * outer headers. */
