@@ -245,7 +245,7 @@ def from_host(w: Walk, node: str, p: Packet) -> Outcome:
         p,
     )
     w.trace_event(node, ObsPoint.FROM_HOST, p, host_id, 0, "cilium_host", 0, None, False)
-    fe, lk = lb.lookup_service(ns, p.dst, p.dport, int(p.proto))
+    fe, lk = lb.lookup_service(ns, p.dst, p.dport, int(p.proto), internal=True)
     if fe is not None:
         sel = lb.select_backend(
             ns,

@@ -37,6 +37,9 @@ from ciliate.datapath.packet import Packet
 from ciliate.datapath.sim import keys
 from ciliate.desired import (
     LB_ALG_MAGLEV,
+    LB_SCOPE_EXT,
+    LB_SCOPE_INT,
+    SVC_FLAG2_TWO_SCOPES,
     SVC_FLAG_AFFINITY,
     LB4Backend,
     LB4Key,
@@ -87,13 +90,23 @@ def _svc_text(svc: LB4Service) -> str:
 
 
 def lookup_service(
-    node: NodeState, ip: IPv4Address, dport: int, proto: int, scope: int = 0
+    node: NodeState, ip: IPv4Address, dport: int, proto: int, internal: bool = False
 ) -> tuple[Frontend | None, MapLookup]:
-    """The master entry for ``ip:dport`` (exact protocol first, then ANY)."""
-    first = LB4Key(ip, dport, 0, proto, scope)
-    for key in (first, LB4Key(ip, dport, 0, 0, scope)):
+    """The master entry for ``ip:dport`` (exact protocol first, then ANY).
+
+    ``lb4_lookup_service``'s scope switch: the lookup is made in the external scope;
+    when the hit has ``SVC_FLAG2_TWO_SCOPES`` and the traffic is east-west
+    (``internal``: from a pod or the host), the internal-scope twin is used instead,
+    whose backends follow internalTrafficPolicy."""
+    first = LB4Key(ip, dport, 0, proto, LB_SCOPE_EXT)
+    for key in (first, LB4Key(ip, dport, 0, 0, LB_SCOPE_EXT)):
         svc = node.lb4_services.get(key)
         if svc is not None:
+            if internal and svc.flags2 & SVC_FLAG2_TWO_SCOPES:
+                ikey = LB4Key(ip, dport, 0, key.proto, LB_SCOPE_INT)
+                isvc = node.lb4_services.get(ikey)
+                if isvc is not None:
+                    key, svc = ikey, isvc
             return Frontend(key, svc), MapLookup(
                 "cilium_lb4_services_v2", keys.hexbytes(keys.build_lb4_key(key)), _svc_text(svc)
             )

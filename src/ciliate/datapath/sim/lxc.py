@@ -109,7 +109,7 @@ def from_container(w: Walk, node: str, ep: EndpointState, p: Packet) -> Outcome:
 
     # 2. service translation
     rev_nat_index = 0
-    fe, lk = lb.lookup_service(ns, p.dst, p.dport, int(p.proto))
+    fe, lk = lb.lookup_service(ns, p.dst, p.dport, int(p.proto), internal=True)
     if fe is not None:
         svc_entry = ct.lookup_service(p)
         sel = lb.select_backend(

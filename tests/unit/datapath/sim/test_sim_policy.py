@@ -134,3 +134,30 @@ def test_probe_agrees_with_trace_for_every_pair(make_state: Make) -> None:
                             t.drop_reason,
                             t.status,
                         ), (a, b, port, proto)
+
+
+def test_an_expired_ct_entry_no_longer_lets_the_reply_through(make_state: Make) -> None:
+    import random
+    from ipaddress import IPv4Address
+
+    from ciliate.clock import FakeClock
+    from ciliate.datapath.packet import IPProto, build_reply, build_request
+    from ciliate.datapath.sim import lxc
+    from ciliate.datapath.sim.network import topology, transmit
+    from ciliate.datapath.sim.walk import Walk, Where
+
+    closed_egress: PolicyMap = {PolicyKey(0, False): PolicyEntry()}  # netshoot opens nothing
+    s = make_state(netshoot(closed_egress))
+    clock = FakeClock()
+    w = Walk(topology(s), clock, random.Random(0), transmit)
+    assert trace(s, BB_A, NS_B, 53, "udp", walk=w).delivered  # the reply passes through CT
+    # The same answer again, within and then past the 60 s lifetime of a UDP entry.
+    request = build_request(
+        "a", "b", IPv4Address("10.10.2.117"), IPv4Address("10.10.1.155"), IPProto.UDP, 53, 40000
+    )
+    node, ep = w.topo.pods[NS_B]
+    clock.advance(30)
+    assert lxc.from_container(w, node, ep, build_reply(request)).where != Where.DROPPED
+    clock.advance(61)
+    out = lxc.from_container(w, node, ep, build_reply(request))
+    assert out.where == Where.DROPPED and out.drop_reason == 133

@@ -101,3 +101,48 @@ def test_nodeport_from_outside_via_eth0(state: DesiredState) -> None:
 def test_cluster_ip_from_outside_is_refused(state: DesiredState) -> None:
     r = trace(state, "192.0.2.10", "10.96.0.10:80", protocol="tcp")
     assert r.drop_reason == 174
+
+
+def test_two_scopes_east_west_uses_the_internal_twin(state: DesiredState) -> None:
+    from dataclasses import replace
+    from ipaddress import IPv4Address
+
+    from ciliate.desired import (
+        LB_SCOPE_EXT,
+        LB_SCOPE_INT,
+        SVC_FLAG2_TWO_SCOPES,
+        SVC_FLAG_LOADBALANCER,
+        LB4Key,
+        LB4Service,
+    )
+
+    vip = IPv4Address("192.0.2.50")  # a LoadBalancer IP with iTP=Local, eTP=Cluster
+    extra = {
+        LB4Key(vip, 80, 0, 6, LB_SCOPE_EXT): LB4Service(
+            backend_id=1 << 24,
+            count=2,
+            rev_nat_index=9,
+            flags=SVC_FLAG_LOADBALANCER,
+            flags2=SVC_FLAG2_TWO_SCOPES,
+        ),
+        LB4Key(vip, 80, 1, 6, LB_SCOPE_EXT): LB4Service(backend_id=1, rev_nat_index=9),
+        LB4Key(vip, 80, 2, 6, LB_SCOPE_EXT): LB4Service(backend_id=2, rev_nat_index=9),
+        LB4Key(vip, 80, 0, 6, LB_SCOPE_INT): LB4Service(
+            backend_id=1 << 24,
+            count=1,
+            rev_nat_index=9,
+            flags=SVC_FLAG_LOADBALANCER,
+            flags2=SVC_FLAG2_TWO_SCOPES,
+        ),
+        LB4Key(vip, 80, 1, 6, LB_SCOPE_INT): LB4Service(backend_id=1, rev_nat_index=9),
+    }
+    nodes = {
+        n: replace(ns, lb4_services={**ns.lb4_services, **extra}) for n, ns in state.nodes.items()
+    }
+    s = replace(state, nodes=nodes)
+    east_west = {trace(s, BB_A, "192.0.2.50:80", rng=random.Random(i)).backend for i in range(10)}
+    assert east_west == {"10.10.2.121:8080"}  # node-local only
+    north_south = {
+        trace(s, "198.51.100.7", "192.0.2.50:80", rng=random.Random(i)).backend for i in range(10)
+    }
+    assert north_south == BACKENDS
