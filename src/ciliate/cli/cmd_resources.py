@@ -29,6 +29,7 @@ import yaml
 from ciliate.cli import describe as describe_mod
 from ciliate.cli import virtual
 from ciliate.cli.context import Context
+from ciliate.cli.jsonpath import render as render_jsonpath
 from ciliate.cli.render import age, table
 from ciliate.cli.resource_tables import table_for
 from ciliate.cli.virtual import VirtualKind
@@ -51,6 +52,7 @@ from ciliate.store.api import Change, ObjectKey, Store
 
 NAMESPACE_NAME_LABEL = "kubernetes.io/metadata.name"
 PROTECTED_NAMESPACES = frozenset({"default", "kube-system", "kube-public", "kube-node-lease"})
+ALL_KINDS = ("pods", "services", "daemonsets", "deployments", "replicasets", "statefulsets")
 SERVER_FIELDS = ("uid", "resourceVersion", "generation", "creationTimestamp", "managedFields")
 
 APPLY_EPILOG = """\
@@ -79,6 +81,8 @@ Examples:
   ciliate get pods -l app=busybox -o name
   ciliate get cnp my-policy -o yaml
   ciliate get nodes -o json                 # a Kubernetes List
+  ciliate get svc my-service -o jsonpath='{.spec.clusterIP}'
+  ciliate get all -n networking101          # pods, services and workloads
 
 Kinds: plural, singular or short names (po, svc, no, deploy, rs, ds, sts, ns, netpol,
 cnp, ccnp, ing, gtw, httproute, ep, cm, cep, cn, ippools ...), or KIND.GROUP.
@@ -141,9 +145,10 @@ def register(sub: Any) -> None:
     p.add_argument(
         "-o",
         "--output",
-        choices=("wide", "yaml", "json", "name"),
+        type=_output_format,
         default=None,
-        help="output format",
+        metavar="FORMAT",
+        help="wide, yaml, json, name, or jsonpath=TEMPLATE (e.g. jsonpath='{.spec.clusterIP}')",
     )
     p.set_defaults(func=run_get)
 
@@ -462,13 +467,16 @@ def run_get(args: argparse.Namespace, ctx: Context) -> int:
         selector = parse_selector(args.selector)
     except ValueError as e:
         raise CiliateError(f"invalid label selector: {e}") from None
-    resolved = [_resolve(w) for w in args.kind.split(",") if w]
+    words = [w for w in args.kind.split(",") if w]
+    # "all", as kubectl: the workload kinds and services.
+    words = [x for w in words for x in (ALL_KINDS if w == "all" else (w,))]
+    resolved = [_resolve(w) for w in words]
     if not resolved:
         raise CiliateError("give a resource kind, e.g. `ciliate get pods`")
     namespace: str | None = None if args.all_namespaces else _namespace(args)
     if args.names and args.all_namespaces:
         raise CiliateError("a resource cannot be retrieved by name across all namespaces")
-    several = len(resolved) > 1
+    several = len(resolved) > 1 or args.kind == "all"
     found: list[tuple[Resolved, list[Doc]]] = []
     errors: list[str] = []
     for r in resolved:
@@ -490,6 +498,19 @@ def run_get(args: argparse.Namespace, ctx: Context) -> int:
     return ExitCode.NOT_FOUND if errors else ExitCode.OK
 
 
+def _list_doc(items: list[Doc]) -> Doc:
+    """Kubernetes' List shape, as ``kubectl get -o json`` prints several objects."""
+    return {"apiVersion": "v1", "items": items, "kind": "List", "metadata": {"resourceVersion": ""}}
+
+
+def _output_format(value: str) -> str:
+    if value in ("wide", "yaml", "json", "name") or value.startswith("jsonpath="):
+        return value
+    raise argparse.ArgumentTypeError(
+        f"unknown output format {value!r}: use wide, yaml, json, name or jsonpath=TEMPLATE"
+    )
+
+
 def _print(
     found: list[tuple[Resolved, list[Doc]]],
     args: argparse.Namespace,
@@ -499,18 +520,17 @@ def _print(
     selector: LabelSelector,
 ) -> None:
     all_docs = [_clean(d) for _, docs in found for d in docs]
+    if args.output and args.output.startswith("jsonpath="):
+        single = len(all_docs) == 1 and len(args.names) == 1 and not several
+        data = all_docs[0] if single else _list_doc(all_docs)
+        try:
+            ctx.stdout.write(render_jsonpath(args.output[len("jsonpath=") :], data))
+        except ValueError as e:
+            raise CiliateError(f"error parsing jsonpath: {e}") from None
+        return
     if args.output in ("json", "yaml") and not (args.names and not all_docs):
         single = len(all_docs) == 1 and len(args.names) == 1 and not several
-        obj: Any = (
-            all_docs[0]
-            if single
-            else {
-                "apiVersion": "v1",
-                "items": all_docs,
-                "kind": "List",
-                "metadata": {"resourceVersion": ""},
-            }
-        )
+        obj: Any = all_docs[0] if single else _list_doc(all_docs)
         if args.output == "json":
             ctx.out(json.dumps(obj, indent=4))
         else:

@@ -251,3 +251,19 @@ def test_apply_namespace_flag(cluster: Run) -> None:
     other = "apiVersion: v1\nkind: ConfigMap\nmetadata: {name: b, namespace: default}\n"
     rc, _, err = cluster("apply", "-n", "kube-public", "-f", "-", stdin=other)
     assert rc == 1 and 'namespace from the provided object "default" does not match' in err
+
+
+def test_get_all_and_jsonpath(cluster: Run) -> None:
+    cluster("apply", "-f", str(shared_examples() / "networking101/workloads.yaml"))
+    _, out, _ = cluster("get", "all", "-n", "networking101", "-o", "name")
+    kinds = {line.split("/")[0] for line in out.splitlines()}
+    assert kinds == {"pod", "deployment.apps", "replicaset.apps"}
+    _, out, _ = cluster(
+        "get", "po", "-n", "networking101", "-l", "app=busybox",
+        "-o", "jsonpath={range .items[*]}{.spec.nodeName}{'\\n'}{end}",
+    )  # fmt: skip
+    assert sorted(out.split()) == ["mycluster-worker", "mycluster-worker2"]
+    _, out, _ = cluster("get", "svc", "kubernetes", "-o", "jsonpath={.spec.clusterIP}")
+    assert out == "10.96.0.1"
+    rc, _, err = cluster("get", "svc", "-o", "jsonpath={.a")
+    assert rc == 1 and "error parsing jsonpath" in err
