@@ -214,3 +214,16 @@ def test_reload_adopts_pinned_maps_without_flushing(lab: Lab) -> None:
     finally:
         again.close()
     assert node.bpf.maps.dump("cilium_lxc") == before
+
+
+def test_forwarding_survives_the_agent_closing_every_handle(lab: Lab) -> None:
+    """kill -9 of the agent closes its fds: the tc filters hold the programs and the pins
+    hold the maps, so traffic keeps flowing with nobody in userspace."""
+    for node in lab.nodes.values():
+        assert node.bpf is not None
+        node.bpf.close()
+    assert lab.ping("a1", "10.77.1.12", count=1)
+    assert lab.ping("a1", "10.77.2.11", count=1)
+    node = lab.nodes["na"].bpf
+    assert node is not None
+    assert node.attached(lab.pods["a1"].lxc) == {"ingress": "cil_from_container"}

@@ -273,24 +273,20 @@ class FlowEnricher:
             labels=labels,
         )
 
-    def _policy_by(
+    def _denied_by(
         self, ev: RawEvent, pkt: PacketSummary, src: Endpoint, dst: Endpoint, egress: bool
-    ) -> tuple[Policy, ...]:
-        """The policies whose deny entry matched a 181 drop (provenance join)."""
+    ) -> PolicyEntry | None:
+        """The deny entry that made a 181 drop (the provenance join): the event names the
+        endpoint and the packet gives identity, protocol and port."""
         if ev.subtype != DROP_POLICY_DENY:
-            return ()
+            return None
         node = self.state.nodes.get(self.node)
         ep_id = ev.source
         if node is None or ep_id not in node.policy:
-            return ()
+            return None
         remote = dst.identity if egress else src.identity
         dport = pkt.l4.destination_port if isinstance(pkt.l4, TCP | UDP | SCTP) else 0
-        best = _match_policy(node.policy[ep_id], remote, egress, pkt.proto, dport, deny=True)
-        if best is None:
-            return ()
-        return tuple(
-            Policy(name=p.name, namespace=p.namespace, kind=p.kind) for p in best.provenance
-        )
+        return _match_policy(node.policy[ep_id], remote, egress, pkt.proto, dport, deny=True)
 
     def to_flow(self, ev: RawEvent, time_ns: int) -> Flow:
         pkt = decode_packet(ev.payload)
@@ -316,7 +312,8 @@ class FlowEnricher:
         if ev.is_drop:
             # Hubble: a drop is EGRESS when it happened at the source's endpoint.
             egress = src.id != 0 and ev.source == src.id
-            denied = self._policy_by(ev, pkt, src, dst, egress)
+            entry = self._denied_by(ev, pkt, src, dst, egress)
+            denied = policies_of(entry)
             return Flow(
                 verdict=Verdict.DROPPED,
                 drop_reason=ev.subtype,
@@ -325,6 +322,7 @@ class FlowEnricher:
                 file=FileInfo(DROP_FILES.get(ev.file, str(ev.file)), ev.line),
                 egress_denied_by=denied if egress else (),
                 ingress_denied_by=() if egress else denied,
+                extensions=tuple(("provenance", p) for p in provenance_texts(entry)),
                 **common,  # type: ignore[arg-type]
             )
         reason, _encrypted = trace_reason_of_datapath(ev.reason)
@@ -340,6 +338,25 @@ class FlowEnricher:
             trace_reason=reason,
             **common,  # type: ignore[arg-type]
         )
+
+
+def policies_of(entry: PolicyEntry | None) -> tuple[Policy, ...]:
+    if entry is None:
+        return ()
+    return tuple(Policy(name=p.name, namespace=p.namespace, kind=p.kind) for p in entry.provenance)
+
+
+def provenance_texts(entry: PolicyEntry | None) -> tuple[str, ...]:
+    """``<kind> <ns>/<name> <rule> (<file>:<line>)`` per rule, as the model datapath's flows
+    carry them in ``extensions``, so both datapaths name a rule the same way."""
+    if entry is None:
+        return ()
+    out = []
+    for pv in entry.provenance:
+        obj = "/".join(x for x in (pv.namespace, pv.name) if x)
+        loc = f"({pv.file}:{pv.line})" if pv.file and pv.line else ""
+        out.append(" ".join(x for x in (pv.kind, obj, pv.rule, loc) if x))
+    return tuple(out)
 
 
 def _match_policy(

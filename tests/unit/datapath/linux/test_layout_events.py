@@ -135,6 +135,9 @@ def test_policy_drop_names_the_denying_policy(state: DesiredState) -> None:
     assert flow.is_reply is None and flow.traffic_direction is TrafficDirection.INGRESS
     assert flow.file is not None and (flow.file.name, flow.file.line) == ("bpf_lxc.c", 2118)
     assert [p.name for p in flow.ingress_denied_by] == ["no-scanner"]
+    assert flow.extensions == (
+        ("provenance", "CiliumNetworkPolicy shop/no-scanner spec.ingressDeny[0]"),
+    )
     assert to_json(flow)["flow"]["drop_reason_desc"] == "POLICY_DENY"
 
 
