@@ -49,6 +49,11 @@ class Change:
     object: Doc | None  # None = delete
 
 
+class StoreError(ConflictError):
+    """The store cannot be used: not a store file, written by a newer ciliate, or
+    locked by another writer for longer than the busy timeout."""
+
+
 class ResourceVersionTooOldError(ConflictError):
     """The events after ``since`` were compacted away (Kubernetes: 410 Gone).
 

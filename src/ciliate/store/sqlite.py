@@ -55,6 +55,7 @@ from ciliate.store.api import (
     EventType,
     ObjectKey,
     ResourceVersionTooOldError,
+    StoreError,
     WatchEvent,
 )
 from ciliate.store.objects import canonical, load, resolve_delete, resolve_put
@@ -64,6 +65,8 @@ DEFAULT_HISTORY = 10_000
 
 DEFAULT_POLL_INTERVAL = 0.025
 """Seconds between checks for other processes' commits while a watch waits."""
+
+SCHEMA_VERSION = 1
 
 BUSY_TIMEOUT_MS = 60_000
 """How long a writer waits for another process's write transaction before failing."""
@@ -143,8 +146,19 @@ class SQLiteStore:
         self._lock = threading.RLock()
         self._notifier = _notifier_for(str(self.path.resolve()))
         self._closed = False
-        self._conn = self._connect()
-        self._init_schema()
+        self.path.parent.mkdir(parents=True, exist_ok=True)
+        try:
+            self._conn = self._connect()
+            self._init_schema()
+        except sqlite3.DatabaseError as e:
+            raise StoreError(f"{self.path}: cannot open the store: {e}") from e
+        schema = self._meta("schema")
+        if schema > SCHEMA_VERSION:
+            self._conn.close()
+            raise StoreError(
+                f"{self.path}: store schema {schema} was written by a newer ciliate"
+                f" (this one reads {SCHEMA_VERSION})"
+            )
 
     # --- connections ----------------------------------------------------------------
 
@@ -256,6 +270,10 @@ class SQLiteStore:
                     conn.execute("UPDATE meta SET value = ? WHERE key = 'rv'", (rv,))
                     self._compact(rv)
                 conn.execute("COMMIT")
+            except sqlite3.OperationalError as e:
+                if conn.in_transaction:
+                    conn.execute("ROLLBACK")
+                raise StoreError(f"{self.path}: {e}") from e
             except BaseException:
                 if conn.in_transaction:
                     conn.execute("ROLLBACK")

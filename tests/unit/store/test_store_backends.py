@@ -308,3 +308,32 @@ def test_wal_mode_is_on(tmp_path: Path) -> None:
         assert conn.execute("PRAGMA journal_mode").fetchone()[0] == "wal"
     finally:
         conn.close()
+
+
+def test_a_file_that_is_not_a_store_is_refused_clearly(tmp_path: Path) -> None:
+    from ciliate.store.api import StoreError
+
+    bad = tmp_path / "store.db"
+    bad.write_bytes(b"this is not sqlite" * 100)
+    with pytest.raises(StoreError) as exc:
+        SQLiteStore(bad)
+    assert str(bad) in str(exc.value)
+
+
+def test_a_newer_schema_is_refused(tmp_path: Path) -> None:
+    import sqlite3
+
+    from ciliate.store.api import StoreError
+
+    SQLiteStore(tmp_path / "s.db").close()
+    conn = sqlite3.connect(tmp_path / "s.db")
+    conn.execute("UPDATE meta SET value = 99 WHERE key = 'schema'")
+    conn.commit()
+    conn.close()
+    with pytest.raises(StoreError, match="newer ciliate"):
+        SQLiteStore(tmp_path / "s.db")
+
+
+def test_missing_parent_directories_are_created(tmp_path: Path) -> None:
+    with SQLiteStore(tmp_path / "a" / "b" / "store.db") as s:
+        assert s.resource_version() == 0
