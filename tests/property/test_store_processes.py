@@ -123,3 +123,54 @@ def test_kill_9_mid_apply_leaves_whole_batches_only(tmp_path: Path) -> None:
         assert now >= committed
         committed = now
     assert committed > 0
+
+
+WATCHER = textwrap.dedent(
+    """
+    import json, sys
+    from ciliate.store.sqlite import SQLiteStore
+
+    s = SQLiteStore(sys.argv[1], poll_interval=0.01)
+    print("ready", flush=True)
+    n = 0
+    for ev in s.watch(0, timeout=20):
+        print(json.dumps([ev.type.value, ev.resource_version, ev.key.name]), flush=True)
+        n += 1
+        if n == int(sys.argv[2]):
+            break
+    s.close()
+    """
+)
+
+
+def test_a_watcher_in_another_process_receives_events_in_order(tmp_path: Path) -> None:
+    import json
+
+    from ciliate.store.api import Change
+
+    db = str(tmp_path / "store.db")
+    SQLiteStore(db).close()  # create it before the watcher opens it
+    env = dict(os.environ)
+    env["PYTHONPATH"] = str(Path(__file__).resolve().parents[2] / "src")
+    p = subprocess.Popen(
+        [sys.executable, "-c", WATCHER, db, "3"],
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        text=True,
+        env=env,
+    )
+    assert p.stdout is not None
+    assert p.stdout.readline().strip() == "ready"
+    k = ObjectKey("ConfigMap", "default", "x")
+    doc = {"kind": "ConfigMap", "metadata": {"name": "x", "namespace": "default"}}
+    with SQLiteStore(db) as s:
+        s.apply([Change(k, doc)])
+        s.apply([Change(k, {**doc, "data": {"a": "1"}})])
+        s.apply([Change(k, None)])
+    out, err = p.communicate(timeout=30)
+    assert p.returncode == 0, err
+    assert [json.loads(line) for line in out.splitlines()] == [
+        ["ADDED", 1, "x"],
+        ["MODIFIED", 2, "x"],
+        ["DELETED", 3, "x"],
+    ]
