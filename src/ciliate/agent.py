@@ -227,6 +227,7 @@ class Agent:
         self.up_ms = 0.0
         self.events: queue.Queue[WatchEvent | BaseException] = queue.Queue()
         self.stopping = threading.Event()
+        self.stopped = False
         self.errors: list[str] = []
         self._started_specs: dict[str, str] = {}  # pod -> its spec as started (JSON)
 
@@ -473,6 +474,11 @@ class Agent:
     # --- stop ----------------------------------------------------------------------------
 
     def stop(self) -> None:
+        """Remove everything (idempotent: a failed start and the final cleanup both
+        call it)."""
+        if self.stopped:
+            return
+        self.stopped = True
         self.stopping.set()
         for pump in self.pumps.values():
             pump.close()
@@ -481,7 +487,7 @@ class Agent:
         for progs in self.programs.values():
             progs.unload()
         self.topo.close()
-        runtime.sweep(self.kp)
+        runtime.sweep(self.kp, keep_pidfile=True)
 
     # --- status --------------------------------------------------------------------------
 

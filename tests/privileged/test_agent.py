@@ -452,5 +452,11 @@ def test_failed_up_rolls_back_everything(tmp_path: Path, monkeypatch: pytest.Mon
     rc, _, err = cli(state, "up")
     assert rc == 5, err
     assert "start failed, rolled back" in err
-    assert snapshot(tag, state) == empty
+    after = snapshot(tag, state)
+    info = {
+        p: Path(f"/proc/{p}/stat").read_text()
+        for p in after["procs"]
+        if Path(f"/proc/{p}").exists()
+    }
+    assert after == empty, info
     assert json.loads(ok(state, "status", "-o", "json"))["datapath"] == "model"

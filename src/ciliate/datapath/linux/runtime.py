@@ -229,8 +229,14 @@ def up(ctx: Context, timeout: float = READY_TIMEOUT) -> dict[str, Any]:
         )
         first.wait()
     deadline = time.monotonic() + timeout
+    daemon: int | None = None  # remembered: the agent removes its pidfile as it exits
     while time.monotonic() < deadline:
+        if daemon is None:
+            daemon = agent_pid(kp)
         if kp.error.exists():
+            # it may still be removing what it made, or exiting
+            for pid in [daemon] if daemon is not None else agent_processes(kp.state_dir):
+                _wait_exit(pid)
             raise DatapathError(kp.error.read_text().strip() or "agent failed")
         if kp.ready.exists():
             return read_status(kp)
@@ -242,6 +248,27 @@ def up(ctx: Context, timeout: float = READY_TIMEOUT) -> dict[str, Any]:
         time.sleep(0.05)
     down(ctx)
     raise DatapathError(f"agent not ready after {timeout:.0f}s; rolled back (see {kp.log})")
+
+
+def _wait_exit(pid: int, timeout: float = 20.0) -> None:
+    """Until the agent process is gone (not just its pidfile)."""
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline and _pid_alive(pid):
+        time.sleep(0.05)
+
+
+def agent_processes(state_dir: Path) -> list[int]:
+    """Agent processes of this state directory, found by their command line (for when
+    the pidfile is already gone)."""
+    want = [b"ciliate.agent", str(state_dir).encode()]
+    found = []
+    for entry in os.listdir("/proc"):
+        if entry.isdigit():
+            with contextlib.suppress(OSError):
+                cmd = Path(f"/proc/{entry}/cmdline").read_bytes()
+                if all(w in cmd for w in want):
+                    found.append(int(entry))
+    return found
 
 
 def tail(path: Path, lines: int = 15) -> str:
@@ -272,13 +299,14 @@ def down(ctx: Context, timeout: float = 20.0) -> list[str]:
     return before
 
 
-def sweep(kp: KernelPaths) -> None:
-    """Remove every kernel object and file of the cluster, whoever made it."""
+def sweep(kp: KernelPaths, keep_pidfile: bool = False) -> None:
+    """Remove every kernel object and file of the cluster, whoever made it. The agent
+    keeps its pidfile until its very last step, so ``up``/``down`` can wait for it."""
     names = kp.names
     kill_namespace_processes(names)
     teardown(names)
     remove_pins(names)
-    for f in (kp.ready, kp.pidfile, kp.status):
+    for f in (kp.ready, kp.status) if keep_pidfile else (kp.ready, kp.pidfile, kp.status):
         with contextlib.suppress(FileNotFoundError):
             f.unlink()
 
