@@ -60,6 +60,7 @@ Examples:
   ciliate apply -f networking101/workloads.yaml
   ciliate apply -f manifests/ -R            # every *.yaml, *.yml, *.json below
   cat pod.yaml | ciliate apply -f -
+  ciliate apply -f policy.yaml --dry-run    # every check, nothing written
 
 Every document is validated first; one problem anywhere and nothing is applied.
 Exit status: 0 applied, 1 invalid input (every problem printed as file:line:col).
@@ -115,6 +116,11 @@ def register(sub: Any) -> None:
     )
     _file_args(p, required=True)
     p.add_argument("-n", "--namespace", default=None, help="namespace of objects that name none")
+    p.add_argument(
+        "--dry-run",
+        action="store_true",
+        help="validate and admit everything, report what would change, write nothing",
+    )
     p.set_defaults(func=run_apply)
 
     p = sub.add_parser(
@@ -275,10 +281,11 @@ def _prepare(d: Decoded) -> Doc:
     return doc
 
 
-def apply_batch(batch: Batch, store: Store) -> list[tuple[Decoded, str]]:
+def apply_batch(batch: Batch, store: Store, dry_run: bool = False) -> list[tuple[Decoded, str]]:
     """Admission + one atomic store batch + reconcile; returns (object, action) pairs.
 
-    Raises ``DiagnosticError`` (nothing written) when any check fails.
+    Raises ``DiagnosticError`` (nothing written) when any check fails. ``dry_run``
+    runs every check and reports the actions without writing anything.
     """
     batch.raise_if_invalid()
     config = _cluster_config(store)
@@ -311,6 +318,8 @@ def apply_batch(batch: Batch, store: Store) -> list[tuple[Decoded, str]]:
         results.append((d, action))
         if action != "unchanged":
             changes.append(Change(key, doc))
+    if dry_run:
+        return results
     if changes:
         store.apply(changes)
     _reconcile(store, config)
@@ -331,8 +340,9 @@ def run_apply(args: argparse.Namespace, ctx: Context) -> int:
     if not batch.objects:
         ctx.err("error: no objects passed to apply")
         return ExitCode.INVALID_INPUT
-    for d, action in apply_batch(batch, ctx.store()):
-        ctx.out(f"{_qualified(d.info, d.name)} {action}")
+    suffix = " (dry run)" if args.dry_run else ""
+    for d, action in apply_batch(batch, ctx.store(), args.dry_run):
+        ctx.out(f"{_qualified(d.info, d.name)} {action}{suffix}")
     return ExitCode.OK
 
 

@@ -267,3 +267,11 @@ def test_get_all_and_jsonpath(cluster: Run) -> None:
     assert out == "10.96.0.1"
     rc, _, err = cluster("get", "svc", "-o", "jsonpath={.a")
     assert rc == 1 and "error parsing jsonpath" in err
+
+
+def test_apply_dry_run_writes_nothing(cluster: Run, state: Path) -> None:
+    workloads = str(shared_examples() / "networking101/workloads.yaml")
+    rc, out, _ = cluster("apply", "--dry-run", "-f", workloads)
+    assert rc == 0 and out.splitlines()[0] == "namespace/networking101 created (dry run)"
+    rc, _, _ = cluster("get", "ns", "networking101")
+    assert rc == 2
