@@ -173,6 +173,18 @@ def _l7_json(l7: Layer7) -> dict[str, Any]:
 EXTENSIONS_TYPE_URL = "type.googleapis.com/ciliate.v1.Provenance"
 
 
+def _extensions_json(pairs: tuple[tuple[str, str], ...]) -> dict[str, Any]:
+    """An ``Any`` of our provenance type: one key per name; a name given several times
+    (several matching rules) becomes a list, in order."""
+    grouped: dict[str, list[str]] = {}
+    for k, v in pairs:
+        grouped.setdefault(k, []).append(v)
+    out: dict[str, Any] = {"@type": EXTENSIONS_TYPE_URL}
+    for k, vs in grouped.items():
+        out[k] = vs[0] if len(vs) == 1 else vs
+    return out
+
+
 def flow_to_dict(f: Flow) -> dict[str, Any]:
     """The inner ``flow`` object, keys in flow.proto declaration order."""
     d: dict[str, Any] = {}
@@ -256,7 +268,7 @@ def flow_to_dict(f: Flow) -> dict[str, Any]:
         _put(d, key, [_policy_json(p) for p in pols])
     _put(d, "policy_log", list(f.policy_log))
     if f.extensions:
-        d["extensions"] = {"@type": EXTENSIONS_TYPE_URL, **dict(f.extensions)}
+        d["extensions"] = _extensions_json(f.extensions)
     return d
 
 
@@ -438,5 +450,9 @@ def from_json(obj: Mapping[str, Any]) -> Flow:
         ingress_denied_by=_policies_from(f.get("ingress_denied_by")),
         policy_log=_names(f, "policy_log"),
         summary=_str(f, "Summary"),
-        extensions=tuple((str(k), str(v)) for k, v in ext.items()),
+        extensions=tuple(
+            (str(k), str(v))
+            for k, vals in ext.items()
+            for v in (vals if isinstance(vals, list) else [vals])
+        ),
     )

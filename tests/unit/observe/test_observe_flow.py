@@ -236,3 +236,14 @@ def test_time_helpers() -> None:
     assert time_ns_of(1.5) == 1_500_000_000
     assert Flow(time_ns=1_500_000_000, verdict=Verdict.FORWARDED).time == 1.5
     assert parse_timestamp("2023-11-14T23:13:20+01:00") == 1_700_000_000 * 10**9
+
+
+def test_repeated_extension_keys_become_a_list_and_round_trip() -> None:
+    f = Flow(
+        time_ns=T,
+        verdict=Verdict.DROPPED,
+        extensions=(("provenance", "a.yaml:3 rule 0"), ("provenance", "b.yaml:9 rule 2")),
+    )
+    ext = to_json(f)["flow"]["extensions"]
+    assert ext["provenance"] == ["a.yaml:3 rule 0", "b.yaml:9 rule 2"]
+    assert from_json(to_json(f)) == f

@@ -77,7 +77,7 @@ flows = st.builds(
     egress_allowed_by=st.lists(
         st.builds(Policy, names, names, st.just("NetworkPolicy")), max_size=2
     ).map(tuple),
-    extensions=st.lists(st.tuples(st.just("rule"), names), max_size=1).map(tuple),
+    extensions=st.lists(st.tuples(st.just("rule"), names), max_size=3).map(tuple),
 )
 
 
