@@ -19,7 +19,7 @@ from dataclasses import dataclass
 from ipaddress import IPv4Network
 from xml.sax.saxutils import escape
 
-from ciliate.datapath.api import Kind, TraceResult, TraceStep, drop_text
+from ciliate.datapath.api import Endpoint, Kind, TraceResult, TraceStep, drop_text
 from ciliate.datapath.render import short_pod
 from ciliate.desired import DesiredState, EndpointKind, NodeState
 
@@ -35,7 +35,7 @@ NODE_W = 440
 NODE_H = 400
 GAP = 70
 MARGIN = 40
-TOP = 96
+TOP = 104
 POD_W = 180
 POD_H = 62
 CHIP_H = 28
@@ -285,6 +285,15 @@ def _size(lay: Layout, a: tuple[str, str]) -> Point | None:
     return lay.sizes.get(a)
 
 
+def _normal(pa: Point, pb: Point) -> Point:
+    """A unit normal of the segment, the same whichever way it is walked."""
+    dx, dy = pb[0] - pa[0], pb[1] - pa[1]
+    if (dx, dy) < (0.0, 0.0):
+        dx, dy = -dx, -dy
+    length = max((dx * dx + dy * dy) ** 0.5, 1e-6)
+    return (-dy / length, dx / length)
+
+
 def _arrow(
     lay: Layout, a: tuple[str, str], b: tuple[str, str], color: str, off: float
 ) -> tuple[str, Point]:
@@ -310,19 +319,37 @@ def _arrow(
             pts = pts[1:]
         if b[1] == "eth0":
             pts = pts[:-1]
-        mid = (ea[0] + (eb[0] - ea[0]) * frac, fy)
+        lo, hi = sorted((ea[0], eb[0]))
+        mid = (lo + (hi - lo) * frac, fy)
+    elif a[1].startswith("lxc:") and b[1].startswith("lxc:"):
+        # Same node, lxc to lxc (the redirect): a curve under the chips, so the hop is
+        # visible even when the two devices sit side by side.
+        depth = 40 if off < 0 else 92
+        below = CHIP_H / 2 + 20  # under the "endpoint N" caption
+        sa = (pa[0] + (12 if pb[0] > pa[0] else -12), pa[1] + below)
+        sb = (pb[0] + (-12 if pb[0] > pa[0] else 12), pb[1] + below)
+        ctrl = ((sa[0] + sb[0]) / 2, max(sa[1], sb[1]) + depth)
+        mid = ((sa[0] + 2 * ctrl[0] + sb[0]) / 4, (sa[1] + 2 * ctrl[1] + sb[1]) / 4)
+        dash = ' stroke-dasharray="7 5"' if color == GREEN else ""
+        return (
+            f'<path d="M{sa[0]:.1f},{sa[1]:.1f} Q{ctrl[0]:.1f},{ctrl[1]:.1f} {sb[0]:.1f},{sb[1]:.1f}" '
+            f'fill="none" stroke="{color}" stroke-width="2.6" opacity="0.9" '
+            f'marker-end="url(#{marker})"{dash}/>',
+            mid,
+        )
     elif "world" in (a[1], b[1]):
         fy = lay.fabric_y + off * 1.6
         if a[1] == "world":
             pts = [pa, (pb[0] + off, fy), pb]
         else:
             pts = [pa, (pa[0] + off, fy), pb]
-        mid = (pts[0][0] + (pts[-1][0] - pts[0][0]) * frac, fy)
+        lo, hi = sorted((pts[0][0], pts[-1][0]))
+        mid = (lo + (hi - lo) * frac, fy)
     else:
-        # Request and reply share straight segments: shift each sideways (normal).
-        dx, dy = pb[0] - pa[0], pb[1] - pa[1]
-        length = max((dx * dx + dy * dy) ** 0.5, 1e-6)
-        nx, ny = -dy / length * off, dx / length * off
+        # Request and reply share straight segments: shift each sideways, along a normal
+        # that does not depend on the direction (so the two never coincide).
+        ux, uy = _normal(pa, pb)
+        nx, ny = ux * off, uy * off
         pa = (pa[0] + nx, pa[1] + ny)
         pb = (pb[0] + nx, pb[1] + ny)
         pts = [pa, pb]
@@ -330,9 +357,12 @@ def _arrow(
     pts[0] = _trim(pts[0], pts[1], _size(lay, a))
     pts[-1] = _trim(pts[-1], pts[-2], _size(lay, b))
     if len(pts) == 2:
+        # The badge sits beside its own line (request on one side, reply on the other).
+        ux, uy = _normal(pts[0], pts[1])
+        side = 13 if off > 0 else -13
         mid = (
-            pts[0][0] + (pts[1][0] - pts[0][0]) * frac,
-            pts[0][1] + (pts[1][1] - pts[0][1]) * frac,
+            (pts[0][0] + pts[1][0]) / 2 + ux * side,
+            (pts[0][1] + pts[1][1]) / 2 + uy * side,
         )
     d = " ".join(f"{'M' if k == 0 else 'L'}{x:.1f},{y:.1f}" for k, (x, y) in enumerate(pts))
     dash = ' stroke-dasharray="7 5"' if color == GREEN else ""
@@ -424,7 +454,7 @@ def trace_to_svg(state: DesiredState, r: TraceResult) -> str:
     diagram_w = MARGIN + len(nodes) * (NODE_W + GAP) - GAP + (GAP + 160 if lay.world else 0)
     panel, panel_bottom = _panel(r, diagram_w + 50, TOP + 6)
     caption, caption_bottom = _caption(r, MARGIN, lay.fabric_y + 64, diagram_w - MARGIN)
-    width = diagram_w + 50 + PANEL_W
+    width: float = diagram_w + 50 + PANEL_W
     height = max(caption_bottom + 30, panel_bottom + 40)
     what = r.protocol.upper() + (f"/{r.port}" if r.port else "")
     if r.http:
@@ -445,8 +475,15 @@ def trace_to_svg(state: DesiredState, r: TraceResult) -> str:
                 else "not delivered"
             )
         )
+    title = f"{_title_end(r.src)}  →  {_title_end(r.dst)}"
+    width = max(
+        width,
+        MARGIN * 2 + len(title) * 11.5,
+        MARGIN * 2 + len(r.src.label() + r.dst.label()) * 7 + 300,
+    )
     head = [
-        _t(MARGIN, 38, f"{r.src.label()}  →  {r.dst.label()}", 20, INK, "700"),
+        _t(MARGIN, 38, title, 20, INK, "700"),
+        _t(MARGIN, 84, f"from {r.src.label()}   to {r.dst.label()}", 12, MUTED),
         f'<text x="{MARGIN}" y="64" font-size="14" fill="{MUTED}" {FONT}>{escape(what)} · '
         f'<tspan fill="{vcolor}" font-weight="700">{verdict}</tspan> · {escape(why)}</text>',
         _t(width - 24, 38, "ciliate trace", 12, MUTED, anchor="end"),
@@ -498,6 +535,14 @@ def _caption(r: TraceResult, x: float, y: float, width: float) -> tuple[list[str
             out.append(_t(x, y, line, 12, INK, mono=True))
         y += 28
     return out, y
+
+
+def _title_end(e: Endpoint) -> str:
+    if e.kind == Kind.POD:
+        return f"{short_pod(e.name)} {e.ip}"
+    if e.kind == Kind.SERVICE:
+        return f"service {e.name.split('/')[-1]}"
+    return e.label()
 
 
 def _legend(x: float, y: float) -> str:
