@@ -51,7 +51,7 @@ static __always_inline int host_forward(struct __sk_buff *skb, __u32 src_id, __b
 	if (dst && !(dst->flags & ENDPOINT_F_HOST)) {
 		if (ct.status == CT_NEW) {
 			if (flags & RUNTIME_F_POLICY) {
-				ret = policy_can_access(dst->lxc_id, src_id, 0, proto, l4->dport);
+				ret = policy_can_access(skb, dst->lxc_id, src_id, 0, proto, l4->dport);
 				if (ret)
 					return DROP(skb, THIS_FILE, METRIC_INGRESS, ret, dst->lxc_id,
 						    src_id, dst->sec_id, dst->lxc_id);

@@ -105,7 +105,7 @@ static __always_inline int handle_ipv4(struct __sk_buff *skb)
 
 	/* 4. Egress policy of the source, for new connections only. */
 	if (ct.status == CT_NEW && (flags & RUNTIME_F_POLICY)) {
-		ret = policy_can_access(src_ep, dst_id, 1, proto, l4.dport);
+		ret = policy_can_access(skb, src_ep, dst_id, 1, proto, l4.dport);
 		if (ret)
 			return DROP(skb, THIS_FILE, METRIC_EGRESS, ret, src_ep, src_id, dst_id, 0);
 	}
@@ -119,7 +119,7 @@ static __always_inline int handle_ipv4(struct __sk_buff *skb)
 	dst = lookup_endpoint(daddr);
 	if (dst && !(dst->flags & ENDPOINT_F_HOST)) {
 		if (ct.status == CT_NEW && (flags & RUNTIME_F_POLICY)) {
-			ret = policy_can_access(dst->lxc_id, src_id, 0, proto, l4.dport);
+			ret = policy_can_access(skb, dst->lxc_id, src_id, 0, proto, l4.dport);
 			if (ret)
 				return DROP(skb, THIS_FILE, METRIC_INGRESS, ret, dst->lxc_id, src_id,
 					    dst->sec_id, dst->lxc_id);

@@ -117,7 +117,7 @@ static __always_inline int from_overlay_ipv4(struct __sk_buff *skb, __u32 src_id
 	}
 	if (ct.status == CT_NEW) {
 		if (flags & RUNTIME_F_POLICY) {
-			ret = policy_can_access(dst->lxc_id, src_id, 0, proto, l4.dport);
+			ret = policy_can_access(skb, dst->lxc_id, src_id, 0, proto, l4.dport);
 			if (ret)
 				return DROP(skb, THIS_FILE, METRIC_INGRESS, ret, dst->lxc_id, src_id,
 					    dst->sec_id, dst->lxc_id);

@@ -152,6 +152,14 @@ int main(void)
 	F(drop_notify, flags);
 	end();
 
+	S(policy_verdict_notify);
+	F(policy_verdict_notify, type); F(policy_verdict_notify, source);
+	F(policy_verdict_notify, len_cap); F(policy_verdict_notify, remote_label);
+	F(policy_verdict_notify, verdict); F(policy_verdict_notify, dst_port);
+	F(policy_verdict_notify, proto); F(policy_verdict_notify, flags);
+	F(policy_verdict_notify, auth_type); F(policy_verdict_notify, cookie);
+	end();
+
 	S(notify_record);
 	F(notify_record, data);
 	end();

@@ -66,13 +66,26 @@ struct {
 #define POLICY_MATCH_L3_L4 2
 #define POLICY_MATCH_L4_ONLY 3
 #define POLICY_MATCH_ALL 4
+#define POLICY_MATCH_L3_PROTO 5
+#define POLICY_MATCH_PROTO_ONLY 6
 
-/* Returns 0 to allow or a positive drop reason. */
-static __always_inline int policy_can_access(__u16 endpoint_id, __u32 remote_id, __u8 egress,
-					     __u8 proto, __be16 dport)
+static __always_inline __u8 policy_match_type(const struct policy_entry *e, int l3)
+{
+	if (e->lpm_prefix_length > 8)
+		return l3 ? POLICY_MATCH_L3_L4 : POLICY_MATCH_L4_ONLY;
+	if (e->lpm_prefix_length == 8)
+		return l3 ? POLICY_MATCH_L3_PROTO : POLICY_MATCH_PROTO_ONLY;
+	return l3 ? POLICY_MATCH_L3_ONLY : POLICY_MATCH_ALL;
+}
+
+/* Returns 0 to allow or a positive drop reason, and reports the verdict. */
+static __always_inline int policy_can_access(struct __sk_buff *skb, __u16 endpoint_id,
+					     __u32 remote_id, __u8 egress, __u8 proto,
+					     __be16 dport)
 {
 	struct policy_key key = {};
 	struct policy_entry *l3, *l4, *chosen;
+	int ret = 0;
 
 	key.prefixlen = POLICY_FULL_PREFIX;
 	key.endpoint_id = endpoint_id;
@@ -81,22 +94,32 @@ static __always_inline int policy_can_access(__u16 endpoint_id, __u32 remote_id,
 	key.protocol = proto;
 	key.dport = dport;
 	l3 = bpf_map_lookup_elem(&cilium_policy_v2, &key);
-	if (l3 && l3->deny)
-		return DROP_POLICY_DENY;
 	key.sec_label = 0;
 	l4 = bpf_map_lookup_elem(&cilium_policy_v2, &key);
-	if (l4 && l4->deny)
-		return DROP_POLICY_DENY;
-	chosen = l3;
-	if (l4 && (!l3 || l4->lpm_prefix_length > l3->lpm_prefix_length))
+	/* 2.-3. a deny wins, the L3 one first; then the longer proto/port prefix, L3 on a tie */
+	if (l3 && l3->deny)
+		chosen = l3;
+	else if (l4 && l4->deny)
 		chosen = l4;
-	if (!chosen)
+	else if (l4 && (!l3 || l4->lpm_prefix_length > l3->lpm_prefix_length))
+		chosen = l4;
+	else
+		chosen = l3;
+	if (!chosen) {
+		send_policy_verdict(skb, endpoint_id, remote_id, egress, proto, dport,
+				    POLICY_MATCH_NONE, -DROP_POLICY, 0, 0);
 		return DROP_POLICY;
-	if (chosen->auth_type)
-		return DROP_POLICY_AUTH_REQUIRED;
-	if (chosen->proxy_port)
-		return DROP_PROXY_UNSUPPORTED;
-	return 0;
+	}
+	if (chosen->deny)
+		ret = DROP_POLICY_DENY;
+	else if (chosen->auth_type)
+		ret = DROP_POLICY_AUTH_REQUIRED;
+	else if (chosen->proxy_port)
+		ret = DROP_PROXY_UNSUPPORTED;
+	send_policy_verdict(skb, endpoint_id, remote_id, egress, proto, dport,
+			    policy_match_type(chosen, chosen == l3), ret ? -ret : 0,
+			    chosen->auth_type, chosen->cookie);
+	return ret;
 }
 
 #endif /* CILIATE_POLICY_H */

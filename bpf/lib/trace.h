@@ -91,11 +91,37 @@ struct drop_notify {
 	__u8 pad[3];
 };
 
+/* policy_verdict_notify: 40 B header.
+ *   0 type | 1 subtype | 2 source (local endpoint) | 4 hash | 8 len_orig | 12 len_cap
+ *   14 version | 15 ext_version | 16 remote_label | 20 verdict (s32: 0 allow, <0 -reason,
+ *   >0 proxy port) | 24 dst_port | 26 proto | 27 flags (bits0-1 dir 1 ingress / 2 egress,
+ *   bits3-5 match type) | 28 auth_type | 32 cookie */
+struct policy_verdict_notify {
+	__u8 type;
+	__u8 subtype;
+	__u16 source;
+	__u32 hash;
+	__u32 len_orig;
+	__u16 len_cap;
+	__u8 version;
+	__u8 ext_version;
+	__u32 remote_label;
+	__s32 verdict;
+	__u16 dst_port;
+	__u8 proto;
+	__u8 flags;
+	__u8 auth_type;
+	__u8 pad0[3];
+	__u32 cookie;
+	__u32 pad1;
+};
+
 /* Ring-buffer records: the header padded to 48 B, then the captured packet bytes. */
 struct notify_record {
 	union {
 		struct trace_notify trace;
 		struct drop_notify drop;
+		struct policy_verdict_notify verdict;
 	};
 	__u8 data[TRACE_PAYLOAD_LEN];
 };
@@ -199,6 +225,36 @@ static __always_inline void send_trace_notify(struct __sk_buff *skb, const struc
 	rec->trace.flags = t->flags;
 	rec->trace.ifindex = t->ifindex;
 	rec->trace.len_cap = capture_payload(skb, rec);
+	bpf_ringbuf_submit(rec, 0);
+}
+
+/* A policy verdict for a new connection (Cilium's send_policy_verdict_notify).  Sent for
+ * every enforced lookup; userspace drops those of directions the endpoint does not
+ * enforce (the compiled state knows, the datapath need not). */
+static __always_inline void send_policy_verdict(struct __sk_buff *skb, __u16 endpoint_id,
+						__u32 remote_id, __u8 egress, __u8 proto,
+						__be16 dport, __u8 match_type, __s32 verdict,
+						__u8 auth_type, __u32 cookie)
+{
+	struct notify_record *rec;
+
+	rec = bpf_ringbuf_reserve(&cilium_events, sizeof(*rec), 0);
+	if (!rec)
+		return;
+	__builtin_memset(rec, 0, sizeof(*rec));
+	rec->verdict.type = CILIUM_NOTIFY_POLICY_VERDICT;
+	rec->verdict.source = endpoint_id;
+	rec->verdict.hash = bpf_get_hash_recalc(skb);
+	rec->verdict.len_orig = skb->len;
+	rec->verdict.version = 1;
+	rec->verdict.remote_label = remote_id;
+	rec->verdict.verdict = verdict;
+	rec->verdict.dst_port = bpf_ntohs(dport);
+	rec->verdict.proto = proto;
+	rec->verdict.flags = (egress ? 2 : 1) | ((match_type & 0x7) << 3);
+	rec->verdict.auth_type = auth_type;
+	rec->verdict.cookie = cookie;
+	rec->verdict.len_cap = capture_payload(skb, rec);
 	bpf_ringbuf_submit(rec, 0);
 }
 

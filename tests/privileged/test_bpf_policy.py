@@ -166,3 +166,40 @@ def test_policy_off_in_runtime_config_allows_all(lab: Lab) -> None:
 
 def _fields(obj: object) -> dict[str, object]:
     return {f: getattr(obj, f) for f in obj.__dataclass_fields__}  # type: ignore[attr-defined]
+
+
+def test_policy_verdict_events_for_new_connections(
+    lab: Lab, readers: dict[str, EventReader]
+) -> None:
+    allow = Provenance("NetworkPolicy", "lab", "allow-a1", "spec.ingress[0]")
+    set_policy(lab, "a1", ALLOW_ALL_EGRESS)
+    a2_map = {PolicyKey(30001, False, ICMP): PolicyEntry(provenance=(allow,))}
+    set_policy(lab, "a2", a2_map)
+    readers["na"].poll(0)
+    assert lab.ping("a1", "10.77.1.12", count=1)
+    events = []
+    deadline = time.monotonic() + 1.0
+    while time.monotonic() < deadline and not any(e.is_policy_verdict for e in events):
+        events += [parse_event(r) for r in readers["na"].poll(50)]
+    verdicts = [e for e in events if e.is_policy_verdict]
+    ingress = [e for e in verdicts if e.source == 102 and not e.egress]
+    assert ingress and ingress[0].verdict == 0 and ingress[0].src_label == 30001
+    assert ingress[0].match_type == 5  # L3-Proto: identity + protocol, any port
+    # Hubble shows verdicts only for enforced directions: a2 enforces ingress here
+    state = lab.desired()
+    node = state.nodes["na"]
+    eps = {k: _with(v, ingress_enforced=True) for k, v in node.endpoints.items()}
+    node = type(node)(**{**_fields(node), "endpoints": eps, "policy": {102: a2_map}})
+    state = type(state)(state.cluster, {**state.nodes, "na": node}, state.identities)
+    flows = FlowEnricher(state, "na").to_flows(verdicts, time.time_ns())
+    assert len(flows) == 1  # a1's egress verdict is not enforced: filtered out
+    f = flows[0]
+    assert f.verdict is Verdict.FORWARDED and f.policy_match_type == 5
+    assert f.traffic_direction is TrafficDirection.INGRESS
+    assert f.destination is not None and f.destination.id == 102
+    assert f.source is not None and f.source.identity == 30001
+    assert [p.name for p in f.ingress_allowed_by] == ["allow-a1"]
+
+
+def _with(obj: object, **changes: object) -> object:
+    return type(obj)(**{**_fields(obj), **changes})

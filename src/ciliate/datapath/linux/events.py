@@ -24,7 +24,7 @@ from __future__ import annotations
 import struct
 import uuid
 from collections.abc import Mapping
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from ipaddress import IPv4Address, IPv4Network
 from pathlib import Path
 
@@ -56,6 +56,7 @@ from ciliate.observe.reasons import (
 
 MSG_DROP = 1
 MSG_TRACE = 4
+MSG_POLICY_VERDICT = 5
 HEADER_LEN = 48  # every record's header area (trace v1 is 48 B; drop v2 is 40 B + pad)
 TRACE_F_VXLAN = 0x4
 
@@ -67,6 +68,9 @@ DROP_POLICY_DENY = 181
 _COMMON = struct.Struct("<BBHIIHBB")  # type, subtype, source, hash, len_orig, len_cap, ver, ext
 _TRACE = struct.Struct("<IIHBBI16s")  # at 16: src_label, dst_label, dst_id, reason, flags, ifindex
 _DROP = struct.Struct("<IIIHBbIB")  # at 16: labels, dst_id, line, file, ext_error, ifindex, flags
+_VERDICT = struct.Struct(
+    "<IiHBBB3xI"
+)  # at 16: remote_label, verdict, dport, proto, flags, auth, cookie
 
 
 @dataclass(frozen=True, slots=True)
@@ -90,6 +94,14 @@ class RawEvent:
     file: int = 0
     ext_error: int = 0
     payload: bytes = b""
+    verdict: int = 0  # policy verdict: 0 allow, -reason, >0 proxy port
+    match_type: int = 0
+    auth_type: int = 0
+    egress: bool = False  # policy verdict direction
+
+    @property
+    def is_policy_verdict(self) -> bool:
+        return self.type == MSG_POLICY_VERDICT
 
     @property
     def is_drop(self) -> bool:
@@ -120,6 +132,13 @@ def parse_event(record: bytes) -> RawEvent:
         return RawEvent(
             typ, sub, source, h, len_orig, len_cap, ver, src, dst, dst_id, ifindex,
             flags=flags, line=line, file=file, ext_error=ext, payload=payload,
+        )  # fmt: skip
+    if typ == MSG_POLICY_VERDICT:
+        remote, verdict, _dport, _proto, flags, auth, _cookie = _VERDICT.unpack_from(record, 16)
+        return RawEvent(
+            typ, sub, source, h, len_orig, len_cap, ver, remote, 0, 0, 0,
+            flags=flags, payload=payload, verdict=verdict, match_type=(flags >> 3) & 0x7,
+            auth_type=auth, egress=(flags & 0x3) == 2,
         )  # fmt: skip
     raise EventError(f"unknown event type {typ}")
 
@@ -288,6 +307,73 @@ class FlowEnricher:
         dport = pkt.l4.destination_port if isinstance(pkt.l4, TCP | UDP | SCTP) else 0
         return _match_policy(node.policy[ep_id], remote, egress, pkt.proto, dport, deny=True)
 
+    def wanted(self, ev: RawEvent) -> bool:
+        """False for policy verdicts of a direction the endpoint does not enforce: the
+        programs report every lookup, Cilium reports only enforced directions."""
+        if not ev.is_policy_verdict:
+            return True
+        node = self.state.nodes.get(self.node)
+        ep = node.endpoints.get(ev.source) if node is not None else None
+        if ep is None:
+            return False
+        return ep.egress_enforced if ev.egress else ep.ingress_enforced
+
+    def to_flows(self, events: list[RawEvent], time_ns: int) -> list[Flow]:
+        """The flows of a batch of events, without the unwanted verdicts."""
+        return [self.to_flow(ev, time_ns) for ev in events if self.wanted(ev)]
+
+    def _verdict_flow(self, ev: RawEvent, pkt: PacketSummary, common: dict[str, object]) -> Flow:
+        node = self.state.nodes.get(self.node)
+        ep = node.endpoints.get(ev.source) if node is not None else None
+        local = (
+            Endpoint(
+                id=ep.id,
+                identity=ep.identity,
+                cluster_name=self.cluster,
+                namespace=ep.pod.partition("/")[0],
+                labels=tuple(sorted(ep.labels)),
+                pod_name=ep.pod.partition("/")[2],
+            )
+            if ep is not None
+            else Endpoint(id=ev.source)
+        )
+        src, dst = common["source"], common["destination"]
+        assert isinstance(src, Endpoint) and isinstance(dst, Endpoint)
+        # the remote label goes on the remote side, the local side is the endpoint
+        if ev.egress:
+            src, dst = local, replace(dst, identity=ev.src_label)
+        else:
+            src, dst = replace(src, identity=ev.src_label), local
+        entry = None
+        if node is not None and ev.source in node.policy:
+            dport = pkt.l4.destination_port if isinstance(pkt.l4, TCP | UDP | SCTP) else 0
+            entry = _match_policy(
+                node.policy[ev.source], ev.src_label, ev.egress, pkt.proto, dport,
+                deny=ev.verdict == -DROP_POLICY_DENY,
+            )  # fmt: skip
+        if ev.verdict < 0:
+            verdict, drop = Verdict.DROPPED, -ev.verdict
+        elif ev.verdict > 0:
+            verdict, drop = Verdict.REDIRECTED, 0
+        else:
+            verdict, drop = Verdict.FORWARDED, 0
+        pols = policies_of(entry) if verdict is not Verdict.DROPPED or drop == 181 else ()
+        allowed = verdict is not Verdict.DROPPED
+        fields = {**common, "source": src, "destination": dst}
+        return Flow(
+            verdict=verdict,
+            drop_reason=drop,
+            is_reply=False if allowed else None,
+            traffic_direction=TrafficDirection.EGRESS if ev.egress else TrafficDirection.INGRESS,
+            policy_match_type=ev.match_type,
+            egress_allowed_by=pols if allowed and ev.egress else (),
+            ingress_allowed_by=pols if allowed and not ev.egress else (),
+            egress_denied_by=pols if not allowed and ev.egress else (),
+            ingress_denied_by=pols if not allowed and not ev.egress else (),
+            extensions=tuple(("provenance", p) for p in provenance_texts(entry)),
+            **fields,  # type: ignore[arg-type]
+        )
+
     def to_flow(self, ev: RawEvent, time_ns: int) -> Flow:
         pkt = decode_packet(ev.payload)
         src_ip = pkt.ip.source if pkt.ip else ""
@@ -309,6 +395,8 @@ class FlowEnricher:
             "event_type": CiliumEventType(ev.type, ev.subtype),
             "interface": iface,
         }
+        if ev.is_policy_verdict:
+            return self._verdict_flow(ev, pkt, common)
         if ev.is_drop:
             # Hubble: a drop is EGRESS when it happened at the source's endpoint.
             egress = src.id != 0 and ev.source == src.id

@@ -84,4 +84,8 @@ def test_notification_headers(c_layouts: dict[str, Any]) -> None:
     assert trace["fields"]["reason"] == [26, 1] and trace["fields"]["ifindex"] == [28, 4]
     assert drop["fields"]["dst_id"] == [24, 4] and drop["fields"]["line"] == [28, 2]
     assert drop["fields"]["file"] == [30, 1] and drop["fields"]["ifindex"] == [32, 4]
+    verdict = c_layouts["policy_verdict_notify"]
+    assert verdict["size"] == 40 and verdict["fields"]["remote_label"] == [16, 4]
+    assert verdict["fields"]["verdict"] == [20, 4] and verdict["fields"]["dst_port"] == [24, 2]
+    assert verdict["fields"]["flags"] == [27, 1] and verdict["fields"]["cookie"] == [32, 4]
     assert c_layouts["notify_record"]["fields"]["data"][0] == events.HEADER_LEN
