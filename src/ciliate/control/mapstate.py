@@ -67,21 +67,57 @@ def _block(dport: int, prefix: int) -> int:
     return (dport >> shift) << shift
 
 
-def _lpm(
-    policy_map: PolicyMap, identity: int, egress: bool, proto: int, dport: int
-) -> tuple[PolicyKey, PolicyEntry] | None:
+_Hit = tuple[PolicyKey, PolicyEntry]
+
+
+class _Index:
+    """A map arranged for LPM lookups: (identity, direction) -> protocol -> entries by
+    decreasing prefix, plus the any-protocol entry. Built once per map object."""
+
+    __slots__ = ("by_peer",)
+
+    def __init__(self, policy_map: PolicyMap) -> None:
+        by_peer: dict[tuple[int, bool], dict[int, list[tuple[int, int, _Hit]]]] = {}
+        for key, entry in policy_map.items():
+            protos = by_peer.setdefault((key.identity, key.egress), {})
+            plen = key.port_prefix_len if key.protocol else 0
+            protos.setdefault(key.protocol, []).append((plen, key.dport, (key, entry)))
+        for protos in by_peer.values():
+            for lst in protos.values():
+                lst.sort(key=lambda t: -t[0])
+        self.by_peer = by_peer
+
+    def lpm(self, identity: int, egress: bool, proto: int, dport: int) -> _Hit | None:
+        protos = self.by_peer.get((identity, egress))
+        if protos is None:
+            return None
+        if proto:
+            for plen, start, hit in protos.get(proto, ()):
+                if plen == 0 or (dport >> (16 - plen)) == (start >> (16 - plen)):
+                    return hit
+        anyp = protos.get(0)
+        return anyp[0][2] if anyp else None
+
+
+_INDEXES: dict[int, tuple[PolicyMap, int, _Index]] = {}
+_MAX_INDEXES = 8192
+
+
+def _index(policy_map: PolicyMap) -> _Index:
+    """The cached index of a map (maps are never mutated once compiled)."""
+    hit = _INDEXES.get(id(policy_map))
+    if hit is not None and hit[0] is policy_map and hit[1] == len(policy_map):
+        return hit[2]
+    if len(_INDEXES) >= _MAX_INDEXES:
+        _INDEXES.clear()
+    idx = _Index(policy_map)
+    _INDEXES[id(policy_map)] = (policy_map, len(policy_map), idx)
+    return idx
+
+
+def _lpm(policy_map: PolicyMap, identity: int, egress: bool, proto: int, dport: int) -> _Hit | None:
     """Longest-prefix match over protocol+port for one exact (identity, direction)."""
-    if proto:
-        for prefix in range(16, -1, -1):
-            key = PolicyKey(identity, egress, proto, _block(dport, prefix), prefix)
-            entry = policy_map.get(key)
-            if entry is not None:
-                return key, entry
-    key = PolicyKey(identity, egress, 0, 0, 0)
-    entry = policy_map.get(key)
-    if entry is not None:
-        return key, entry
-    return None
+    return _index(policy_map).lpm(identity, egress, proto, dport)
 
 
 def _match_type(key: PolicyKey) -> MatchType:

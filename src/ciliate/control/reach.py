@@ -246,8 +246,8 @@ def reach_matrix(
 ) -> Matrix:
     """Every ordered pair of the view's pods, from the compiled maps (or ``verdict``)."""
     keys = tuple(sorted(p.key for p in view.pods))
-    out: dict[str, dict[str, bool]] = {k: {} for k in keys}
     if verdict is not None:
+        out: dict[str, dict[str, bool]] = {k: {} for k in keys}
         for a in keys:
             for b in keys:
                 out[a][b] = a == b or verdict(a, b)
@@ -273,19 +273,20 @@ def reach_matrix(
         row = cm[i]
         for j, (di, dm) in enumerate(classes):
             row[j] = map_verdict(sm, dm, si, di, proto, port, http)[0]
-    members: dict[int, list[str]] = {}
-    for k in keys:
-        members.setdefault(cls_of[k], []).append(k)
+    # Expansion: pods of one class share their row of verdicts.
+    col_cls = [cls_of[b] for b in keys]
+    row_vals: dict[int, list[bool]] = {}
+    ordered: dict[str, dict[str, bool]] = {}
     for a in keys:
-        row = cm[cls_of[a]]
-        ra = out[a]
-        for j, group in members.items():
-            v = row[j]
-            for b in group:
-                ra[b] = v
-        ra[a] = True
-    # Re-order each row to the pod order (JSON keys follow ``pods``).
-    ordered = {a: {b: out[a][b] for b in keys} for a in keys}
+        ca = cls_of[a]
+        vals = row_vals.get(ca)
+        if vals is None:
+            crow = cm[ca]
+            vals = [crow[c] for c in col_cls]
+            row_vals[ca] = vals
+        prow = dict(zip(keys, vals, strict=True))
+        prow[a] = True  # a pod to itself never crosses the datapath
+        ordered[a] = prow
     return Matrix(port, protocol.upper(), keys, ordered)
 
 
