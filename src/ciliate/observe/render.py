@@ -12,7 +12,8 @@ Compact line::
    printed swapped, so the connection's client comes first), ``<>`` when unknown
    (drops, denied verdicts).
 2. Endpoint text: ``ns/pod`` when a pod is known, else ``ns/svc`` for a service, else the
-   DNS names joined by ``,``, else the IP; then ``:port`` unless the port is 0.
+   DNS names joined by ``,``, else the IP; then ``:port`` unless the port is 0. Flows
+   without an IP layer (ARP) show the MAC addresses.
 3. Identity: ``(host)``, ``(world)``… for reserved identities, else ``(ID:n)``.
 4. TYPE: the observation point for traces, the drop reason text for drops,
    ``policy-verdict:<match> <INGRESS|EGRESS>`` for verdicts, ``http-request`` etc. for L7.
@@ -99,7 +100,10 @@ def _host_text(
 
 
 def endpoint_texts(flow: Flow) -> tuple[str, str]:
-    """(source, destination) as hubble prints them, ports included."""
+    """(source, destination) as hubble prints them, ports included. Without an IP
+    layer (ARP, other L2) the MAC addresses stand in, as in hubble."""
+    if flow.ip is None and flow.ethernet is not None:
+        return flow.ethernet.source, flow.ethernet.destination
     sport, dport = flow.ports
     sip = flow.ip.source if flow.ip else ""
     dip = flow.ip.destination if flow.ip else ""

@@ -239,3 +239,18 @@ def test_time_and_identity_text() -> None:
     assert identity_text(1) == "(host)"
     assert identity_text(6) == "(remote-node)"
     assert identity_text(256) == "(ID:256)"
+
+
+def test_l2_only_flows_show_mac_addresses() -> None:
+    from ciliate.observe.flow import Ethernet
+
+    arp = Flow(
+        time_ns=at("00:00:01"),
+        verdict=Verdict.FORWARDED,
+        ethernet=Ethernet("aa:bb:cc:00:00:01", "ff:ff:ff:ff:ff:ff"),
+        event_type=CiliumEventType(4, 5),
+    )
+    assert render_flow(arp) == (
+        "Mar  4 00:00:01.000: aa:bb:cc:00:00:01 (unknown) <> ff:ff:ff:ff:ff:ff (unknown)"
+        " from-endpoint FORWARDED ()"
+    )
