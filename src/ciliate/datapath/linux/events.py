@@ -116,6 +116,11 @@ class EventError(ValueError):
     """A record too short or of a type this decoder does not know."""
 
 
+class EventFiltered(Exception):
+    """``to_flow`` of an event Hubble would not show (a policy verdict of a direction the
+    endpoint does not enforce); ``to_flows`` skips these silently."""
+
+
 def parse_event(record: bytes) -> RawEvent:
     if len(record) < HEADER_LEN:
         raise EventError(f"event of {len(record)} bytes is shorter than its header")
@@ -320,7 +325,7 @@ class FlowEnricher:
 
     def to_flows(self, events: list[RawEvent], time_ns: int) -> list[Flow]:
         """The flows of a batch of events, without the unwanted verdicts."""
-        return [self.to_flow(ev, time_ns) for ev in events if self.wanted(ev)]
+        return [self._to_flow(ev, time_ns) for ev in events if self.wanted(ev)]
 
     def _verdict_flow(self, ev: RawEvent, pkt: PacketSummary, common: dict[str, object]) -> Flow:
         node = self.state.nodes.get(self.node)
@@ -375,6 +380,12 @@ class FlowEnricher:
         )
 
     def to_flow(self, ev: RawEvent, time_ns: int) -> Flow:
+        """The flow of one event; raises ``EventFiltered`` when ``wanted(ev)`` is False."""
+        if not self.wanted(ev):
+            raise EventFiltered(f"policy verdict of endpoint {ev.source}: direction not enforced")
+        return self._to_flow(ev, time_ns)
+
+    def _to_flow(self, ev: RawEvent, time_ns: int) -> Flow:
         pkt = decode_packet(ev.payload)
         src_ip = pkt.ip.source if pkt.ip else ""
         dst_ip = pkt.ip.destination if pkt.ip else ""
