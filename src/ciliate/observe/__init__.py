@@ -7,6 +7,8 @@
 - ``filters``: hubble's filter flags → ``FlowFilter`` (``add_filter_arguments``,
   ``from_args``).
 - ``render``: compact / json / table / dict output (``render_flow``, ``FlowPrinter``).
+- ``metrics``: Hubble's flow metrics as counters, Prometheus text.
+- ``servicemap``: who talks to whom, aggregated from flows (JSON, DOT).
 
 Pure: no I/O. The file-backed flow log that crosses processes is
 ``ciliate.datapath.flowlog``.
