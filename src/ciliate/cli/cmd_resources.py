@@ -1,48 +1,36 @@
 """``apply``, ``delete``, ``get`` and ``describe``: kubectl's conventions over the store.
 
-apply is atomic (bad input changes nothing):
-
-1. decode every file into one batch; any diagnostic fails the whole batch;
-2. admission against the store: namespaces exist or are created by the batch; then
-   ``controllers.admission.admit`` (clusterIP/nodePort allocation and checks) when that
-   module is present, else the local check that a clusterIP lies in the service CIDR;
-3. one ``store.apply`` of every object (policies carry ``ciliate.io/source`` and
-   ``ciliate.io/source-lines`` annotations for provenance);
-4. ``controllers.reconcile.reconcile`` runs the controllers to a fixed point.
-
-Diagnostics raised by admission without a file position are located through the
-batch's source maps. get consults ``cli.virtual`` (computed kinds) before the store.
+Role: argument parsing and output. The apply transaction (admission, one atomic store
+batch, reconcile) is ``cli.applier``; the table columns ``cli.resource_tables``;
+``describe``'s layout ``cli.describe``. ``get`` consults ``cli.virtual`` (computed kinds
+such as ciliumendpoints and endpoints) before the store, and prints tables, ``-o
+wide|yaml|json|name|jsonpath=``, kubectl's List shape and its NotFound messages.
 """
 
 from __future__ import annotations
 
 import argparse
-import importlib
-import ipaddress
 import json
 from collections.abc import Callable, Sequence
-from types import ModuleType
 from typing import Any
 
 import yaml
 
 from ciliate.cli import describe as describe_mod
-from ciliate.cli import virtual
+from ciliate.cli import endpoints_view  # noqa: F401 - registers the computed Endpoints kind
+from ciliate.cli.applier import apply_batch, cluster_config, reconcile
 from ciliate.cli.context import Context
 from ciliate.cli.jsonpath import render as render_jsonpath
-from ciliate.cli.render import age, table
+from ciliate.cli.render import table
 from ciliate.cli.resource_tables import table_for
 from ciliate.cli.virtual import VirtualKind
 from ciliate.cli.virtual import lookup as virtual_lookup
-from ciliate.errors import CiliateError, Diagnostic, DiagnosticError, ExitCode
+from ciliate.errors import CiliateError, ExitCode
 from ciliate.manifest import kinds
 from ciliate.manifest.decode import (
     Batch,
-    Decoded,
     check_namespace_flag,
-    check_namespaces,
     load_paths,
-    with_provenance,
 )
 from ciliate.manifest.kinds import KindInfo
 from ciliate.manifest.selector import parse_selector
@@ -97,12 +85,6 @@ Examples:
 
 Exit status: 0 ok, 1 invalid arguments, 2 not found.
 """
-
-
-class NotFound(CiliateError):
-    """kubectl's ``Error from server (NotFound): pods "x" not found``."""
-
-    exit_code = ExitCode.NOT_FOUND
 
 
 def register(sub: Any) -> None:
@@ -189,141 +171,8 @@ def _namespace_args(p: argparse.ArgumentParser) -> None:
     p.add_argument("-A", "--all-namespaces", action="store_true", help="objects of every namespace")
 
 
-# -- optional parts of other layers ----------------------------------------------------------
-
-
-def _optional(module: str) -> ModuleType | None:
-    try:
-        return importlib.import_module(module)
-    except ModuleNotFoundError as e:
-        if e.name == module:
-            return None
-        raise
-
-
-def _cluster_config(store: Store) -> ClusterConfig:
-    from ciliate.controllers.clusterconfig import get_cluster_config
-
-    return get_cluster_config(store)
-
-
-def _reconcile(store: Store, config: ClusterConfig) -> None:
-    mod = _optional("ciliate.controllers.reconcile")
-    if mod is not None:
-        mod.reconcile(store, config)
-
-
-# -- apply ---------------------------------------------------------------------------------
-
-
 def _qualified(info: KindInfo | VirtualKind, name: str) -> str:
     return f"{info.qualified_singular}/{name}"
-
-
-def _comparable(doc: Doc, keep_status: bool) -> Doc:
-    """A document without the fields the server sets, to tell "unchanged" apart."""
-    meta = {k: v for k, v in (doc.get("metadata") or {}).items() if k not in SERVER_FIELDS}
-    out = {k: v for k, v in doc.items() if k != "metadata" and (keep_status or k != "status")}
-    out["metadata"] = meta
-    return out
-
-
-def _locate(diags: Sequence[Diagnostic], batch: Batch) -> list[Diagnostic]:
-    """Give diagnostics raised without a position (admission) their file:line:col."""
-    by_key = {d.key: d for d in batch.objects}
-    out: list[Diagnostic] = []
-    for diag in diags:
-        obj = by_key.get((diag.kind, diag.namespace, diag.name))
-        if diag.line or obj is None:
-            out.append(diag)
-            continue
-        out.append(obj.diagnostic(diag.path, diag.reason))
-    return out
-
-
-def check_service_cidr(objects: Sequence[Decoded], config: ClusterConfig) -> list[Diagnostic]:
-    """A Service's clusterIP must lie inside the service CIDR (used when the controllers'
-    admission is not there; it performs the same check)."""
-    try:
-        net = ipaddress.ip_network(config.service_cidr, strict=False)
-    except ValueError:
-        return []
-    out: list[Diagnostic] = []
-    for d in objects:
-        if d.kind != "Service":
-            continue
-        cip = (d.doc.get("spec") or {}).get("clusterIP")
-        if not cip or cip == "None":
-            continue
-        try:
-            inside = ipaddress.ip_address(cip) in net
-        except ValueError:
-            continue
-        if not inside:
-            out.append(
-                d.diagnostic(
-                    "spec.clusterIP",
-                    f"failed to allocate IP {cip}: the provided IP ({cip}) is not in the "
-                    f"valid range. The range of valid IPs is {config.service_cidr}",
-                )
-            )
-    return out
-
-
-def _prepare(d: Decoded) -> Doc:
-    doc = with_provenance(d)
-    if d.kind == "Namespace":
-        meta = dict(doc.get("metadata") or {})
-        labels = dict(meta.get("labels") or {})
-        labels[NAMESPACE_NAME_LABEL] = d.name
-        meta["labels"] = labels
-        doc = {**doc, "metadata": meta}
-    return doc
-
-
-def apply_batch(batch: Batch, store: Store, dry_run: bool = False) -> list[tuple[Decoded, str]]:
-    """Admission + one atomic store batch + reconcile; returns (object, action) pairs.
-
-    Raises ``DiagnosticError`` (nothing written) when any check fails. ``dry_run``
-    runs every check and reports the actions without writing anything.
-    """
-    batch.raise_if_invalid()
-    config = _cluster_config(store)
-    namespaces = {str((n.get("metadata") or {}).get("name")) for n in store.list("Namespace")}
-    diags = check_namespaces(batch.objects, namespaces)
-    if diags:
-        raise DiagnosticError(diags)
-    docs = [_prepare(d) for d in batch.objects]
-    admission = _optional("ciliate.controllers.admission")
-    if admission is not None:
-        try:
-            docs = list(admission.admit(docs, store, config))
-        except DiagnosticError as e:
-            raise DiagnosticError(_locate(e.diagnostics, batch)) from None
-    else:
-        diags = check_service_cidr(batch.objects, config)
-        if diags:
-            raise DiagnosticError(diags)
-    changes: list[Change] = []
-    results: list[tuple[Decoded, str]] = []
-    for d, doc in zip(batch.objects, docs, strict=True):
-        key = ObjectKey(d.kind, d.namespace, d.name)
-        old = store.get(key)
-        if old is None:
-            action = "created"
-        elif _comparable(old, "status" in doc) == _comparable(doc, "status" in doc):
-            action = "unchanged"
-        else:
-            action = "configured"
-        results.append((d, action))
-        if action != "unchanged":
-            changes.append(Change(key, doc))
-    if dry_run:
-        return results
-    if changes:
-        store.apply(changes)
-    _reconcile(store, config)
-    return results
 
 
 def _load(args: argparse.Namespace, ctx: Context) -> Batch:
@@ -413,7 +262,7 @@ def run_delete(args: argparse.Namespace, ctx: Context) -> int:
         store.apply(changes)
         config = _config_or_none(store)
         if config is not None:
-            _reconcile(store, config)
+            reconcile(store, config)
     for line in lines:
         ctx.out(line)
     for m in missing:
@@ -423,7 +272,7 @@ def run_delete(args: argparse.Namespace, ctx: Context) -> int:
 
 def _config_or_none(store: Store) -> ClusterConfig | None:
     try:
-        return _cluster_config(store)
+        return cluster_config(store)
     except CiliateError:
         return None
 
@@ -595,79 +444,3 @@ def run_describe(args: argparse.Namespace, ctx: Context) -> int:
     if texts:
         ctx.out("\n\n".join(texts))
     return ExitCode.NOT_FOUND if missing else ExitCode.OK
-
-
-# -- Endpoints: derived from EndpointSlices (kubectl get ep) ----------------------------------
-
-
-def _endpoints_docs(ctx: Context) -> list[Doc]:
-    """v1 Endpoints per service, folded from its EndpointSlices (the controllers keep
-    slices only; Kubernetes mirrors them the other way round, same content)."""
-    store = ctx.store()
-    stored = {(_ns(d), _name(d)): d for d in store.list("Endpoints")}
-    merged: dict[tuple[str, str], Doc] = {}
-    for s in store.list("EndpointSlice"):
-        meta = s.get("metadata") or {}
-        svc = (meta.get("labels") or {}).get("kubernetes.io/service-name")
-        if not svc or (_ns(s), svc) in stored:
-            continue
-        ep = merged.setdefault(
-            (_ns(s), svc),
-            {
-                "apiVersion": "v1",
-                "kind": "Endpoints",
-                "metadata": {
-                    "name": svc,
-                    "namespace": _ns(s),
-                    "creationTimestamp": meta.get("creationTimestamp", ""),
-                    "labels": {
-                        k: v
-                        for k, v in (meta.get("labels") or {}).items()
-                        if not k.startswith(("kubernetes.io/", "endpointslice.kubernetes.io/"))
-                    },
-                },
-                "subsets": [],
-            },
-        )
-        ips = [
-            {"ip": str(a)}
-            for e in s.get("endpoints") or ()
-            if (e.get("conditions") or {}).get("ready", True)
-            for a in e.get("addresses") or ()
-        ]
-        if ips:
-            ports = [
-                {k: p[k] for k in ("name", "port", "protocol") if k in p}
-                for p in s.get("ports") or ()
-            ]
-            ep["subsets"].append({"addresses": ips, "ports": ports})
-    return [*stored.values(), *merged.values()]
-
-
-def _endpoints_table(docs: Sequence[Doc], wide: bool) -> tuple[list[str], list[list[str]]]:
-    rows: list[list[str]] = []
-    for d in docs:
-        pairs = [
-            f"{a.get('ip')}:{p.get('port')}"
-            for sub in d.get("subsets") or ()
-            for p in sub.get("ports") or ()
-            for a in sub.get("addresses") or ()
-        ]
-        shown = ",".join(pairs[:3]) + (f" + {len(pairs) - 3} more..." if len(pairs) > 3 else "")
-        created = str((d.get("metadata") or {}).get("creationTimestamp", "") or "")
-        rows.append([_name(d), shown or "<none>", age(created)])
-    return ["NAME", "ENDPOINTS", "AGE"], rows
-
-
-virtual.register(
-    VirtualKind(
-        kind="Endpoints",
-        plural="endpoints",
-        short_names=("ep",),
-        namespaced=True,
-        list=_endpoints_docs,
-        table=_endpoints_table,
-        group="",
-        version="v1",
-    )
-)

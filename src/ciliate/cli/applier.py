@@ -1,0 +1,165 @@
+"""The apply transaction behind ``ciliate apply``: admission, one atomic store batch,
+then the controllers.
+
+1. the decoded batch must be free of diagnostics;
+2. admission against the store: namespaces exist or are created by the batch; then
+   ``controllers.admission.admit`` (clusterIP/nodePort allocation and checks) when that
+   module is present, else the local check that a clusterIP lies in the service CIDR;
+3. one ``store.apply`` of every changed object (policies carry ``ciliate.io/source`` and
+   ``ciliate.io/source-lines`` annotations for provenance; namespaces their
+   ``kubernetes.io/metadata.name`` label);
+4. ``controllers.reconcile.reconcile`` runs the controllers to a fixed point.
+
+Diagnostics raised by admission without a file position are located through the
+batch's source maps. Output: (object, "created" | "configured" | "unchanged") pairs.
+"""
+
+from __future__ import annotations
+
+import importlib
+import ipaddress
+from collections.abc import Sequence
+from types import ModuleType
+
+from ciliate.errors import Diagnostic, DiagnosticError
+from ciliate.manifest.decode import Batch, Decoded, check_namespaces, with_provenance
+from ciliate.model.cluster import ClusterConfig
+from ciliate.model.meta import Doc
+from ciliate.store.api import Change, ObjectKey, Store
+
+NAMESPACE_NAME_LABEL = "kubernetes.io/metadata.name"
+SERVER_FIELDS = ("uid", "resourceVersion", "generation", "creationTimestamp", "managedFields")
+
+
+# -- optional parts of other layers ----------------------------------------------------------
+
+
+def optional_module(module: str) -> ModuleType | None:
+    try:
+        return importlib.import_module(module)
+    except ModuleNotFoundError as e:
+        if e.name == module:
+            return None
+        raise
+
+
+def cluster_config(store: Store) -> ClusterConfig:
+    """The cluster of this store (``NotFoundError`` naming ``ciliate cluster create``)."""
+    from ciliate.controllers.clusterconfig import get_cluster_config
+
+    return get_cluster_config(store)
+
+
+def reconcile(store: Store, config: ClusterConfig) -> None:
+    mod = optional_module("ciliate.controllers.reconcile")
+    if mod is not None:
+        mod.reconcile(store, config)
+
+
+# -- apply ---------------------------------------------------------------------------------
+
+
+def _comparable(doc: Doc, keep_status: bool) -> Doc:
+    """A document without the fields the server sets, to tell "unchanged" apart."""
+    meta = {k: v for k, v in (doc.get("metadata") or {}).items() if k not in SERVER_FIELDS}
+    out = {k: v for k, v in doc.items() if k != "metadata" and (keep_status or k != "status")}
+    out["metadata"] = meta
+    return out
+
+
+def _locate(diags: Sequence[Diagnostic], batch: Batch) -> list[Diagnostic]:
+    """Give diagnostics raised without a position (admission) their file:line:col."""
+    by_key = {d.key: d for d in batch.objects}
+    out: list[Diagnostic] = []
+    for diag in diags:
+        obj = by_key.get((diag.kind, diag.namespace, diag.name))
+        if diag.line or obj is None:
+            out.append(diag)
+            continue
+        out.append(obj.diagnostic(diag.path, diag.reason))
+    return out
+
+
+def check_service_cidr(objects: Sequence[Decoded], config: ClusterConfig) -> list[Diagnostic]:
+    """A Service's clusterIP must lie inside the service CIDR (used when the controllers'
+    admission is not there; it performs the same check)."""
+    try:
+        net = ipaddress.ip_network(config.service_cidr, strict=False)
+    except ValueError:
+        return []
+    out: list[Diagnostic] = []
+    for d in objects:
+        if d.kind != "Service":
+            continue
+        cip = (d.doc.get("spec") or {}).get("clusterIP")
+        if not cip or cip == "None":
+            continue
+        try:
+            inside = ipaddress.ip_address(cip) in net
+        except ValueError:
+            continue
+        if not inside:
+            out.append(
+                d.diagnostic(
+                    "spec.clusterIP",
+                    f"failed to allocate IP {cip}: the provided IP ({cip}) is not in the "
+                    f"valid range. The range of valid IPs is {config.service_cidr}",
+                )
+            )
+    return out
+
+
+def _prepare(d: Decoded) -> Doc:
+    doc = with_provenance(d)
+    if d.kind == "Namespace":
+        meta = dict(doc.get("metadata") or {})
+        labels = dict(meta.get("labels") or {})
+        labels[NAMESPACE_NAME_LABEL] = d.name
+        meta["labels"] = labels
+        doc = {**doc, "metadata": meta}
+    return doc
+
+
+def apply_batch(batch: Batch, store: Store, dry_run: bool = False) -> list[tuple[Decoded, str]]:
+    """Admission + one atomic store batch + reconcile; returns (object, action) pairs.
+
+    Raises ``DiagnosticError`` (nothing written) when any check fails. ``dry_run``
+    runs every check and reports the actions without writing anything.
+    """
+    batch.raise_if_invalid()
+    config = cluster_config(store)
+    namespaces = {str((n.get("metadata") or {}).get("name")) for n in store.list("Namespace")}
+    diags = check_namespaces(batch.objects, namespaces)
+    if diags:
+        raise DiagnosticError(diags)
+    docs = [_prepare(d) for d in batch.objects]
+    admission = optional_module("ciliate.controllers.admission")
+    if admission is not None:
+        try:
+            docs = list(admission.admit(docs, store, config))
+        except DiagnosticError as e:
+            raise DiagnosticError(_locate(e.diagnostics, batch)) from None
+    else:
+        diags = check_service_cidr(batch.objects, config)
+        if diags:
+            raise DiagnosticError(diags)
+    changes: list[Change] = []
+    results: list[tuple[Decoded, str]] = []
+    for d, doc in zip(batch.objects, docs, strict=True):
+        key = ObjectKey(d.kind, d.namespace, d.name)
+        old = store.get(key)
+        if old is None:
+            action = "created"
+        elif _comparable(old, "status" in doc) == _comparable(doc, "status" in doc):
+            action = "unchanged"
+        else:
+            action = "configured"
+        results.append((d, action))
+        if action != "unchanged":
+            changes.append(Change(key, doc))
+    if dry_run:
+        return results
+    if changes:
+        store.apply(changes)
+    reconcile(store, config)
+    return results
