@@ -106,6 +106,28 @@ def test_service_traces(services: Path, name: str, update_golden: bool) -> None:
     check(f"{name}.txt", text, update_golden)
 
 
+# Manifest mode (-f): an ephemeral kind-style cluster "reach" (names differ from above).
+EPH_BB = "networking101/busybox-76f5c8b857-q7rcl"
+EPH_NS = "networking101/netshoot-599564794-vgmg7"
+L7_CASES = {
+    "l7-get-public-200": "GET /public/index.html",
+    "l7-get-private-403": "GET /private",
+    "l7-post-public-403": "POST /public",
+}
+
+
+@pytest.mark.parametrize("name", sorted(L7_CASES))
+def test_l7_traces_from_manifests(tmp_path: Path, name: str, update_golden: bool) -> None:
+    workloads = tmp_path / "networking101.yaml"
+    workloads.write_text((EXAMPLES / "networking101.yaml").read_text())
+    argv = ["trace", "-f", str(workloads), "-f", str(HERE / "l7.yaml"), EPH_BB, EPH_NS]
+    rc, text = run(tmp_path / "state", [*argv, "--port", "8080", "--http", L7_CASES[name]])
+    assert rc == 0, text
+    check(f"{name}.txt", text, update_golden)
+    assert ("HTTP 200" in text) == name.endswith("200")
+    assert ("403 Access denied" in text) == name.endswith("403")
+
+
 def test_json_shape(plain: Path, update_golden: bool) -> None:
     rc, text = run(plain, ["trace", BB_W1, NS_W2, "--protocol", "icmp", "-o", "json"])
     assert rc == 0, text
