@@ -254,11 +254,10 @@ def decode_document(
             # Like kubectl, a namespaced object without a namespace goes to "default"
             # (or to the namespace of -n).
             meta["namespace"] = ns = namespace
-        else:
-            reason = syntax.check_dns1123_label(ns)
-            if reason:
-                ck.error("metadata.namespace", reason)
         ck.namespace = ns
+        reason = syntax.check_dns1123_label(ns)
+        if reason:
+            ck.error("metadata.namespace", reason)
     elif ns:
         ck.error("metadata.namespace", f"{kind} is cluster-scoped: remove metadata.namespace")
     ck.label_map(meta.get("labels"), "metadata.labels")
