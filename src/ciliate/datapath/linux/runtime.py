@@ -35,6 +35,7 @@ from typing import IO, Any, Protocol, TextIO
 from ciliate.datapath.linux import netns as nl
 from ciliate.datapath.linux.topology import ClusterNames, cluster_tag, teardown
 from ciliate.datapath.linux.workloads import launch_argv
+from ciliate.desired import MapName, parse_policy_map_name, policy_map_name
 from ciliate.errors import DatapathError, NotFoundError, UnsupportedError
 
 
@@ -458,6 +459,18 @@ class MapSource(Protocol):
     def lookup(self, node: str, map_name: str, key: bytes) -> bytes | None: ...
 
 
+def canonical_map_name(name: str) -> str:
+    """Map names as users type them (the same rules as the model's map reader): a pin
+    path's basename, ``cilium_policy_NNNNN`` (<=1.15) and ``cilium_ipcache_v2`` (1.19)."""
+    name = name.rstrip("/").rsplit("/", 1)[-1]
+    ep = parse_policy_map_name(name)
+    if ep is None and name.startswith("cilium_policy_") and name[14:].isdigit():
+        ep = int(name[14:])
+    if ep is not None:
+        return policy_map_name(ep)
+    return MapName.IPCACHE.value if name == "cilium_ipcache_v2" else name
+
+
 class PinnedMaps:
     """Reads the live kernel maps of a running cluster through their pins (with the eBPF
     engineer's ``maps.KernelMaps``, which knows the shared per-endpoint policy map)."""
@@ -478,7 +491,7 @@ class PinnedMaps:
     def dump(self, node: str, map_name: str) -> list[tuple[bytes, bytes]]:
         m = self._maps(node)
         try:
-            return [(bytes(k), bytes(v)) for k, v in m.dump(map_name)]
+            return [(bytes(k), bytes(v)) for k, v in m.dump(canonical_map_name(map_name))]
         except FileNotFoundError as e:
             raise NotFoundError(str(e)) from e
         finally:
@@ -487,7 +500,7 @@ class PinnedMaps:
     def lookup(self, node: str, map_name: str, key: bytes) -> bytes | None:
         m = self._maps(node)
         try:
-            value = m.lookup(map_name, key)
+            value = m.lookup(canonical_map_name(map_name), key)
             return None if value is None else bytes(value)
         except FileNotFoundError as e:
             raise NotFoundError(str(e)) from e
