@@ -19,7 +19,9 @@ from __future__ import annotations
 import enum
 from dataclasses import dataclass, field
 from ipaddress import IPv4Address
-from typing import Any
+from typing import Any, Protocol
+
+from ciliate.desired import DesiredState
 
 
 class DropReason(enum.IntEnum):
@@ -316,3 +318,19 @@ class ProbeResult:
     allowed: bool
     drop_reason: int
     status: int | None = None
+
+
+class Prober(Protocol):
+    """What ``reach`` needs from a datapath: one verdict per (src, dst, port, protocol).
+
+    ``datapath.sim.probe`` is one; a kernel prober sending real packets can be another."""
+
+    def __call__(
+        self,
+        state: DesiredState,
+        src: str,
+        dst: str,
+        port: int = 80,
+        protocol: str = "tcp",
+        http: tuple[str, str] | None = None,
+    ) -> ProbeResult: ...

@@ -45,7 +45,7 @@ from ciliate.datapath.sim import host, lxc, overlay
 from ciliate.datapath.sim.lb import RNG
 from ciliate.datapath.sim.walk import Outcome, Topology, Walk, Where
 from ciliate.desired import DesiredState
-from ciliate.errors import NotFoundError
+from ciliate.errors import CiliateError, NotFoundError
 
 WORLD_MAC = "02:00:00:00:00:01"  # the router of the node network, for outside clients
 CLIENT_PORT = 40000  # the source port of every probe (deterministic traces)
@@ -242,9 +242,13 @@ def trace(
     w.record = record
     w.steps, w.flows, w.backend = [], [], ""
     req = HTTPRequest(http[0], http[1], host=str(d.ip)) if http else None
+    if s.kind == Kind.SERVICE:
+        raise CiliateError(
+            f"{s.name}: a service cannot send packets; trace from a client to it instead"
+        )
     if protocol == "arp":
         if s.kind != Kind.POD:
-            raise NotFoundError("an ARP trace starts from a pod")
+            raise CiliateError("an ARP trace starts from a pod")
         node = s.node
         ep = topo.pods[s.name][1]
         out = lxc.from_container(w, node, ep, build_arp_request(ep.pod_mac, ep.ip, d.ip))

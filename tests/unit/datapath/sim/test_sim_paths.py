@@ -91,3 +91,23 @@ def test_pod_to_world_leaves_through_eth0(state: DesiredState) -> None:
     assert r.delivered
     assert any(s.action == "to-stack" for s in r.steps)
     assert r.steps[-1].action == "to-network"
+
+
+def test_a_service_is_no_source_and_unknown_names_are_not_found(state: DesiredState) -> None:
+    import pytest
+
+    from ciliate.errors import CiliateError, NotFoundError
+
+    with pytest.raises(CiliateError) as e:
+        trace(state, "networking101/netshoot", BB_A)
+    assert "cannot send" in str(e.value)
+    with pytest.raises(NotFoundError):
+        trace(state, "networking101/nope", BB_A)
+
+
+def test_probe_satisfies_the_prober_protocol() -> None:
+    from ciliate.datapath.api import Prober
+    from ciliate.datapath.sim import probe
+
+    p: Prober = probe
+    assert callable(p)
