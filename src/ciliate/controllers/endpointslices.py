@@ -34,6 +34,7 @@ from collections.abc import Sequence
 from ipaddress import IPv4Network
 from typing import Any
 
+from ciliate.controllers.failures import guarded
 from ciliate.controllers.owners import is_controlled_by, owner_reference
 from ciliate.controllers.podstate import (
     is_active,
@@ -146,66 +147,68 @@ def compute_endpointslices(snap: Snapshot, rng: random.Random) -> list[Change]:
     out: list[Change] = []
     taken: set[tuple[str, str]] = set()  # slice names generated in this pass
     for svc in snap.list("Service"):
-        ns, name = namespace_of(svc), name_of(svc)
-        existing = [
-            s
-            for s in snap.select(
-                "EndpointSlice", ns, {SERVICE_NAME_LABEL: name, MANAGED_BY_LABEL: MANAGED_BY}
-            )
-            if is_controlled_by(s, svc)
-        ]
-        if not _manages(svc):
-            out.extend(delete(s) for s in existing)
-            continue
-        wanted = desired_slices(svc, selected_pods(snap, svc))
-        # Reuse existing slices: first those with the same port list, then any.
-        free = list(existing)
-        assigned: list[tuple[Doc | None, PortList, list[dict[str, Any]]]] = []
-        for ports, eps in wanted:
-            match = next((s for s in free if _ports_of_slice(s) == ports), None)
-            if match is not None:
-                free.remove(match)
-            assigned.append((match, ports, eps))
-        for i, (slot, ports, eps) in enumerate(assigned):
-            if slot is None and free:
-                assigned[i] = (free.pop(0), ports, eps)
-        for s in free:
-            out.append(delete(s))
-        for slot, ports, eps in assigned:
-            labels = {
-                **labels_of(svc),
-                SERVICE_NAME_LABEL: name,
-                MANAGED_BY_LABEL: MANAGED_BY,
+        out.extend(guarded(svc, _service_slices, snap, svc, rng, taken))
+    return out
+
+
+def _service_slices(
+    snap: Snapshot, svc: Doc, rng: random.Random, taken: set[tuple[str, str]]
+) -> list[Change]:
+    out: list[Change] = []
+    ns, name = namespace_of(svc), name_of(svc)
+    existing = [
+        s
+        for s in snap.select(
+            "EndpointSlice", ns, {SERVICE_NAME_LABEL: name, MANAGED_BY_LABEL: MANAGED_BY}
+        )
+        if is_controlled_by(s, svc)
+    ]
+    if not _manages(svc):
+        return [delete(s) for s in existing]
+    wanted = desired_slices(svc, selected_pods(snap, svc))
+    # Reuse existing slices: first those with the same port list, then any.
+    free = list(existing)
+    assigned: list[tuple[Doc | None, PortList, list[dict[str, Any]]]] = []
+    for ports, eps in wanted:
+        match = next((s for s in free if _ports_of_slice(s) == ports), None)
+        if match is not None:
+            free.remove(match)
+        assigned.append((match, ports, eps))
+    for i, (slot, ports, eps) in enumerate(assigned):
+        if slot is None and free:
+            assigned[i] = (free.pop(0), ports, eps)
+    out.extend(delete(s) for s in free)
+    labels = {**labels_of(svc), SERVICE_NAME_LABEL: name, MANAGED_BY_LABEL: MANAGED_BY}
+    for slot, ports, eps in assigned:
+        if slot is None:
+            while True:
+                sname = f"{name}-" + "".join(rng.choice(_ALPHABET) for _ in range(5))
+                if snap.find("EndpointSlice", ns, sname) is None and (ns, sname) not in taken:
+                    taken.add((ns, sname))
+                    break
+            new: Doc = {
+                "apiVersion": "discovery.k8s.io/v1",
+                "kind": "EndpointSlice",
+                "metadata": {
+                    "name": sname,
+                    "namespace": ns,
+                    "generateName": f"{name}-",
+                    "labels": labels,
+                    "ownerReferences": [owner_reference(svc)],
+                },
+                "addressType": "IPv4",
+                "endpoints": eps,
+                "ports": _ports_doc(ports),
             }
-            if slot is None:
-                while True:
-                    sname = f"{name}-" + "".join(rng.choice(_ALPHABET) for _ in range(5))
-                    if snap.find("EndpointSlice", ns, sname) is None and (ns, sname) not in taken:
-                        taken.add((ns, sname))
-                        break
-                new: Doc = {
-                    "apiVersion": "discovery.k8s.io/v1",
-                    "kind": "EndpointSlice",
-                    "metadata": {
-                        "name": sname,
-                        "namespace": ns,
-                        "generateName": f"{name}-",
-                        "labels": labels,
-                        "ownerReferences": [owner_reference(svc)],
-                    },
-                    "addressType": "IPv4",
-                    "endpoints": eps,
-                    "ports": _ports_doc(ports),
-                }
-                out.append(put(new))
-                continue
-            updated = dict(slot)
-            updated["metadata"] = {**slot["metadata"], "labels": labels}
-            updated["addressType"] = "IPv4"
-            updated["endpoints"] = eps
-            updated["ports"] = _ports_doc(ports)
-            if updated != slot:
-                out.append(put(updated))
+            out.append(put(new))
+            continue
+        updated = dict(slot)
+        updated["metadata"] = {**slot["metadata"], "labels": labels}
+        updated["addressType"] = "IPv4"
+        updated["endpoints"] = eps
+        updated["ports"] = _ports_doc(ports)
+        if updated != slot:
+            out.append(put(updated))
     return out
 
 

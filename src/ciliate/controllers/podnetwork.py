@@ -27,7 +27,7 @@ Inputs: a ``Snapshot`` and the (resolved) cluster config. Outputs: pod changes. 
 
 from __future__ import annotations
 
-from collections.abc import Mapping
+from collections.abc import Iterable, Mapping
 from typing import Any
 
 from ciliate.control.ipam import ClusterIPAM, Conflict, Exhausted, compute_node_ipam
@@ -224,3 +224,10 @@ def compute_pod_network(snap: Snapshot, config: ClusterConfig) -> list[Change]:
         if ch:
             out.append(ch)
     return out
+
+
+def ipam_summaries(pods: Iterable[Doc], config: ClusterConfig) -> dict[str, str]:
+    """node -> Cilium's agent line (``IPv4: 4/254 allocated from 10.10.2.0/24``), from
+    the addresses the pods hold (router and health IPs counted)."""
+    ipam = build_ipam(Snapshot(pods), config)
+    return {node: ipam.summary(node) for node in ipam.nodes}

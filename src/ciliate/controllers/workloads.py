@@ -38,6 +38,7 @@ import random
 from collections.abc import Mapping, Sequence
 from typing import Any
 
+from ciliate.controllers.failures import guarded
 from ciliate.controllers.owners import is_controlled_by, owner_reference
 from ciliate.controllers.podstate import (
     creation_order,
@@ -175,7 +176,7 @@ def replicaset_name(deploy: Doc) -> str:
 def compute_deployments(snap: Snapshot) -> list[Change]:
     out: list[Change] = []
     for d in snap.list("Deployment"):
-        out.extend(_deployment(snap, d))
+        out.extend(guarded(d, _deployment, snap, d))
     return out
 
 
@@ -280,7 +281,7 @@ def compute_replicasets(snap: Snapshot, rng: random.Random) -> list[Change]:
     out: list[Change] = []
     taken: set[tuple[str, str]] = set()
     for rs in snap.list("ReplicaSet"):
-        out.extend(_replicaset(snap, rs, rng, taken))
+        out.extend(guarded(rs, _replicaset, snap, rs, rng, taken))
     return out
 
 
@@ -329,7 +330,7 @@ def compute_daemonsets(snap: Snapshot, rng: random.Random) -> list[Change]:
     out: list[Change] = []
     taken: set[tuple[str, str]] = set()
     for ds in snap.list("DaemonSet"):
-        out.extend(_daemonset(snap, ds, rng, taken))
+        out.extend(guarded(ds, _daemonset, snap, ds, rng, taken))
     return out
 
 
@@ -395,7 +396,7 @@ def _daemonset(
 def compute_statefulsets(snap: Snapshot) -> list[Change]:
     out: list[Change] = []
     for sts in snap.list("StatefulSet"):
-        out.extend(_statefulset(snap, sts))
+        out.extend(guarded(sts, _statefulset, snap, sts))
     return out
 
 

@@ -53,3 +53,38 @@ def test_pod_on_a_missing_node(example_cluster, apply):
     p = example_cluster.get(ObjectKey("Pod", "default", "lost"))
     assert p["status"]["phase"] == "Pending"
     assert p["status"]["message"] == 'node "nowhere" not found'
+
+
+def test_a_broken_object_gets_a_condition_and_the_others_reconcile():
+    from ciliate.controllers.workloads import compute_deployments
+
+    bad = {
+        "apiVersion": "apps/v1",
+        "kind": "Deployment",
+        "metadata": {"name": "bad", "namespace": "default"},
+        "spec": {"replicas": "many", "template": {}},
+    }
+    good = {
+        "apiVersion": "apps/v1",
+        "kind": "Deployment",
+        "metadata": {"name": "good", "namespace": "default"},
+        "spec": {"replicas": 1, "template": {"metadata": {"labels": {"a": "b"}}}},
+    }
+    changes = compute_deployments(Snapshot([bad, good]))
+    by_name = {c.key.name: c.object for c in changes}
+    cond = by_name["bad"]["status"]["conditions"][-1]
+    assert cond["type"] == "ReconcileError" and "ValueError" in cond["message"]
+    assert any(n.startswith("good-") for n in by_name)
+    # Applying the condition again changes nothing.
+    assert compute_deployments(Snapshot([by_name["bad"]])) == []
+
+
+def test_ipam_summaries(networking101, example_config):
+    from ciliate.controllers.podnetwork import ipam_summaries
+
+    got = ipam_summaries(networking101.list("Pod"), example_config)
+    assert got == {
+        "mycluster-control-plane": "IPv4: 2/254 allocated from 10.10.0.0/24",
+        "mycluster-worker": "IPv4: 4/254 allocated from 10.10.2.0/24",
+        "mycluster-worker2": "IPv4: 4/254 allocated from 10.10.1.0/24",
+    }
