@@ -118,3 +118,16 @@ def test_selector_text_matches_direct_evaluation(
             parts.append(f"!{k}")
             expect &= k not in labels
     assert parse_selector(",".join(parts)).matches(labels) == expect
+
+
+@FAST
+@given(
+    st.dictionaries(
+        st.sampled_from(["apiVersion", "kind", "metadata", "spec", "x"]),
+        st.none() | st.just("") | st.just("v1") | st.just("ConfigMap") | json_values,
+        max_size=5,
+    )
+)
+def test_no_document_is_dropped_silently(doc: dict[str, object]) -> None:
+    b = decode_text(json.dumps(doc), "p.json")
+    assert b.objects or b.diagnostics

@@ -82,7 +82,7 @@ class Checker:
         self, obj: dict[str, Any], key: str, path: str, required: bool = False
     ) -> str | None:
         v: str | None = self._get(obj, key, path, str, "a string")
-        if v is None and required and key not in obj:
+        if v is None and required and obj.get(key) is None:
             self.error(join_path(path, key), "required value")
         return v
 

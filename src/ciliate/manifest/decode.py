@@ -222,7 +222,7 @@ def decode_document(
     name = ck.get_str(meta, "name", "metadata") if meta is not None else None
     ck.kind = kind or ""
     ck.name = name or ""
-    if "apiVersion" not in value and "kind" not in value:
+    if value.get("apiVersion") in (None, "") and value.get("kind") in (None, ""):
         ck.error(
             "",
             "not a Kubernetes object: apiVersion and kind are missing (configuration such as "
@@ -230,9 +230,9 @@ def decode_document(
         )
         batch.diagnostics.extend(ck.diagnostics)
         return
-    if "apiVersion" not in value:
+    if value.get("apiVersion") in (None, ""):
         ck.error("apiVersion", "required value")
-    if "kind" not in value:
+    if value.get("kind") in (None, ""):
         ck.error("kind", "required value")
     info: KindInfo | None = None
     if api_version and kind:
@@ -240,11 +240,13 @@ def decode_document(
     if meta is None:
         ck.error("metadata", "required value (metadata.name)")
     elif name is None:
-        if "name" not in meta:
+        if meta.get("name") in (None, ""):
             ck.error("metadata.name", "required value")
     elif info is not None:
         _check_name(name, info, ck)
     if info is None or meta is None or name is None:
+        if not ck.diagnostics:  # never drop a document silently
+            ck.error("", "not a valid Kubernetes object")
         batch.diagnostics.extend(ck.diagnostics)
         return
     doc: Doc = value
