@@ -146,3 +146,51 @@ def test_two_scopes_east_west_uses_the_internal_twin(state: DesiredState) -> Non
         trace(s, "198.51.100.7", "192.0.2.50:80", rng=random.Random(i)).backend for i in range(10)
     }
     assert north_south == BACKENDS
+
+
+def test_maglev_with_the_control_plane_table_moves_few_surviving_flows(state: DesiredState) -> None:
+    """Remove one of 8 backends: its flows move, almost all others stay (Maglev's point)."""
+    from dataclasses import replace
+    from ipaddress import IPv4Address
+
+    from ciliate.control.maglev import compute_table
+    from ciliate.datapath.packet import IPProto, build_request
+    from ciliate.datapath.sim.lb import Frontend, select_backend
+    from ciliate.desired import LB_ALG_MAGLEV, LB4Backend, LB4Key, LB4Service
+
+    vip = IPv4Address("10.96.0.99")
+    key = LB4Key(vip, 80, 0, 6)
+    base = state.nodes["mycluster-worker"]
+
+    def node(ids: tuple[int, ...]):  # type: ignore[no-untyped-def]
+        table = compute_table([(i, f"10.1.0.{i}:80") for i in ids], 251)
+        return replace(
+            base,
+            lb4_backends={i: LB4Backend(IPv4Address(f"10.1.0.{i}"), 80) for i in ids},
+            lb4_services={key: LB4Service(LB_ALG_MAGLEV << 24, len(ids), 7)},
+            maglev={7: table},
+        )
+
+    before, after = node(tuple(range(1, 9))), node((1, 2, 3, 5, 6, 7, 8))
+    kept = survivors = 0
+    for n in range(600):
+        client = IPv4Address(0x0A0A0000 + n)
+        p = build_request("x", "y", client, vip, IPProto.TCP, 80, 30000 + n % 97)
+        picks = [
+            select_backend(
+                s,
+                Frontend(key, s.lb4_services[key]),
+                p,
+                ct_backend=0,
+                affinity={},
+                now=0,
+                rng=random.Random(0),
+            )
+            for s in (before, after)
+        ]
+        assert picks[0].how == picks[1].how == "maglev"
+        assert picks[1].backend_id != 4
+        if picks[0].backend_id != 4:
+            survivors += 1
+            kept += picks[0].backend_id == picks[1].backend_id
+    assert kept / survivors > 0.85
