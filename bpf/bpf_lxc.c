@@ -115,7 +115,22 @@ static __always_inline int handle_ipv4(struct __sk_buff *skb)
 	t.src_label = src_id;
 	t.dst_label = dst_id;
 
-	/* 5. Deliver. */
+	/* 5. Deliver.  A reply on a connection that came through the overlay goes back
+	 * through it, to the node it came from: that node may hold the connection's service
+	 * translation (its NodePort sent the client here), even for a client on this node. */
+	if (ct.status == CT_REPLY && ct.tunnel_src && cfg && cfg->vxlan_ifindex) {
+		t.source = src_ep;
+		t.obs_point = TRACE_TO_OVERLAY;
+		t.flags = TRACE_F_VXLAN;
+		t.ifindex = cfg->vxlan_ifindex;
+		send_trace_notify(skb, &t);
+		ret = encap_vxlan(skb, ct.tunnel_src, src_id, cfg->vxlan_ifindex);
+		if (ret < 0)
+			return DROP(skb, THIS_FILE, METRIC_EGRESS, DROP_WRITE_ERROR, src_ep, src_id,
+				    dst_id, 0);
+		return ret;
+	}
+
 	dst = lookup_endpoint(daddr);
 	if (dst && !(dst->flags & ENDPOINT_F_HOST)) {
 		if (ct.status == CT_NEW && (flags & RUNTIME_F_POLICY)) {
@@ -144,20 +159,6 @@ static __always_inline int handle_ipv4(struct __sk_buff *skb)
 		ct_create4(&tuple, src_id, lb.rev_nat_index, lb.backend_id, l4.tcp_flags, skb->len);
 	t.source = src_ep;
 
-	/* A reply on a connection that came through the overlay goes back through it, to the
-	 * node that may hold its service translation (NodePort to a backend here). */
-	if (ct.status == CT_REPLY && ct.tunnel_src && cfg && cfg->vxlan_ifindex &&
-	    !(remote && (remote->flags & IPCACHE_F_HAS_TUNNEL_EP))) {
-		t.obs_point = TRACE_TO_OVERLAY;
-		t.flags = TRACE_F_VXLAN;
-		t.ifindex = cfg->vxlan_ifindex;
-		send_trace_notify(skb, &t);
-		ret = encap_vxlan(skb, ct.tunnel_src, src_id, cfg->vxlan_ifindex);
-		if (ret < 0)
-			return DROP(skb, THIS_FILE, METRIC_EGRESS, DROP_WRITE_ERROR, src_ep, src_id,
-				    dst_id, 0);
-		return ret;
-	}
 
 	if (!dst && remote && (remote->flags & IPCACHE_F_HAS_TUNNEL_EP) &&
 	    remote->tunnel_endpoint && cfg && cfg->vxlan_ifindex) {

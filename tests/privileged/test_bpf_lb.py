@@ -198,3 +198,15 @@ def test_node_port_to_a_backend_on_another_node(lab: Lab) -> None:
     with s:
         assert s.getpeername() == (node_ip, 30081)
         assert ask(s) == "b1"
+
+
+def test_node_port_hairpin_back_to_the_clients_node(lab: Lab) -> None:
+    """a1 (on na) -> nb's NodePort -> backend a2 (on na): nb tunnels to na, and the
+    replies go back through nb (which holds the translation) before reaching a1."""
+    node_ip = lab.nodes["nb"].ip
+    apply(lab, "nb", service("nb", node_ip, 30082, 9, [1], flags=SVC_FLAG_NODEPORT))
+    s = connect(lab, "a1", node_ip, 30082)
+    assert isinstance(s, socket.socket)
+    with s:
+        assert s.getpeername() == (node_ip, 30082)
+        assert ask(s) == "a2"
