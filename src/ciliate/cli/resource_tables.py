@@ -431,7 +431,8 @@ def routes(docs: Sequence[Doc], wide: bool, now: datetime | None) -> Table:
 
 def _pool_size(spec: Mapping[str, Any]) -> int:
     total = 0
-    first_last = str(spec.get("allowFirstLastIPs", "Yes")) != "No"
+    # The default follows model.misc (and the example's EXPECTED.md): "No".
+    first_last = str(spec.get("allowFirstLastIPs", "No")) == "Yes"
     for b in [*(spec.get("blocks") or ()), *(spec.get("cidrs") or ())]:
         if not isinstance(b, Mapping):
             continue

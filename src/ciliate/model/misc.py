@@ -3,8 +3,11 @@ announcement policies, Multus NetworkAttachmentDefinitions, Calico IPPool and
 BGPConfiguration (typed read-only views).
 
 Defaults follow cilium.md §8-9: a pool's ``blocks`` (legacy ``cidrs``) hold a ``cidr``
-or a ``start``/``stop`` range (start alone = one address); ``allowFirstLastIPs`` is
-"Yes" since Cilium 1.16; a nil serviceSelector selects every service. Imports only
+or a ``start``/``stop`` range (start alone = one address); a nil serviceSelector
+selects every service. ``allowFirstLastIPs`` defaults to "No" here, as in Cilium 1.15
+and the example it came from (lb-ipam-l2-ingress/EXPECTED.md: pool 10.0.0.0/30 hands
+out 10.0.0.1, "a /30 is the smallest usable pool (2 addresses)"); Cilium 1.16 changed
+the upstream default to "Yes". Imports only
 ``ciliate.model.meta``.
 """
 
@@ -52,7 +55,7 @@ class CiliumLoadBalancerIPPool:
                 for b in blocks
             ),
             None if sel is None else LabelSelector.from_doc(sel),
-            str(spec.get("allowFirstLastIPs", "Yes")) != "No",
+            str(spec.get("allowFirstLastIPs", "No")) == "Yes",
             bool(spec.get("disabled", False)),
             {str(c.get("type")): str(c.get("status")) for c in status.get("conditions") or ()},
             doc,

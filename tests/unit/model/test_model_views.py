@@ -117,3 +117,12 @@ def test_registry_maps_every_example_kind() -> None:
     assert parse_or_none({"apiVersion": "v1", "kind": "Secret"}) is None
     with pytest.raises(KeyError):
         parse({"apiVersion": "v1", "kind": "Secret"})
+
+
+def test_pool_first_and_last_addresses_are_reserved_by_default() -> None:
+    # lb-ipam-l2-ingress/EXPECTED.md: a /30 is the smallest usable pool (2 addresses).
+    pool = misc.CiliumLoadBalancerIPPool.from_doc(_docs("lb-ipam-l2-ingress/pool-blue.yaml")[0])
+    assert not pool.allow_first_last_ips
+    doc = {"kind": "CiliumLoadBalancerIPPool", "metadata": {"name": "p"},
+           "spec": {"allowFirstLastIPs": "Yes"}}  # fmt: skip
+    assert misc.CiliumLoadBalancerIPPool.from_doc(doc).allow_first_last_ips
