@@ -175,11 +175,18 @@ def _qualified(info: KindInfo | VirtualKind, name: str) -> str:
     return f"{info.qualified_singular}/{name}"
 
 
-def _load(args: argparse.Namespace, ctx: Context) -> Batch:
+def _load(args: argparse.Namespace, ctx: Context, identity_only: bool = False) -> Batch:
     """The batch of ``-f`` arguments, with kubectl's ``-n`` rule applied."""
     batch = load_paths(args.filename, args.recursive, ctx.stdin, _namespace(args))
     if args.namespace:
         batch.diagnostics.extend(check_namespace_flag(batch.objects, args.namespace))
+    if identity_only:
+        # delete -f needs only each object's identity, as kubectl: a field problem of
+        # an identified object does not stop its deletion.
+        known = {d.key for d in batch.objects}
+        batch.diagnostics = [
+            x for x in batch.diagnostics if (x.kind, x.namespace, x.name) not in known
+        ]
     batch.raise_if_invalid()
     return batch
 
@@ -232,7 +239,7 @@ def run_delete(args: argparse.Namespace, ctx: Context) -> int:
     if args.filename:
         if args.kind:
             raise CiliateError("give either -f FILE or KIND NAME, not both")
-        batch = _load(args, ctx)
+        batch = _load(args, ctx, identity_only=True)
         targets = [(d.info, d.namespace, d.name) for d in batch.objects]
     else:
         if not args.kind or not args.names:

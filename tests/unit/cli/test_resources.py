@@ -275,3 +275,13 @@ def test_apply_dry_run_writes_nothing(cluster: Run, state: Path) -> None:
     assert rc == 0 and out.splitlines()[0] == "namespace/networking101 created (dry run)"
     rc, _, _ = cluster("get", "ns", "networking101")
     assert rc == 2
+
+
+def test_delete_by_manifest_needs_only_identities(cluster: Run) -> None:
+    good = "apiVersion: v1\nkind: ConfigMap\nmetadata: {name: a}\n"
+    assert cluster("apply", "-f", "-", stdin=good)[0] == 0
+    bad_fields = good + "data: {k: 1}\n"  # a number where a string belongs
+    rc, out, err = cluster("delete", "-f", "-", stdin=bad_fields)
+    assert (rc, out, err) == (0, 'configmap "a" deleted\n', "")
+    rc, _, err = cluster("delete", "-f", "-", stdin="kind: ConfigMap\nmetadata: {name: a}\n")
+    assert rc == 1 and "apiVersion: required value" in err
