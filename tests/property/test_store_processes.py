@@ -40,12 +40,15 @@ WRITER = textwrap.dedent(
             n = f"{tag}-{i}"
             s.apply([Change(ObjectKey("ConfigMap", "default", n), cm(n, tag))])
     else:
-        # Batches of ``size`` new objects all tagged with the batch number, plus a
-        # counter object rewritten in the same batch; runs until killed.
+        # Batches of ``size`` objects all tagged with the batch number, plus a counter
+        # object rewritten in the same batch; runs until killed. Batch b writes slot
+        # b % SLOTS, overwriting batch b - SLOTS, so the store stays small however many
+        # batches land, and a torn batch would leave mixed tags in its slot.
         start = int(tag)
         print("ready", flush=True)
         for b in range(start, start + count):
-            ch = [Change(ObjectKey("ConfigMap", "default", f"b{b}-{i}"), cm(f"b{b}-{i}", str(b)))
+            slot = b % 4
+            ch = [Change(ObjectKey("ConfigMap", "default", f"s{slot}-{i}"), cm(f"s{slot}-{i}", str(b)))
                   for i in range(size)]
             ch.append(Change(ObjectKey("ConfigMap", "default", "counter"), cm("counter", str(b))))
             s.apply(ch)
@@ -88,18 +91,29 @@ def test_concurrent_processes_all_land_with_unique_increasing_rvs(tmp_path: Path
             assert mine == [f"w{w}-{i}" for i in range(per)]
 
 
+SLOTS = 4
+
+
 def _check_whole_batches(db: str, size: int) -> int:
     """Assert the store holds only whole batches; return how many were committed."""
     with SQLiteStore(db) as s:
         docs = s.list("ConfigMap")
         counter = s.get(ObjectKey("ConfigMap", "default", "counter"))
-        tags = Counter(d["data"]["batch"] for d in docs if d["metadata"]["name"] != "counter")
         if counter is None:
-            assert not tags
+            assert not docs
+            assert s.resource_version() == 0
             return 0
         last = int(counter["data"]["batch"])
-        assert sorted(int(t) for t in tags) == list(range(last + 1))
-        assert set(tags.values()) == {size}, tags
+        tags: dict[int, Counter[str]] = {}
+        for d in docs:
+            name = d["metadata"]["name"]
+            if name != "counter":
+                tags.setdefault(int(name[1 : name.index("-")]), Counter())[d["data"]["batch"]] += 1
+        # Each slot holds exactly one batch, whole: the newest batch written to it.
+        expected = {b % SLOTS: b for b in range(max(0, last - SLOTS + 1), last + 1)}
+        assert {slot: dict(c) for slot, c in tags.items()} == {
+            slot: {str(b): size} for slot, b in expected.items()
+        }
         # The event log agrees: (size + 1) events per batch, nothing torn.
         assert s.resource_version() == (last + 1) * (size + 1)
         return last + 1
