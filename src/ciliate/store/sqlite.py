@@ -137,7 +137,8 @@ class SQLiteStore:
     ) -> None:
         if history < 1:
             raise ValueError("history must keep at least one event")
-        self.path = Path(path)
+        # Absolute: watch() opens connections later, possibly after a chdir (daemons).
+        self.path = Path(path).absolute()
         self._history = history
         self._poll_interval = poll_interval
         self._synchronous = "FULL" if durable else "NORMAL"
