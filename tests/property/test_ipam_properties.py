@@ -91,3 +91,23 @@ def test_carved_cidrs_are_disjoint_and_inside_the_pool(mask, explicit_flags, dat
     for n in nodes:
         if n.pod_cidr:
             assert got[n.name] == n.pod_cidr
+
+
+@settings(max_examples=500, deadline=None)
+@given(
+    st.one_of(
+        st.ip_addresses(v=4).map(str),
+        st.text(alphabet="0123456789. +-x", max_size=20),
+        st.lists(st.integers(min_value=-5, max_value=300), min_size=3, max_size=5).map(
+            lambda xs: ".".join(str(x) for x in xs)
+        ),
+    )
+)
+def test_parse_ipv4_agrees_with_ipaddress(text):
+    from ciliate.control.ipam import parse_ipv4
+
+    try:
+        expected: int | None = int(IPv4Address(text))
+    except ValueError:
+        expected = None
+    assert parse_ipv4(text) == expected

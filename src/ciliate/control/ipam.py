@@ -26,7 +26,6 @@ Inputs: the cluster config (``model.cluster``). Outputs: ``NodeIPAM`` plans and 
 
 from __future__ import annotations
 
-import ipaddress
 from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass, replace
 from ipaddress import IPv4Address, IPv4Network
@@ -187,14 +186,24 @@ class ClusterIPAM:
         # prefix length -> network address (int) -> node: an address finds its node
         # with one lookup per distinct prefix length, not a scan over every node.
         self._nets: dict[int, dict[int, str]] = {}
-        self._used: dict[str, dict[IPv4Address, str]] = {}
-        # Next candidate per node: every address below it is used or reserved, so
-        # allocation does not rescan the CIDR from its start each time.
+        self._span: dict[str, tuple[int, int, int]] = {}  # node -> (base, first, last)
+        self._reserved: dict[str, frozenset[int]] = {}
+        self._used: dict[str, dict[int, str]] = {}  # node -> address (int) -> owner
+        # Next candidate offset per node: every address below it is used or reserved,
+        # so allocation does not rescan the CIDR from its start each time.
         self._cursor: dict[str, int] = {}
         for n in nodes:
-            self._nodes[n.node] = n
             net = n.network
-            self._nets.setdefault(net.prefixlen, {})[int(net.network_address)] = n.node
+            base = int(net.network_address)
+            small = net.prefixlen >= 31  # /31 and /32 have no network/broadcast address
+            self._nodes[n.node] = n
+            self._nets.setdefault(net.prefixlen, {})[base] = n.node
+            self._span[n.node] = (
+                base,
+                0 if small else 1,
+                net.num_addresses - (1 if small else 2),
+            )
+            self._reserved[n.node] = frozenset(int(IPv4Address(x)) for x in n.reserved)
             self._used[n.node] = {}
             self._cursor[n.node] = 0
 
@@ -202,13 +211,7 @@ class ClusterIPAM:
     def nodes(self) -> Mapping[str, NodeIPAM]:
         return self._nodes
 
-    def node_for_ip(self, ip: str) -> str | None:
-        """The node whose podCIDR holds ``ip`` (None: no node's)."""
-        try:
-            addr = IPv4Address(ip)
-        except ipaddress.AddressValueError:
-            return None
-        value = int(addr)
+    def _locate(self, value: int) -> str | None:
         for plen, nets in self._nets.items():
             mask = (0xFFFFFFFF << (32 - plen)) & 0xFFFFFFFF
             node = nets.get(value & mask)
@@ -216,70 +219,95 @@ class ClusterIPAM:
                 return node
         return None
 
+    def node_for_ip(self, ip: str) -> str | None:
+        """The node whose podCIDR holds ``ip`` (None: no node's, or not an address)."""
+        value = parse_ipv4(ip)
+        return None if value is None else self._locate(value)
+
     def owner(self, ip: str) -> str | None:
-        node = self.node_for_ip(ip)
-        if node is None:
+        value = parse_ipv4(ip)
+        node = None if value is None else self._locate(value)
+        if value is None or node is None:
             return None
-        return self._used[node].get(IPv4Address(ip))
+        return self._used[node].get(value)
 
     def allocate(self, node: str, owner: str) -> str | Exhausted:
         """The lowest free usable address of ``node``'s CIDR, now owned by ``owner``."""
-        plan = self._nodes[node]
-        net = plan.network
+        base, first, last = self._span[node]
         used = self._used[node]
-        reserved = {IPv4Address(x) for x in plan.reserved}
-        base = int(net.network_address)
-        first = 0 if net.prefixlen >= 31 else 1
-        last = net.num_addresses - (1 if net.prefixlen >= 31 else 2)
+        reserved = self._reserved[node]
         off = max(self._cursor[node], first)
         while off <= last:
-            addr = IPv4Address(base + off)
-            if addr not in used and addr not in reserved:
-                used[addr] = owner
+            value = base + off
+            if value not in used and value not in reserved:
+                used[value] = owner
                 self._cursor[node] = off + 1
-                return str(addr)
+                return str(IPv4Address(value))
             off += 1
         self._cursor[node] = off
-        return Exhausted(node, plan.cidr)
+        return Exhausted(node, self._nodes[node].cidr)
 
     def claim(self, ip: str, owner: str) -> str | Conflict:
         """Record that ``owner`` holds ``ip`` (a pod that came with status.podIP).
 
         Returns the node name, or why the address cannot be held.
         """
-        node = self.node_for_ip(ip)
-        if node is None:
+        value = parse_ipv4(ip)
+        node = None if value is None else self._locate(value)
+        if value is None or node is None:
             return Conflict(ip, f"{ip} is not inside any node's podCIDR")
-        addr = IPv4Address(ip)
-        plan = self._nodes[node]
-        if ip in plan.reserved:
+        if value in self._reserved[node]:
             return Conflict(ip, f"{ip} is reserved on node {node} (router or health IP)")
-        net = plan.network
-        if net.prefixlen < 31 and addr in (net.network_address, net.broadcast_address):
-            return Conflict(ip, f"{ip} is the network or broadcast address of {plan.cidr}")
-        holder = self._used[node].get(addr)
+        base, first, last = self._span[node]
+        if not first <= value - base <= last:
+            cidr = self._nodes[node].cidr
+            return Conflict(ip, f"{ip} is the network or broadcast address of {cidr}")
+        holder = self._used[node].get(value)
         if holder is not None and holder != owner:
             return Conflict(ip, f"{ip} is already allocated to {holder}")
-        self._used[node][addr] = owner
+        self._used[node][value] = owner
         return node
 
     def release(self, ip: str) -> None:
         """Free ``ip`` (unknown or free addresses are ignored: release is idempotent)."""
-        node = self.node_for_ip(ip)
-        if node is None:
+        value = parse_ipv4(ip)
+        node = None if value is None else self._locate(value)
+        if value is None or node is None:
             return
-        addr = IPv4Address(ip)
-        if self._used[node].pop(addr, None) is not None:
-            off = int(addr) - int(self._nodes[node].network.network_address)
+        if self._used[node].pop(value, None) is not None:
+            off = value - self._span[node][0]
             self._cursor[node] = min(self._cursor[node], off)
 
     def allocated(self, node: str) -> int:
         """Addresses in use on ``node``, router and health included (Cilium's count)."""
-        return len(self._used[node]) + len(self._nodes[node].reserved)
+        return len(self._used[node]) + len(self._reserved[node])
 
     def addresses(self, node: str) -> dict[str, str]:
         """ip -> owner of every pod address on ``node``."""
-        return {str(a): o for a, o in sorted(self._used[node].items())}
+        return {str(IPv4Address(a)): o for a, o in sorted(self._used[node].items())}
 
     def summary(self, node: str) -> str:
         return ipam_summary(self._nodes[node], self.allocated(node))
+
+
+def parse_ipv4(text: str) -> int | None:
+    """A dotted-quad IPv4 address as an int; None if it is not one.
+
+    Stricter than ``int()`` per octet and as strict as ``ipaddress`` (no signs, spaces
+    or leading zeros), but much cheaper: the controllers parse every pod address on
+    every round.
+    """
+    parts = text.split(".")
+    if len(parts) != 4:
+        return None
+    value = 0
+    for part in parts:
+        if not part.isascii() or not part.isdigit() or len(part) > 3:
+            return None
+        if len(part) > 1 and part[0] == "0":
+            return None
+        octet = int(part)
+        if octet > 255:
+            return None
+        value = (value << 8) | octet
+    return value

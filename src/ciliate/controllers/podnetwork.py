@@ -203,6 +203,16 @@ def compute_pod_network(snap: Snapshot, config: ClusterConfig) -> list[Change]:
                     out.append(ch)
             continue
         host_ip = _node_ip(node)
+        st = p.get("status") or {}
+        if (
+            st.get("phase") == "Running"
+            and st.get("hostIP") == host_ip
+            and st.get("podIP")
+            and not st.get("reason")
+            and _key(p) not in problems
+        ):
+            # Started and unchanged (the common case): nothing to compute.
+            continue
         if _key(p) in problems:
             reason, message = problems[_key(p)]
             ch = _with_status(p, pending_status(p, reason, message, host_ip))

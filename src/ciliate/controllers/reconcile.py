@@ -35,7 +35,7 @@ from ciliate.controllers.scheduler import compute_scheduling
 from ciliate.controllers.snapshot import Snapshot, net_changes
 from ciliate.controllers.workloads import compute_workloads
 from ciliate.model.cluster import ClusterConfig
-from ciliate.store.api import Change, Store
+from ciliate.store.api import Change, ObjectKey, Store
 
 Controller = Callable[[Snapshot], list[Change]]
 
@@ -55,9 +55,12 @@ def controllers(config: ClusterConfig, rng: random.Random) -> Sequence[tuple[str
 def compute_round(snap: Snapshot, config: ClusterConfig, rng: random.Random) -> list[Change]:
     """One round over a snapshot: the net changes of every controller in order."""
     work = snap
+    touched: set[ObjectKey] = set()
     for _name, ctl in controllers(config, rng):
-        work = work.with_changes(ctl(work))
-    return net_changes(snap, work)
+        changes = ctl(work)
+        touched.update(c.key for c in changes)
+        work = work.with_changes(changes)
+    return net_changes(snap, work, touched)
 
 
 def reconcile(

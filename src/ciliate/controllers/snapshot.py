@@ -134,18 +134,25 @@ def delete(doc: Doc) -> Change:
     return Change(key_of(doc), None)
 
 
-def net_changes(before: Snapshot, after: Snapshot) -> list[Change]:
+def net_changes(
+    before: Snapshot, after: Snapshot, touched: Iterable[ObjectKey] | None = None
+) -> builtins.list[Change]:
     """The puts and deletes that turn ``before`` into ``after`` (unchanged objects left
-    out), in a stable order: kinds, then namespace/name."""
-    out: list[Change] = []
-    kinds = sorted(set(before.kinds()) | set(after.kinds()))
-    for kind in kinds:
-        old = {key_of(d): d for d in before.list(kind)}
-        new = {key_of(d): d for d in after.list(kind)}
-        for key in sorted(set(old) | set(new)):
-            o, n = old.get(key), new.get(key)
-            if n is None:
+    out), in a stable order: kind, namespace, name. ``touched`` (the keys any change
+    named) limits the comparison to those objects; None compares everything."""
+    if touched is None:
+        keys: set[ObjectKey] = set()
+        for kind in set(before.kinds()) | set(after.kinds()):
+            keys.update(key_of(d) for d in before.list(kind))
+            keys.update(key_of(d) for d in after.list(kind))
+    else:
+        keys = set(touched)
+    out: builtins.list[Change] = []
+    for key in sorted(keys):
+        o, n = before.get(key), after.get(key)
+        if n is None:
+            if o is not None:
                 out.append(Change(key, None))
-            elif o is None or o != n:
-                out.append(Change(key, n))
+        elif o is None or o != n:
+            out.append(Change(key, n))
     return out
