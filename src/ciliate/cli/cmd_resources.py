@@ -17,7 +17,10 @@ from typing import Any
 import yaml
 
 from ciliate.cli import describe as describe_mod
-from ciliate.cli import endpoints_view  # noqa: F401 - registers the computed Endpoints kind
+from ciliate.cli import (
+    endpoints_view,  # noqa: F401 - registers the computed Endpoints kind
+    mutate,
+)
 from ciliate.cli.applier import apply_batch, cluster_config, reconcile
 from ciliate.cli.context import Context
 from ciliate.cli.jsonpath import render as render_jsonpath
@@ -130,6 +133,7 @@ def register(sub: Any) -> None:
     p.add_argument("names", nargs="*", metavar="NAME")
     _namespace_args(p)
     p.add_argument("-l", "--selector", default="", help="label selector, e.g. app=x,tier!=db")
+    p.add_argument("--show-labels", action="store_true", help="add a LABELS column")
     p.add_argument(
         "-o",
         "--output",
@@ -151,6 +155,84 @@ def register(sub: Any) -> None:
     p.add_argument("names", nargs="+", metavar="NAME")
     p.add_argument("-n", "--namespace", default=None, help="namespace (default: default)")
     p.set_defaults(func=run_describe)
+
+    p = sub.add_parser(
+        "scale",
+        help="set the replicas of deployments, replicasets or statefulsets",
+        description="Set spec.replicas of workloads; the controllers add or remove pods.",
+        epilog=SCALE_EPILOG,
+        formatter_class=fmt,
+    )
+    p.add_argument("kind")
+    p.add_argument("names", nargs="+", metavar="NAME")
+    p.add_argument("--replicas", type=int, required=True, help="the new number of replicas")
+    p.add_argument("-n", "--namespace", default=None, help="namespace (default: default)")
+    p.set_defaults(func=run_scale)
+
+    p = sub.add_parser(
+        "label",
+        help="set or remove labels of objects",
+        description="Set (key=value) or remove (key-) labels of objects.",
+        epilog=LABEL_EPILOG,
+        formatter_class=fmt,
+    )
+    p.add_argument("kind")
+    p.add_argument("name")
+    p.add_argument("labels", nargs="+", metavar="KEY=VALUE|KEY-")
+    p.add_argument("-n", "--namespace", default=None, help="namespace (default: default)")
+    p.add_argument("--overwrite", action="store_true", help="allow replacing existing values")
+    p.set_defaults(func=run_label)
+
+
+SCALE_EPILOG = """\
+Examples:
+  ciliate scale deploy busybox --replicas=3 -n networking101
+  ciliate scale deploy backend1 frontend1 --replicas=0 -n app1
+
+Exit status: 0 scaled, 1 invalid arguments, 2 not found.
+"""
+
+LABEL_EPILOG = """\
+Examples:
+  ciliate label ns app2 project=myproject
+  ciliate label pod web-1 role=frontend --overwrite
+  ciliate label pod web-1 role-              # remove the label
+
+Exit status: 0 labeled, 1 invalid arguments, 2 not found.
+"""
+
+
+def _stored_kind(word: str) -> KindInfo:
+    r = _resolve(word)
+    if isinstance(r, VirtualKind) or r.computed:
+        raise CiliateError(f"{r.plural} are computed by ciliate and cannot be changed")
+    return r
+
+
+def _after_change(store: Store) -> None:
+    config = _config_or_none(store)
+    if config is not None:
+        reconcile(store, config)
+
+
+def run_scale(args: argparse.Namespace, ctx: Context) -> int:
+    info = _stored_kind(args.kind)
+    store = ctx.store()
+    ns = _namespace(args) if info.namespaced else ""
+    for line in mutate.scale(store, info, ns, args.names, args.replicas):
+        ctx.out(line)
+    _after_change(store)
+    return ExitCode.OK
+
+
+def run_label(args: argparse.Namespace, ctx: Context) -> int:
+    info = _stored_kind(args.kind)
+    store = ctx.store()
+    ns = _namespace(args) if info.namespaced else ""
+    for line in mutate.label(store, info, ns, [args.name], args.labels, args.overwrite):
+        ctx.out(line)
+    _after_change(store)
+    return ExitCode.OK
 
 
 def _file_args(p: argparse.ArgumentParser, required: bool) -> None:
@@ -424,6 +506,12 @@ def _print(
         headers, rows = _table_fn(r)(docs, wide)
         if several:
             rows = [[_qualified(r, row[0]), *row[1:]] for row in rows]
+        if args.show_labels:
+            headers = [*headers, "LABELS"]
+            rows = [
+                [*row, ",".join(f"{k}={v}" for k, v in sorted(_labels(d).items())) or "<none>"]
+                for d, row in zip(docs, rows, strict=True)
+            ]
         if args.all_namespaces and r.namespaced:
             headers = ["NAMESPACE", *headers]
             rows = [[_ns(d), *row] for d, row in zip(docs, rows, strict=True)]

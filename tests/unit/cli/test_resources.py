@@ -285,3 +285,30 @@ def test_delete_by_manifest_needs_only_identities(cluster: Run) -> None:
     assert (rc, out, err) == (0, 'configmap "a" deleted\n', "")
     rc, _, err = cluster("delete", "-f", "-", stdin="kind: ConfigMap\nmetadata: {name: a}\n")
     assert rc == 1 and "apiVersion: required value" in err
+
+
+def test_scale_and_label(cluster: Run) -> None:
+    cluster("apply", "-f", str(shared_examples() / "networking101/workloads.yaml"))
+    rc, out, _ = cluster("scale", "deploy", "busybox", "--replicas=3", "-n", "networking101")
+    assert (rc, out) == (0, "deployment.apps/busybox scaled\n")
+    _, out, _ = cluster("get", "po", "-n", "networking101", "-l", "app=busybox", "-o", "name")
+    assert len(out.splitlines()) == 3
+    rc, _, err = cluster("scale", "svc", "kubernetes", "--replicas=2")
+    assert rc == 1 and "cannot be scaled" in err
+    rc, _, err = cluster("scale", "deploy", "nope", "--replicas=2")
+    assert rc == 2 and 'deployments.apps "nope" not found' in err
+
+    rc, out, _ = cluster("label", "ns", "networking101", "team=blue")
+    assert (rc, out) == (0, "namespace/networking101 labeled\n")
+    _, out, _ = cluster("get", "ns", "networking101", "--show-labels")
+    assert "team=blue" in out.splitlines()[1] and out.splitlines()[0].endswith("LABELS")
+    rc, _, err = cluster("label", "ns", "networking101", "team=red")
+    assert rc == 1 and "--overwrite is false" in err
+    assert cluster("label", "ns", "networking101", "team=red", "--overwrite")[0] == 0
+    assert (
+        cluster("label", "ns", "networking101", "team-")[1] == "namespace/networking101 labeled\n"
+    )
+    _, out, _ = cluster("get", "ns", "-l", "team", "-o", "name")
+    assert out == ""
+    rc, _, err = cluster("label", "ns", "networking101", "bad key=x")
+    assert rc == 1 and "label key" in err
