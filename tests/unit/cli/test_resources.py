@@ -222,7 +222,7 @@ def test_virtual_kinds(cluster: Run, monkeypatch: pytest.MonkeyPatch) -> None:
 
 
 def test_help_has_examples(capsys: pytest.CaptureFixture[str]) -> None:
-    for cmd in ("apply", "get", "delete", "describe"):
+    for cmd in ("apply", "get", "delete", "describe", "scale", "label"):
         with pytest.raises(SystemExit):
             main([cmd, "--help"])
         assert "Examples:" in capsys.readouterr().out
