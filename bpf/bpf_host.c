@@ -9,7 +9,8 @@
  * cil_from_host (cilium_host egress): the host's own traffic towards pods, routed to
  *   cilium_host by the per-pod-CIDR routes: local pods are delivered through cilium_lxc
  *   (the destination's ingress policy sees identity host), remote pods are tunnelled with
- *   VNI = host (1), which the far side reads as remote-node (6).
+ *   VNI = host (1), which the far side reads as remote-node (6).  ARP requests of the host
+ *   (when cilium_host is not NOARP) are answered with cilium_host's MAC.
  */
 #include "lib/common.h"
 #include "lib/eth.h"
@@ -23,6 +24,7 @@
 #include "lib/lb.h"
 #include "lib/nat.h"
 #include "lib/encap.h"
+#include "lib/arp.h"
 
 #define THIS_FILE FILE_BPF_HOST
 
@@ -96,11 +98,23 @@ static __always_inline int host_forward(struct __sk_buff *skb, __u32 src_id, __b
 SEC("tc")
 int cil_from_host(struct __sk_buff *skb)
 {
+	struct runtime_config *cfg;
 	struct lb_result lb = {};
 	struct l4_info l4;
 	void *data_end;
 	struct iphdr *ip4;
 
+	if (skb->protocol == bpf_htons(ETH_P_ARP)) {
+		/* cilium_host should be NOARP (Cilium sets it so); if it is not, the host ARPs
+		 * for pods behind it and nobody would answer: answer with cilium_host's MAC,
+		 * the programs rewrite the MACs of what follows anyway. */
+		struct arp_eth arp;
+
+		cfg = runtime_config();
+		if (cfg && arp_check(skb, &arp))
+			return arp_respond(skb, &arp, &cfg->host_mac, BPF_F_INGRESS);
+		return CTX_ACT_OK;
+	}
 	if (skb->protocol != bpf_htons(ETH_P_IP))
 		return CTX_ACT_OK;
 	ip4 = ipv4_hdr(skb, &data_end);

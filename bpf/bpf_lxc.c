@@ -42,7 +42,7 @@ static __always_inline int handle_arp(struct __sk_buff *skb)
 	src = lookup_endpoint(arp.ar_sip);
 	if (!src)
 		return CTX_ACT_OK;
-	return arp_respond(skb, &arp, &src->node_mac);
+	return arp_respond(skb, &arp, &src->node_mac, 0);
 }
 
 static __always_inline int handle_ipv4(struct __sk_buff *skb)

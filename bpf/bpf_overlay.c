@@ -34,6 +34,8 @@ static __always_inline int from_overlay_reply_out(struct __sk_buff *skb, __be32 
 						  __be32 daddr, __u8 proto, __u32 l4_off,
 						  __u32 src_id)
 {
+	struct runtime_config *cfg = runtime_config();
+	struct remote_endpoint_info *remote;
 	struct ipv4_ct_tuple tuple = {};
 	struct ct_result ct;
 	struct l4_info l4;
@@ -49,12 +51,23 @@ static __always_inline int from_overlay_reply_out(struct __sk_buff *skb, __be32 
 	ret = lb4_rev_nat(skb, ct.rev_nat_index, proto, l4_off, &saddr);
 	if (ret > 0)
 		return DROP(skb, THIS_FILE, METRIC_EGRESS, ret, 0, src_id, 0, 0);
-	t.obs_point = TRACE_TO_STACK;
+	remote = lookup_ipcache(daddr);
 	t.reason = ct.status;
 	t.monitor = ct.monitor;
 	t.flags = TRACE_F_VXLAN;
 	t.src_label = src_id;
-	t.dst_label = resolve_identity(daddr);
+	t.dst_label = remote ? remote->sec_identity : WORLD_ID;
+	if (remote && (remote->flags & IPCACHE_F_HAS_TUNNEL_EP) && remote->tunnel_endpoint &&
+	    cfg && cfg->vxlan_ifindex) {
+		/* the client is a pod of another node (a NodePort hairpin): straight back into
+		 * the tunnel, as the node's own traffic (VNI host) */
+		t.obs_point = TRACE_TO_OVERLAY;
+		t.ifindex = cfg->vxlan_ifindex;
+		send_trace_notify(skb, &t);
+		ret = encap_vxlan(skb, remote->tunnel_endpoint, HOST_ID, cfg->vxlan_ifindex);
+		return ret < 0 ? CTX_ACT_DROP : ret;
+	}
+	t.obs_point = TRACE_TO_STACK;
 	send_trace_notify(skb, &t);
 	ret = fib_redirect_v4(skb, saddr, daddr);
 	return ret < 0 ? CTX_ACT_OK : ret;

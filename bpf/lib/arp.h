@@ -42,10 +42,11 @@ static __always_inline int arp_check(struct __sk_buff *skb, struct arp_eth *arp)
 	return arp->ar_sip != arp->ar_tip;
 }
 
-/* Turn the request into the reply in place and send it back out of the interface it came
- * in on (redirect to the lxc's egress delivers into the pod). */
+/* Turn the request into the reply in place and send it back where it came from: from an
+ * lxc's ingress, out of the lxc (into the pod); from cilium_host's egress, into
+ * cilium_host's ingress (redirect_flags BPF_F_INGRESS). */
 static __always_inline int arp_respond(struct __sk_buff *skb, struct arp_eth *arp,
-				       const mac_t *lxc_mac)
+				       const mac_t *lxc_mac, __u64 redirect_flags)
 {
 	struct arp_eth reply = {};
 	__u8 smac[ETH_ALEN];
@@ -66,7 +67,7 @@ static __always_inline int arp_respond(struct __sk_buff *skb, struct arp_eth *ar
 		return CTX_ACT_DROP;
 	if (bpf_skb_store_bytes(skb, ETH_ALEN, lxc_mac, ETH_ALEN, 0) < 0)
 		return CTX_ACT_DROP;
-	return bpf_redirect(skb->ifindex, 0);
+	return bpf_redirect(skb->ifindex, redirect_flags);
 }
 
 #endif /* CILIATE_ARP_H */
