@@ -188,3 +188,58 @@ def test_a_watcher_in_another_process_receives_events_in_order(tmp_path: Path) -
         ["MODIFIED", 2, "x"],
         ["DELETED", 3, "x"],
     ]
+
+
+ALLOCATOR = textwrap.dedent(
+    """
+    import sys
+    from ciliate.store.api import Change, ObjectKey, VersionConflictError
+    from ciliate.store.sqlite import SQLiteStore
+
+    s = SQLiteStore(sys.argv[1])
+    tag, count = sys.argv[2], int(sys.argv[3])
+    retries = 0
+    for i in range(count):
+        while True:
+            # Read-compute-write, as the controllers' IPAM does: take the lowest free
+            # number, and write only if nobody wrote since the snapshot.
+            docs, rv = s.list_with_version("Pod")
+            used = {d["status"]["n"] for d in docs}
+            n = min(set(range(len(used) + 1)) - used)
+            name = f"{tag}-{i}"
+            doc = {"kind": "Pod", "metadata": {"name": name, "namespace": "d"},
+                   "status": {"n": n}}
+            try:
+                s.apply([Change(ObjectKey("Pod", "d", name), doc)], if_version=rv)
+                break
+            except VersionConflictError:
+                retries += 1
+    print(retries)
+    s.close()
+    """
+)
+
+
+def test_read_compute_write_with_if_version_never_hands_out_a_number_twice(
+    tmp_path: Path,
+) -> None:
+    db = str(tmp_path / "store.db")
+    SQLiteStore(db).close()
+    env = dict(os.environ)
+    env["PYTHONPATH"] = str(Path(__file__).resolve().parents[2] / "src")
+    procs = [
+        subprocess.Popen(
+            [sys.executable, "-c", ALLOCATOR, db, f"p{w}", "25"],
+            stdout=subprocess.PIPE,
+            stderr=subprocess.PIPE,
+            text=True,
+            env=env,
+        )
+        for w in range(3)
+    ]
+    for p in procs:
+        _, err = p.communicate(timeout=120)
+        assert p.returncode == 0, err
+    with SQLiteStore(db) as s:
+        numbers = [d["status"]["n"] for d in s.list("Pod")]
+    assert sorted(numbers) == list(range(75))

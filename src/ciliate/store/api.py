@@ -54,6 +54,18 @@ class StoreError(ConflictError):
     locked by another writer for longer than the busy timeout."""
 
 
+class VersionConflictError(ConflictError):
+    """``apply(..., if_version=v)`` found the store at another resourceVersion: someone
+    else wrote since the caller's snapshot. Re-read and compute again."""
+
+    def __init__(self, expected: int, actual: int) -> None:
+        self.expected = expected
+        self.actual = actual
+        super().__init__(
+            f"the store changed since resourceVersion {expected} (now {actual}); retry"
+        )
+
+
 class ResourceVersionTooOldError(ConflictError):
     """The events after ``since`` were compacted away (Kubernetes: 410 Gone).
 
@@ -92,11 +104,14 @@ class Store(Protocol):
         """Objects of a kind (all kinds when None), in one namespace or all (None)."""
         ...
 
-    def apply(self, changes: Sequence[Change]) -> int:
+    def apply(self, changes: Sequence[Change], *, if_version: int | None = None) -> int:
         """Apply a batch atomically; return the resourceVersion after it.
 
         Puts merge server-set metadata (uid and creationTimestamp kept across updates);
-        a delete of a missing object is ignored.
+        a delete of a missing object is ignored. With ``if_version`` the batch is
+        applied only if the store is still at that resourceVersion, else
+        ``VersionConflictError`` and nothing changes (optimistic concurrency for
+        read-compute-write loops such as the controllers).
         """
         ...
 

@@ -24,6 +24,7 @@ from ciliate.store.api import (
     EventType,
     ObjectKey,
     ResourceVersionTooOldError,
+    VersionConflictError,
     WatchEvent,
 )
 from ciliate.store.objects import canonical, load, resolve_delete, resolve_put
@@ -81,10 +82,12 @@ class MemoryStore:
         with self._cond:
             return self._compacted
 
-    def apply(self, changes: Sequence[Change]) -> int:
+    def apply(self, changes: Sequence[Change], *, if_version: int | None = None) -> int:
         with self._cond:
             if self._closed:
                 raise RuntimeError("store is closed")
+            if if_version is not None and self._rv != if_version:
+                raise VersionConflictError(if_version, self._rv)
             # Stage everything first: an error in any change leaves the store untouched.
             staged: dict[ObjectKey, str | None] = {}
             events: builtins.list[tuple[int, EventType, ObjectKey, str]] = []

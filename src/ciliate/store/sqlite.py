@@ -56,6 +56,7 @@ from ciliate.store.api import (
     ObjectKey,
     ResourceVersionTooOldError,
     StoreError,
+    VersionConflictError,
     WatchEvent,
 )
 from ciliate.store.objects import canonical, load, resolve_delete, resolve_put
@@ -256,7 +257,7 @@ class SQLiteStore:
 
     # --- writes ---------------------------------------------------------------------
 
-    def apply(self, changes: Sequence[Change]) -> int:
+    def apply(self, changes: Sequence[Change], *, if_version: int | None = None) -> int:
         if self._closed:
             raise RuntimeError("store is closed")
         with self._lock:
@@ -264,6 +265,8 @@ class SQLiteStore:
             conn.execute("BEGIN IMMEDIATE")
             try:
                 rv = self._meta("rv")
+                if if_version is not None and rv != if_version:
+                    raise VersionConflictError(if_version, rv)
                 start = rv
                 for change in changes:
                     rv = self._apply_one(change, rv)

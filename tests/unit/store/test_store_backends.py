@@ -337,3 +337,15 @@ def test_a_newer_schema_is_refused(tmp_path: Path) -> None:
 def test_missing_parent_directories_are_created(tmp_path: Path) -> None:
     with SQLiteStore(tmp_path / "a" / "b" / "store.db") as s:
         assert s.resource_version() == 0
+
+
+def test_if_version_applies_only_on_an_unchanged_store(store: SQLiteStore) -> None:
+    from ciliate.store.api import VersionConflictError
+
+    rv = store.apply([Change(key("a"), pod("a"))])
+    assert store.apply([Change(key("b"), pod("b"))], if_version=rv) == rv + 1
+    with pytest.raises(VersionConflictError) as exc:
+        store.apply([Change(key("c"), pod("c"))], if_version=rv)
+    assert (exc.value.expected, exc.value.actual) == (rv, rv + 1)
+    assert isinstance(exc.value, ConflictError)
+    assert store.get(key("c")) is None and store.resource_version() == rv + 1
