@@ -78,6 +78,10 @@ def lxc_name(pod_key: str) -> str:
     return "lxc" + hashlib.sha256(pod_key.encode()).hexdigest()[:12]
 
 
+def _mac(b: bytes) -> str:
+    return ":".join(f"{x:02x}" for x in bytes([(b[0] & 0xFC) | 0x02]) + b[1:6])
+
+
 def pod_endpoint(
     node: NodeInfo,
     pod_key: str,
@@ -86,6 +90,9 @@ def pod_endpoint(
     identity: int,
     labels: tuple[str, ...],
 ) -> EndpointState:
+    # One digest of node and pod gives both MACs (bytes 0-5 pod side, 6-11 lxc side):
+    # stable, distinct per pod, and a single hash per pod at 100,000 pods.
+    d = hashlib.sha256(f"{node.name}/{pod_key}".encode()).digest()
     return EndpointState(
         id=endpoint_id,
         pod=pod_key,
@@ -93,9 +100,9 @@ def pod_endpoint(
         identity=identity,
         lxc_name=lxc_name(pod_key),
         lxc_ifindex=lxc_ifindex(endpoint_id),
-        lxc_mac=derived_mac(f"lxc:{node.name}:{pod_key}"),
+        lxc_mac=_mac(d[6:12]),
         pod_ifindex=pod_eth0_ifindex(endpoint_id),
-        pod_mac=derived_mac(f"pod:{node.name}:{pod_key}"),
+        pod_mac=_mac(d[0:6]),
         labels=labels,
     )
 
@@ -131,27 +138,31 @@ def lxc_device(ep: EndpointState) -> Device:
     )
 
 
-def pod_net(ep: EndpointState, node: NodeInfo, mtu: int) -> PodNet:
+POD_LO = Device("lo", IFINDEX_LO, "00:00:00:00:00:00", "loopback", 65536,
+                addresses=("127.0.0.1/8",))  # fmt: skip
+
+
+def pod_routes(node: NodeInfo) -> tuple[Route, ...]:
+    """Every pod of a node has these (one shared tuple per node)."""
+    gw = str(node.cilium_internal_ip)
+    return (Route(dst="default", dev="eth0", via=gw), Route(dst=gw, dev="eth0", scope="link"))
+
+
+def pod_net(
+    ep: EndpointState, node: NodeInfo, mtu: int, routes: tuple[Route, ...] | None = None
+) -> PodNet:
     """The pod's netns (EXPECTED.md): eth0 with a /32, a default route via the node's
     cilium_host address which is on link, and after an arping the gateway's ARP entry
     at the lxc MAC (the lxc side answers ARP for every address)."""
-    gw = str(node.cilium_internal_ip)
-    devices = (
-        Device("lo", IFINDEX_LO, "00:00:00:00:00:00", "loopback", 65536,
-               addresses=("127.0.0.1/8",)),
-        Device("eth0", ep.pod_ifindex, ep.pod_mac, "veth", mtu, peer=ep.lxc_name,
-               peer_ifindex=ep.lxc_ifindex, addresses=(f"{ep.ip}/32",)),
-    )  # fmt: skip
-    routes = (
-        Route(dst="default", dev="eth0", via=gw),
-        Route(dst=gw, dev="eth0", scope="link"),
-    )
+    rts = routes if routes is not None else pod_routes(node)
+    eth0 = Device("eth0", ep.pod_ifindex, ep.pod_mac, "veth", mtu, peer=ep.lxc_name,
+                  peer_ifindex=ep.lxc_ifindex, addresses=(f"{ep.ip}/32",))  # fmt: skip
     return PodNet(
         pod=ep.pod,
         node=node.name,
-        devices=devices,
-        routes=routes,
-        neighbors=(Neighbor(gw, ep.lxc_mac, "eth0"),),
+        devices=(POD_LO, eth0),
+        routes=rts,
+        neighbors=(Neighbor(rts[1].dst, ep.lxc_mac, "eth0"),),
     )
 
 

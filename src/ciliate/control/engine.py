@@ -28,7 +28,8 @@ Sans-IO (no clock, no randomness); must not import the store, datapaths or CLI.
 from __future__ import annotations
 
 import contextlib
-from collections.abc import Iterable, Mapping, Sequence
+import gc
+from collections.abc import Iterable, Iterator, Mapping, Sequence
 from dataclasses import dataclass, field
 from ipaddress import IPv4Address, IPv4Network
 from typing import Any, Protocol
@@ -41,7 +42,13 @@ from ciliate.control.identity import (
     pod_identity_labels,
     reserved_identities,
 )
-from ciliate.control.nodes import NodeInfo, node_devices, node_routes, resolve_nodes
+from ciliate.control.nodes import (
+    NodeInfo,
+    node_devices,
+    node_routes,
+    resolve_nodes,
+    sorted_pod_cidrs,
+)
 from ciliate.desired import (
     IPCACHE_F_HAS_TUNNEL_EP,
     DesiredState,
@@ -85,6 +92,20 @@ ALLOW_ALL: PolicyMap = {
     ),
     PolicyKey(0, True): PolicyEntry(provenance=(Provenance(_DERIVED, "", "", "allow-any-egress"),)),
 }
+
+
+@contextlib.contextmanager
+def _gc_paused() -> Iterator[None]:
+    """A full build allocates millions of small acyclic objects; the cyclic collector
+    would rescan the growing heap again and again (half the build time at 100k pods).
+    Nothing built here needs collecting before the build ends."""
+    was = gc.isenabled()
+    gc.disable()
+    try:
+        yield
+    finally:
+        if was:
+            gc.enable()
 
 
 class DocEvent(Protocol):
@@ -132,6 +153,8 @@ class _NodeParts:
     lb_services: Mapping[Any, Any] = field(default_factory=dict)
     lb_revnat: Mapping[Any, Any] = field(default_factory=dict)
     lb_maglev: Mapping[Any, Any] = field(default_factory=dict)
+    # (the endpoints mapping it was built from, devices): rebuilt when endpoints change
+    devices: tuple[Mapping[int, EndpointState], tuple[Device, ...]] | None = None
 
 
 def _pod_eligible(pod: Pod) -> bool:
@@ -141,6 +164,11 @@ def _pod_eligible(pod: Pod) -> bool:
         and not pod.spec.host_network
         and pod.status.phase not in ("Succeeded", "Failed")
     )
+
+
+def host_prefix(ip: IPv4Address) -> IPv4Network:
+    """``ip/32``; the tuple form skips parsing (5x faster at 100k pods)."""
+    return IPv4Network((int(ip), 32))
 
 
 def _ip4(text: str) -> IPv4Address | None:
@@ -237,9 +265,10 @@ class Engine:
     # --- full build ------------------------------------------------------------------
 
     def load(self, docs: Iterable[Doc]) -> DesiredState:
-        self.docs = {doc_key(d): d for d in docs}
-        self._rebuild()
-        return self.state
+        with _gc_paused():
+            self.docs = {doc_key(d): d for d in docs}
+            self._rebuild()
+            return self.state
 
     def _kind(self, kind: str) -> list[Doc]:
         return [d for k, d in self.docs.items() if k[0] == kind]
@@ -280,14 +309,15 @@ class Engine:
         for info in self.nodes.values():
             shared.update(_remote_view(info))
         for rec in self.pods.values():
-            shared[IPCacheKey(IPv4Network(rec.ip))] = RemoteEndpointInfo(
+            shared[IPCacheKey(host_prefix(rec.ip))] = RemoteEndpointInfo(
                 rec.identity, self.nodes[rec.node].internal_ip, IPCACHE_F_HAS_TUNNEL_EP
             )
         self.shared_ipcache = shared
         all_nodes = list(self.nodes.values())
+        cidrs = sorted_pod_cidrs(all_nodes)
         self.parts = {}
         for name, info in self.nodes.items():
-            self.parts[name] = self._build_node(info, all_nodes, by_node[name])
+            self.parts[name] = self._build_node(info, all_nodes, by_node[name], cidrs)
         # 4. services
         self.services = {}
         self.slices = {}
@@ -348,7 +378,11 @@ class Engine:
         self.cidr_identities = dict(result.cidr_identities)
 
     def _build_node(
-        self, info: NodeInfo, all_nodes: Sequence[NodeInfo], recs: list[PodRecord]
+        self,
+        info: NodeInfo,
+        all_nodes: Sequence[NodeInfo],
+        recs: list[PodRecord],
+        cidrs: Sequence[tuple[str, str]] | None = None,
     ) -> _NodeParts:
         cfg = self.config
         keys = [r.key for r in recs] + [E.HOST_KEY] + ([E.HEALTH_KEY] if info.health_ip else [])
@@ -365,18 +399,19 @@ class Engine:
             k, v = E.lxc_entry(health, cfg.cluster_id)
             lxc[k] = v
             policy[health.id] = ALLOW_ALL
+        proutes = E.pod_routes(info)
         for rec in recs:
             ep = self._endpoint(info, rec, ids[rec.key])
             endpoints[ep.id] = ep
             k, v = E.lxc_entry(ep, cfg.cluster_id)
             lxc[k] = v
-            own[IPCacheKey(IPv4Network(rec.ip))] = RemoteEndpointInfo(rec.identity)
+            own[IPCacheKey(host_prefix(rec.ip))] = RemoteEndpointInfo(rec.identity)
             policy[ep.id] = self.ep_policy.get(rec.key, _FALLBACK_POLICY).map
-            pods[rec.key] = E.pod_net(ep, info, cfg.mtu)
+            pods[rec.key] = E.pod_net(ep, info, cfg.mtu, proutes)
         return _NodeParts(
             info=info,
             base_devices=node_devices(info, cfg),
-            routes=node_routes(info, all_nodes, cfg),
+            routes=node_routes(info, all_nodes, cfg, cidrs),
             host_endpoint_id=ids[E.HOST_KEY],
             endpoints=endpoints,
             lxc=lxc,
@@ -420,8 +455,9 @@ class Engine:
         svcs, backends, revnat, maglev, frontends = S.merge_shared(self.svc_entries.values())
         self.lb_services, self.lb_backends, self.lb_revnat = svcs, backends, revnat
         self.lb_maglev, self.frontends = maglev, frontends
+        per_node = S.merge_nodes(self.svc_entries.values())
         for name, parts in self.parts.items():
-            ns, nr, nm = S.merge_node(self.svc_entries.values(), name)
+            ns, nr, nm = per_node.get(name, ({}, {}, {}))
             parts.lb_services, parts.lb_revnat, parts.lb_maglev = ns, nr, nm
 
     # --- the state ---------------------------------------------------------------------
@@ -440,9 +476,11 @@ class Engine:
 
     def _node_state(self, p: _NodeParts) -> NodeState:
         info = p.info
-        lxc_devs = tuple(
-            E.lxc_device(ep) for ep in sorted(p.endpoints.values(), key=lambda e: e.lxc_ifindex)
-        )
+        if p.devices is None or p.devices[0] is not p.endpoints:
+            lxc_devs = tuple(
+                E.lxc_device(ep) for ep in sorted(p.endpoints.values(), key=lambda e: e.lxc_ifindex)
+            )
+            p.devices = (p.endpoints, p.base_devices + lxc_devs)
         return NodeState(
             info.name,
             info.internal_ip,
@@ -450,7 +488,7 @@ class Engine:
             info.cilium_internal_ip,
             info.pod_cidr,
             info.health_ip,
-            p.base_devices + lxc_devs,
+            p.devices[1],
             p.routes,
             p.endpoints,
             p.lxc,
@@ -478,13 +516,14 @@ class Engine:
     def update(self, changed: Sequence[Doc] = (), deleted: Sequence[Doc] = ()) -> list[MapChange]:
         """Apply changed (put) and deleted documents; return the map changes made."""
         kinds = {str(d.get("kind", "")) for d in [*changed, *deleted]}
-        before = self.state
         if not kinds <= {"Pod", "Service", "EndpointSlice"}:
+            before = self.state
             for d in deleted:
                 self.docs.pop(doc_key(d), None)
             for d in changed:
                 self.docs[doc_key(d)] = d
-            self._rebuild()
+            with _gc_paused():
+                self._rebuild()
             from ciliate.desired import diff
 
             return diff(before, self.state)
@@ -548,7 +587,7 @@ class Engine:
             self._sync_policy(recompiled | {pod.key}, out)
         ep = self._endpoint(info, rec, ids[pod.key])
         k, v = E.lxc_entry(ep, self.config.cluster_id)
-        ick = IPCacheKey(IPv4Network(ip))
+        ick = IPCacheKey(host_prefix(ip))
         local = RemoteEndpointInfo(ident)
         remote = RemoteEndpointInfo(ident, info.internal_ip, IPCACHE_F_HAS_TUNNEL_EP)
         parts.endpoints = layered(parts.endpoints, {ep.id: ep})
@@ -582,7 +621,7 @@ class Engine:
             recompiled = self.compiler.remove_pod(key)
             self._sync_policy(recompiled - {key}, out)
         self.ep_policy.pop(key, None)
-        ick = IPCacheKey(IPv4Network(rec.ip))
+        ick = IPCacheKey(host_prefix(rec.ip))
         self.shared_ipcache = layered(self.shared_ipcache, {}, [ick])
         for name in self.parts:
             out.append(MapChange(name, MapName.IPCACHE.value, ick, None))

@@ -150,28 +150,28 @@ def node_devices(info: NodeInfo, config: ClusterConfig) -> tuple[Device, ...]:
     )  # fmt: skip
 
 
+def sorted_pod_cidrs(all_nodes: Sequence[NodeInfo]) -> list[tuple[str, str]]:
+    """(pod CIDR text, node name) in address order: computed once per cluster."""
+    nodes = sorted(all_nodes, key=lambda n: (n.pod_cidr.network_address, n.pod_cidr.prefixlen))
+    return [(str(n.pod_cidr), n.name) for n in nodes]
+
+
 def node_routes(
-    info: NodeInfo, all_nodes: Sequence[NodeInfo], config: ClusterConfig
+    info: NodeInfo,
+    all_nodes: Sequence[NodeInfo],
+    config: ClusterConfig,
+    cidrs: Sequence[tuple[str, str]] | None = None,
 ) -> tuple[Route, ...]:
     """The node's routing table (EXPECTED.md): every pod CIDR via cilium_host with the
     tunnel MTU toward remote ones, the cilium_host address on link, the node network
-    on eth0."""
+    on eth0. ``cidrs`` (from ``sorted_pod_cidrs``) saves re-sorting per node."""
     cip = str(info.cilium_internal_ip)
-    routes: list[Route] = []
-    for other in sorted(
-        all_nodes, key=lambda n: (n.pod_cidr.network_address, n.pod_cidr.prefixlen)
-    ):
-        remote = other.name != info.name
-        routes.append(
-            Route(
-                dst=str(other.pod_cidr),
-                dev="cilium_host",
-                via=cip,
-                src=cip,
-                proto="kernel",
-                mtu=config.tunnel_mtu if remote else 0,
-            )
-        )
+    mtu = config.tunnel_mtu
+    name = info.name
+    routes = [
+        Route(cidr, "cilium_host", cip, cip, "kernel", "", 0 if other == name else mtu)
+        for cidr, other in (cidrs if cidrs is not None else sorted_pod_cidrs(all_nodes))
+    ]
     routes.append(Route(dst=cip, dev="cilium_host", proto="kernel", scope="link"))
     node_net = IPv4Network(f"{info.internal_ip}/{info.node_prefix_len}", strict=False)
     routes.append(

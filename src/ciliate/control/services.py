@@ -443,20 +443,24 @@ def merge_shared(
     return svcs, backends, revnat, maglev, frontends
 
 
-def merge_node(
-    entries: Iterable[ServiceEntries], node: str
-) -> tuple[dict[LB4Key, LB4Service], dict[int, LB4ReverseNat], dict[int, tuple[int, ...]]]:
-    svcs: dict[LB4Key, LB4Service] = {}
-    revnat: dict[int, LB4ReverseNat] = {}
-    maglev: dict[int, tuple[int, ...]] = {}
+NodeLB = tuple[dict[LB4Key, LB4Service], dict[int, LB4ReverseNat], dict[int, tuple[int, ...]]]
+
+
+def merge_node(entries: Iterable[ServiceEntries], node: str) -> NodeLB:
+    return merge_nodes(entries).get(node, ({}, {}, {}))
+
+
+def merge_nodes(entries: Iterable[ServiceEntries]) -> dict[str, NodeLB]:
+    """Per-node lb layers of all services, in one pass over the services."""
+    out: dict[str, NodeLB] = {}
     for e in entries:
-        if node in e.node_services:
-            svcs.update(e.node_services[node])
-        if node in e.node_revnat:
-            revnat.update(e.node_revnat[node])
-        if node in e.node_maglev:
-            maglev.update(e.node_maglev[node])
-    return svcs, revnat, maglev
+        for node, svcs in e.node_services.items():
+            out.setdefault(node, ({}, {}, {}))[0].update(svcs)
+        for node, rn in e.node_revnat.items():
+            out.setdefault(node, ({}, {}, {}))[1].update(rn)
+        for node, mg in e.node_maglev.items():
+            out.setdefault(node, ({}, {}, {}))[2].update(mg)
+    return out
 
 
 def service_flag_names(svc: LB4Service) -> list[str]:
