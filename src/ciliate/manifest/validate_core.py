@@ -26,9 +26,10 @@ def validate_pod_spec(spec: dict[str, Any], path: str, ck: Checker) -> None:
     containers = ck.maps(spec, "containers", path)
     if not containers and "containers" not in spec:
         ck.error(join_path(path, "containers"), "required value")
+    # Container names are unique across init and regular containers.
     names: dict[str, str] = {}
-    for kind in ("initContainers", "containers"):
-        for p, c in ck.maps(spec, kind, path) if kind != "containers" else containers:
+    for items in (ck.maps(spec, "initContainers", path), containers):
+        for p, c in items:
             name = ck.get_str(c, "name", p, required=True)
             if name is not None:
                 reason = syntax.check_dns1123_label(name)
