@@ -47,10 +47,15 @@ from typing import Any
 
 from ciliate.control.engine import Engine
 from ciliate.controllers.clusterconfig import get_cluster_config
-from ciliate.datapath.linux import runtime
+from ciliate.datapath.linux import netns, runtime
 from ciliate.datapath.linux.runtime import KernelPaths, optional_module
 from ciliate.datapath.linux.topology import Topology, iter_pod_endpoints
-from ciliate.datapath.linux.workloads import DEFAULT_DNS_IP, Supervisor, plan_pod
+from ciliate.datapath.linux.workloads import (
+    DEFAULT_DNS_IP,
+    Supervisor,
+    is_workload_process,
+    plan_pod,
+)
 from ciliate.desired import (
     DesiredState,
     EndpointState,
@@ -148,6 +153,12 @@ class NodePrograms:
         if self.impl is not None and changes:
             self.impl.maps.apply(changes)
 
+    def close(self) -> None:
+        """Let go of the node's programs and maps; they stay attached and pinned."""
+        if self.impl is not None:
+            with contextlib.suppress(Exception):
+                self.impl.close()
+
     def unload(self) -> None:
         if self.impl is not None:
             with contextlib.suppress(Exception):
@@ -228,6 +239,8 @@ class Agent:
         self.events: queue.Queue[WatchEvent | BaseException] = queue.Queue()
         self.stopping = threading.Event()
         self.stopped = False
+        self.keep_datapath = False  # set by SIGUSR1: exit for a restart, touch nothing
+        self.adopted: list[str] = []  # namespaces found from an earlier agent
         self.errors: list[str] = []
         self._started_specs: dict[str, str] = {}  # pod -> its spec as started (JSON)
 
@@ -246,6 +259,8 @@ class Agent:
             for d in docs
             if d.get("kind") == "Pod"
         }
+        existing = set(netns.list_netns(self.names.prefix))
+        self.adopted = sorted(existing)
         self.topo.ensure_fabric()
         for node in state.nodes.values():
             self._ensure_node(node)
@@ -255,6 +270,8 @@ class Agent:
                 self._wire_pod(node, ep)
         for node in state.nodes.values():
             self.programs[node.name].sync(node)
+        if existing:
+            self._adopt(existing, state)
         for pod, place in pod_places(state).items():
             self._start_workloads(pod, place)
         for node in state.nodes.values():
@@ -281,6 +298,24 @@ class Agent:
         progs.attach_all(
             (d.name, d.programs) for d in node.devices if d.programs and d.name not in lxc_names
         )
+
+    def _adopt(self, existing: set[str], state: DesiredState) -> None:
+        """After a restart: the namespaces of pods deleted meanwhile go; the old agent's
+        workload processes (orphans now) are stopped so the supervisor can own new ones.
+        The network itself was converged in place by the ensure_* calls."""
+        want = {self.names.fabric}
+        for node in state.nodes.values():
+            want |= {self.names.node(node.name), self.names.health(node.name)}
+            want |= {self.names.pod(ep.pod) for ep in iter_pod_endpoints(node)}
+        stale = sorted(existing - want)
+        runtime.kill_namespace_processes(self.names, stale)
+        for ns in stale:
+            netns.delete_netns(ns)
+        # Only workload processes (marked): a user's `ciliate exec` session survives.
+        pods = sorted(want & existing - {self.names.fabric})
+        orphans = [p for p in runtime.namespace_pids(self.names, pods) if is_workload_process(p)]
+        runtime.kill_pids(orphans)
+        log.info("adopted %d namespaces, removed %d stale", len(existing) - len(stale), len(stale))
 
     def _start_pump(self, node: str) -> None:
         if node not in self.pumps and node in self.programs:
@@ -480,6 +515,9 @@ class Agent:
             return
         self.stopped = True
         self.stopping.set()
+        if self.keep_datapath:
+            self._detach()
+            return
         for pump in self.pumps.values():
             pump.close()
         self.pumps.clear()
@@ -488,6 +526,19 @@ class Agent:
             progs.unload()
         self.topo.close()
         runtime.sweep(self.kp, keep_pidfile=True)
+
+    def _detach(self) -> None:
+        """Exit for a restart: stop flows and workloads, close handles, leave the
+        namespaces, links, attached programs and pinned maps as they are."""
+        for pump in self.pumps.values():
+            pump.close()
+        self.pumps.clear()
+        self.sup.stop_all()
+        for progs in self.programs.values():
+            progs.close()
+        self.topo.close()
+        with contextlib.suppress(FileNotFoundError):
+            self.kp.ready.unlink()
 
     # --- status --------------------------------------------------------------------------
 
@@ -537,6 +588,7 @@ class Agent:
                 "pod_wire_ms_max": round(max(wire), 2) if wire else None,
             },
             "errors": self.errors[-20:],
+            "adopted": len(self.adopted),
         }
 
     def write_status(self) -> None:
@@ -567,13 +619,19 @@ def serve(state_dir: Path, on_ready: Callable[[Agent], None] | None = None) -> i
     def on_signal(signum: int, frame: object) -> None:
         agent.stopping.set()
 
+    def on_restart(signum: int, frame: object) -> None:
+        agent.keep_datapath = True
+        agent.stopping.set()
+
     signal.signal(signal.SIGTERM, on_signal)
     signal.signal(signal.SIGINT, on_signal)
+    signal.signal(signal.SIGUSR1, on_restart)
     try:
         try:
             agent.start()
         except Exception as e:
             log.exception("start failed")
+            agent.keep_datapath = False  # a failed start rolls back, adopted or not
             agent.stop()
             kp.error.write_text(f"kernel datapath: start failed, rolled back: {e}\n")
             return 1
@@ -590,7 +648,9 @@ def serve(state_dir: Path, on_ready: Callable[[Agent], None] | None = None) -> i
         store.close()
         with contextlib.suppress(FileNotFoundError):
             kp.pidfile.unlink()
-        log.info("stopped; everything removed")
+        log.info(
+            "stopped; %s", "datapath left running" if agent.keep_datapath else "everything removed"
+        )
 
 
 def _daemonize() -> None:

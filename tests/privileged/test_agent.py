@@ -396,6 +396,49 @@ def test_pod_added_and_deleted_while_running(cluster: Cluster, tmp_path: Path) -
         )
 
 
+# --- agent restart -----------------------------------------------------------------------
+
+
+def test_agent_restart_keeps_pod_traffic_flowing(cluster: Cluster) -> None:
+    a = next(e for e in cluster.pods() if e["node"] == "mycluster-worker")
+    b = next(e for e in cluster.pods() if e["node"] == "mycluster-worker2")
+    old_pid = cluster.status["agents"][0]["pid"]
+    ping = subprocess.Popen(
+        _in_pod(a, "ping", "-i", "0.02", "-c", "150", "-W", "1", b["ip"]),
+        stdout=subprocess.PIPE,
+        text=True,
+    )
+    time.sleep(0.5)
+    out = ok(cluster.state, "up", "--restart")
+    assert "adopted the running datapath" in out
+    stdout, _ = ping.communicate(timeout=60)
+    assert "150 packets transmitted, 150 received, 0% packet loss" in stdout, stdout
+    st = cluster.refresh()
+    assert st["agents"][0]["pid"] != old_pid and st["adopted"] > 0
+    # one process per container: the old agent's workloads were not duplicated
+    assert sorted(w["pod"] for w in st["workloads"]) == sorted(e["pod"] for e in cluster.pods())
+
+
+def test_up_after_an_agent_crash_adopts_without_duplicate_workloads(cluster: Cluster) -> None:
+    pid = cluster.status["agents"][0]["pid"]
+    os.kill(pid, 9)
+    assert _wait(lambda: not runtime.is_up(cluster.ctx))
+    assert json.loads(ok(cluster.state, "status", "-o", "json"))["leftover_namespaces"]
+    out = ok(cluster.state, "up")
+    assert "adopted the running datapath" in out
+    st = cluster.refresh()
+    workload_pids = [w["pid"] for w in st["workloads"]]
+    in_pods = runtime.namespace_pids(
+        runtime.KernelPaths(cluster.state).names, [e["netns"] for e in cluster.pods()]
+    )
+    assert sorted(in_pods) == sorted(workload_pids)  # the orphans of the dead agent are gone
+    a, b = cluster.pods()[0], cluster.pods()[-1]
+    assert (
+        subprocess.run(_in_pod(a, "ping", "-c1", "-W2", b["ip"]), capture_output=True).returncode
+        == 0
+    )
+
+
 # --- teardown ------------------------------------------------------------------------------
 
 

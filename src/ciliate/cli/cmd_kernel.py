@@ -45,10 +45,15 @@ def register(subparsers: Any) -> None:
         "up",
         "run the cluster in the kernel datapath (network namespaces, eBPF, processes)",
         "  ciliate cluster create -f cluster.yaml && ciliate apply -f app.yaml\n"
-        "  sudo ciliate up\n  sudo ciliate up --foreground",
+        "  sudo ciliate up\n  sudo ciliate up --foreground\n  sudo ciliate up --restart",
     )
     p.add_argument(
         "--foreground", action="store_true", help="keep the agent attached (Ctrl-C tears down)"
+    )
+    p.add_argument(
+        "--restart",
+        action="store_true",
+        help="replace a running agent; the datapath is adopted, pod traffic keeps flowing",
     )
     p.add_argument("--timeout", type=float, default=runtime.READY_TIMEOUT, help=argparse.SUPPRESS)
     p.set_defaults(func=_up)
@@ -88,6 +93,11 @@ def register(subparsers: Any) -> None:
 def _up(args: argparse.Namespace, ctx: Context) -> int:
     if args.foreground:
         return _up_foreground(ctx)
+    if args.restart:
+        _require_cluster(ctx)
+        st = runtime.restart(ctx, timeout=args.timeout)
+        _print_up(ctx, st)
+        return ExitCode.OK
     if runtime.is_up(ctx):
         st = runtime.status(ctx)
         ctx.out(f"cluster {st.get('cluster', '')} is already up (agent pid {_agent_pid(st)})")
@@ -147,6 +157,8 @@ def _print_up(ctx: Context, st: dict[str, Any]) -> None:
             f"  built in {t.get('up_ms', 0):.0f} ms; pod wiring {t.get('pod_wire_ms_avg')} ms avg, "
             f"{t.get('pod_wire_ms_max')} ms max"
         )
+    if st.get("adopted"):
+        ctx.out(f"  adopted the running datapath ({st['adopted']} namespaces): nothing was flushed")
     if not st.get("programs", False):
         ctx.out("  note: eBPF programs are not loaded (loader unavailable): no pod forwarding")
     for e in st.get("errors", []):

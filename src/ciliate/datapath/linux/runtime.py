@@ -326,10 +326,11 @@ def remove_pins(names: ClusterNames) -> None:
         parent.rmdir()  # only when no other cluster is pinned there
 
 
-def namespace_pids(names: ClusterNames) -> list[int]:
-    """PIDs of processes whose network namespace is one of the cluster's."""
+def namespace_pids(names: ClusterNames, only: Sequence[str] | None = None) -> list[int]:
+    """PIDs of processes whose network namespace is one of the cluster's (or of the
+    namespaces named in ``only``)."""
     inodes = set()
-    for ns in nl.list_netns(names.prefix):
+    for ns in nl.list_netns(names.prefix) if only is None else only:
         with contextlib.suppress(OSError):
             inodes.add(f"net:[{os.stat(nl.netns_path(ns)).st_ino}]")
     if not inodes:
@@ -345,8 +346,14 @@ def namespace_pids(names: ClusterNames) -> list[int]:
     return pids
 
 
-def kill_namespace_processes(names: ClusterNames, grace: float = 2.0) -> None:
-    pids = namespace_pids(names)
+def kill_namespace_processes(
+    names: ClusterNames, only: Sequence[str] | None = None, grace: float = 2.0
+) -> None:
+    """SIGTERM, then SIGKILL after ``grace`` seconds, every process in the namespaces."""
+    kill_pids(namespace_pids(names, only), grace)
+
+
+def kill_pids(pids: list[int], grace: float = 2.0) -> None:
     for sig in (signal.SIGTERM, signal.SIGKILL):
         for pid in pids:
             with contextlib.suppress(ProcessLookupError):
@@ -357,6 +364,19 @@ def kill_namespace_processes(names: ClusterNames, grace: float = 2.0) -> None:
         pids = [p for p in pids if _pid_alive(p)]
         if not pids:
             return
+
+
+def restart(ctx: Context, timeout: float = READY_TIMEOUT) -> dict[str, Any]:
+    """Replace the agent without touching the datapath: the running agent is told to
+    exit leaving namespaces, links, programs and pinned maps in place (SIGUSR1); the
+    new one adopts them (maps synced in place, programs replaced atomically), so pod
+    traffic keeps flowing. Workload processes are restarted by the new agent."""
+    kp = paths(ctx)
+    pid = agent_pid(kp)
+    if pid is not None:
+        os.kill(pid, signal.SIGUSR1)
+        _wait_exit(pid)
+    return up(ctx, timeout)
 
 
 # --- status ------------------------------------------------------------------------------

@@ -51,6 +51,16 @@ HTTP_IMAGES = (
     ("podinfo", 9898),
 )
 RESTART_BACKOFF_MAX = 10.0
+WORKLOAD_MARKER = "CILIATE_WORKLOAD"  # env var naming the pod/container of a process
+
+
+def is_workload_process(pid: int) -> bool:
+    """True when ``pid`` was started by a Supervisor (it carries the marker)."""
+    try:
+        env = Path(f"/proc/{pid}/environ").read_bytes()
+    except OSError:
+        return False
+    return any(v.startswith(WORKLOAD_MARKER.encode() + b"=") for v in env.split(b"\0"))
 
 
 @dataclass(frozen=True, slots=True)
@@ -210,7 +220,8 @@ class Supervisor:
         with open(spec.log, "ab") as log:
             run.proc = subprocess.Popen(
                 launch_argv(spec.netns, spec.resolv_conf, spec.argv),
-                env=dict(spec.env),
+                # the marker lets a restarted agent find an earlier agent's orphans
+                env={**spec.env, WORKLOAD_MARKER: f"{spec.pod}/{spec.container}"},
                 stdin=subprocess.DEVNULL,
                 stdout=log,
                 stderr=subprocess.STDOUT,
