@@ -23,6 +23,11 @@ Theory of operation:
    workload supervisor (restartPolicy).
 3. ``stop`` (SIGTERM/SIGINT): processes, programs, pins, namespaces -- everything goes.
    A start that fails does the same and leaves the reason in ``kernel/error``.
+4. Restart (SIGUSR1, sent by ``up --restart``): the agent stops its workloads and exits
+   leaving namespaces, links, attached programs and pinned maps alone. The next agent
+   -- or ``up`` after a crash -- adopts them: ensure_* calls converge what exists, maps
+   are synced in place, programs are replaced atomically, pods deleted meanwhile are
+   removed and marked orphan workloads replaced. Pod traffic never stops.
 
 Must not import cli.
 """

@@ -1,7 +1,8 @@
 """Runtime: the kernel cluster as the CLI sees it -- up, down, status, exec, live maps.
 
-Role: start the agent daemon and wait for it to be ready (``up``), stop it and remove
-everything (``down``), report (``status``), run commands in a pod or node namespace
+Role: start the agent daemon and wait for it to be ready (``up``; after a crash the new
+agent adopts what is left), replace it without touching the datapath (``restart``), stop
+it and remove everything (``down``), report (``status``), run commands in a pod or node namespace
 (``exec_in_pod``/``exec_in_node``), hand ``bpf ...`` commands a reader of the live maps
 (``map_source``) and run the kernel part of the demo (``demo_kernel``).
 
