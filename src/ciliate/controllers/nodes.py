@@ -2,7 +2,7 @@
 
 Role: ``node_docs(config)`` gives the v1 Node of every configured node: labels
 (kubernetes.io/hostname, kubernetes.io/os, kubernetes.io/arch, the control-plane role
-label), kind's control-plane taint, spec.podCIDR(s), status addresses (InternalIP,
+label), kind's control-plane taint (only when there are workers, as kind does), spec.podCIDR(s), status addresses (InternalIP,
 Hostname), a Ready condition, nodeInfo, and the annotations Cilium's agent writes
 with the node's CiliumInternalIP (router IP on cilium_host) and health IP.
 
@@ -28,6 +28,9 @@ KUBELET_VERSION = "v1.31.0"
 
 def node_docs(config: ClusterConfig) -> list[Doc]:
     plans = {p.node: p for p in compute_node_ipam(config)}
+    # kind removes the control-plane taint when there is no worker, so that a
+    # one-node cluster can run workloads.
+    has_worker = any(n.role != "control-plane" for n in config.nodes)
     out: list[Doc] = []
     for n in config.nodes:
         plan = plans[n.name]
@@ -46,7 +49,8 @@ def node_docs(config: ClusterConfig) -> list[Doc]:
         if n.role == "control-plane":
             labels[CONTROL_PLANE_LABEL] = ""
             labels["node.kubernetes.io/exclude-from-external-load-balancers"] = ""
-            spec["taints"] = [{"key": CONTROL_PLANE_LABEL, "effect": "NoSchedule"}]
+            if has_worker:
+                spec["taints"] = [{"key": CONTROL_PLANE_LABEL, "effect": "NoSchedule"}]
         labels.update(n.labels)
         out.append(
             {

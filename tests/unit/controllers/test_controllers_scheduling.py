@@ -201,3 +201,14 @@ def test_kind_cluster_spreads_over_all_workers(new_store):
     reconcile(store, cfg, random.Random(0))
     nodes = [p["spec"]["nodeName"] for p in store.list("Pod")]
     assert sorted(nodes) == sorted(["lab-worker", "lab-worker2", "lab-worker3"] * 2)
+
+
+def test_single_node_cluster_runs_pods_on_the_control_plane(new_store):
+    cfg = kind_cluster("solo", 1)
+    store = new_store()
+    store.put_docs(cluster_objects(cfg))
+    store.put_docs([pod("a")])
+    reconcile(store, cfg, random.Random(0))
+    p = get_pod(store, "a")
+    assert p["spec"]["nodeName"] == "solo-control-plane"
+    assert p["status"]["phase"] == "Running"
