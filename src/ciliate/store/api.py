@@ -81,6 +81,21 @@ class ResourceVersionTooOldError(ConflictError):
         )
 
 
+def snapshot(
+    store: Store, kind: str | None = None, namespace: str | None = None
+) -> tuple[list[Doc], int]:
+    """Objects and the resourceVersion they reflect, for list-then-watch and for
+    ``apply(..., if_version=rv)``. Consistent on backends with ``list_with_version``;
+    elsewhere the version is read first, so it is never newer than the list (a write in
+    between makes a later ``if_version`` apply fail and retry, never lose an update)."""
+    native = getattr(store, "list_with_version", None)
+    if callable(native):
+        docs, rv = native(kind, namespace)
+        return list(docs), int(rv)
+    rv = store.resource_version()
+    return store.list(kind, namespace), rv
+
+
 def update_status(store: Store, key: ObjectKey, status: object) -> int:
     """Replace the status of an object on any backend (a MODIFIED event, same generation).
 

@@ -11,10 +11,17 @@ error, only a consistent stream. Imports only ``ciliate.store`` and the standard
 
 from __future__ import annotations
 
-from collections.abc import Callable, Iterator
+from collections.abc import Iterator
 
 from ciliate.model.meta import Doc, doc_key
-from ciliate.store.api import EventType, ObjectKey, ResourceVersionTooOldError, Store, WatchEvent
+from ciliate.store.api import (
+    EventType,
+    ObjectKey,
+    ResourceVersionTooOldError,
+    Store,
+    WatchEvent,
+    snapshot,
+)
 
 
 def _key_of(doc: Doc) -> ObjectKey:
@@ -42,16 +49,7 @@ class Informer:
         return self.kinds is None or key.kind in self.kinds
 
     def _list(self) -> tuple[dict[ObjectKey, Doc], int]:
-        lwv: Callable[[], tuple[list[Doc], int]] | None = getattr(
-            self.store, "list_with_version", None
-        )
-        if lwv is not None:
-            docs, rv = lwv()
-        else:
-            # Reading the version first can only replay events already in the list,
-            # which the cache absorbs; it can never miss one.
-            rv = self.store.resource_version()
-            docs = self.store.list()
+        docs, rv = snapshot(self.store)
         return {k: d for d in docs if self._wanted(k := _key_of(d))}, rv
 
     def sync(self) -> int:

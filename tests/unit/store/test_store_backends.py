@@ -349,3 +349,24 @@ def test_if_version_applies_only_on_an_unchanged_store(store: SQLiteStore) -> No
     assert (exc.value.expected, exc.value.actual) == (rv, rv + 1)
     assert isinstance(exc.value, ConflictError)
     assert store.get(key("c")) is None and store.resource_version() == rv + 1
+
+
+def test_snapshot_helper_on_any_store(store: SQLiteStore) -> None:
+    from ciliate.store.api import snapshot
+
+    store.apply([Change(key("a"), pod("a")), Change(key("b"), pod("b"))])
+    docs, rv = snapshot(store, "Pod")
+    assert [d["metadata"]["name"] for d in docs] == ["a", "b"] and rv == 2
+
+    class Minimal:  # a backend without list_with_version
+        def __init__(self, inner: SQLiteStore) -> None:
+            self.inner = inner
+
+        def list(self, kind: str | None = None, namespace: str | None = None) -> list[Any]:
+            return self.inner.list(kind, namespace)
+
+        def resource_version(self) -> int:
+            return self.inner.resource_version()
+
+    docs, rv = snapshot(Minimal(store), "Pod")  # type: ignore[arg-type]
+    assert len(docs) == 2 and rv == 2
