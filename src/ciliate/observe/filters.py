@@ -361,9 +361,10 @@ def _parse_value(field_name: str, flag: str, raw: str) -> Any:
         if field_name.endswith("_ip"):
             return ipaddress.ip_network(v, strict=False)
         if field_name.endswith("_identity"):
-            if v in RESERVED_IDENTITY_BY_NAME:
-                return RESERVED_IDENTITY_BY_NAME[v]
-            return int(v.removeprefix("reserved:"))
+            name = v.removeprefix("reserved:")
+            if name in RESERVED_IDENTITY_BY_NAME:
+                return RESERVED_IDENTITY_BY_NAME[name]
+            return int(name)
         if field_name.endswith("_port"):
             port = int(v)
             if not 0 < port < 65536:

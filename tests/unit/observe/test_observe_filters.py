@@ -196,6 +196,7 @@ ALL = set(F)
         ([t("to-label", "!app")], {"ping"}),
         ([t("from-label", "app!=web")], {"db->web synack", "world drop", "verdict deny"}),
         ([t("identity", "world")], {"world drop", "ping"}),
+        ([t("identity", "reserved:world")], {"world drop", "ping"}),
         ([t("from-identity", "50000")], {"db->web synack", "verdict deny"}),
         ([t("node-name", "default/mycluster-worker2")], {"db->web synack"}),
         ([t("node-name", "mycluster-worker2")], {"db->web synack"}),
