@@ -61,7 +61,7 @@ def cmd_trace(args: argparse.Namespace, ctx: Context) -> int:
     if args.output == "json":
         ctx.out(json.dumps(trace_to_json(result, state.cluster), indent=2))
     else:
-        ctx.out(trace_to_text(result))
+        ctx.out(trace_to_text(result, flows=args.flows, cluster=state.cluster))
     if args.svg:
         from ciliate.datapath.svg import trace_to_svg
 
@@ -103,6 +103,11 @@ def register(sub: Any) -> None:
     p.add_argument("--http", metavar="'METHOD /path'", help="an HTTP request for L7 policy")
     p.add_argument("-o", "--output", choices=("text", "json"), default="text")
     p.add_argument("--svg", metavar="FILE", help="also draw the path as an SVG picture")
+    p.add_argument(
+        "--flows",
+        action="store_true",
+        help="also print the events as hubble observe would (text output)",
+    )
     p.add_argument(
         "-f",
         "--filename",

@@ -143,7 +143,14 @@ def _end_text(e: Endpoint) -> str:
     return f"{e.kind.value} {e.name} ({e.ip}){where}"
 
 
-def trace_to_text(r: TraceResult) -> str:
+def flows_to_text(r: TraceResult, cluster: str = "") -> list[str]:
+    """The trace's events as ``hubble observe --print-node-name`` prints them."""
+    from ciliate.observe.render import render_compact
+
+    return [render_compact(to_flow(f, cluster), True) for f in r.flows]
+
+
+def trace_to_text(r: TraceResult, flows: bool = False, cluster: str = "") -> str:
     what = r.protocol.upper() + (f"/{r.port}" if r.port else "")
     if r.http:
         what += f" {r.http[0]} {r.http[1]}"
@@ -183,6 +190,8 @@ def trace_to_text(r: TraceResult) -> str:
         )
         side = "reply " if r.request_verdict == "FORWARDED" else ""
         lines.append(f"Verdict: DROPPED: {side}{reason}")
+    if flows:
+        lines += ["", "Flows (as hubble observe prints them):", *flows_to_text(r, cluster)]
     return "\n".join(lines)
 
 

@@ -78,6 +78,7 @@ SERVICE_CASES = {
     "nodeport-from-outside": ["192.0.2.9", "mycluster-worker:31000"],
     "no-backend-158": [BB_W1, "networking101/nobody"],
     "policy-denied-133": [BB_W1, NS_W2, "--port", "80"],
+    "policy-denied-133-flows": [BB_W1, NS_W2, "--port", "80", "--flows"],
     "world-to-clusterip-174": ["192.0.2.9", "networking101/netshoot"],
 }
 

@@ -243,6 +243,11 @@ class Walk:
         )
 
     def endpoint_of(self, node: str, ip: IPv4Address, identity: int) -> FlowEndpoint:
+        """The flow's view of one side. An identity the event does not carry (0) is
+        filled from the node's ipcache, as Hubble's parser does (cilium.md §14.2)."""
+        if identity == 0:
+            info, _ = self.topo.ipcache_lookup(node, ip)
+            identity = info.sec_identity if info is not None else int(ReservedIdentity.WORLD)
         hit = self.topo.pod_by_ip.get(ip)
         labels = self.topo.identity_labels(identity)
         if hit is not None:
