@@ -38,7 +38,6 @@ from ciliate.observe.flow import (
     Flow,
     L7FlowType,
     Service,
-    TrafficDirection,
     Verdict,
 )
 from ciliate.observe.jsonpb import to_json
@@ -128,11 +127,8 @@ def flow_type_text(flow: Flow) -> str:
         code = flow.event_type.sub_type if flow.event_type else flow.drop_reason
         return drop_reason_text(code or flow.drop_reason)
     if mt is MessageType.POLICY_VERDICT:
-        direction = (
-            flow.traffic_direction.name
-            if flow.traffic_direction is not TrafficDirection.TRAFFIC_DIRECTION_UNKNOWN
-            else "UNKNOWN"
-        )
+        # The direction enum's name, as hubble prints it (TRAFFIC_DIRECTION_UNKNOWN too).
+        direction = flow.traffic_direction.name
         return f"policy-verdict:{policy_match_text(flow.policy_match_type)} {direction}"
     if mt is MessageType.TRACE:
         if flow.event_type is not None and flow.event_type.sub_type in TRACE_POINTS:
