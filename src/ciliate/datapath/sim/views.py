@@ -53,8 +53,8 @@ def _inet_line(cidr: str, dev: str, loopback: bool) -> str:
     return f"    inet {cidr} {brd}scope {scope} {dev}"
 
 
-def render_ip_addr(devices: Sequence[Device]) -> str:
-    """``ip a`` over the links of one network namespace."""
+def render_ip_addr(devices: Sequence[Device], addresses: bool = True) -> str:
+    """``ip a`` over the links of one network namespace (``ip link`` without addresses)."""
     local = {(d.name, d.ifindex) for d in devices}
     lines: list[str] = []
     netnsid = 0
@@ -83,7 +83,7 @@ def render_ip_addr(devices: Sequence[Device]) -> str:
                 if d.name != "eth0":
                     netnsid += 1
             lines.append(link)
-        for addr in d.addresses:
+        for addr in d.addresses if addresses else ():
             lines.append(_inet_line(addr, d.name, d.kind == "loopback"))
             lines.append("       valid_lft forever preferred_lft forever")
     return "\n".join(lines)
@@ -139,6 +139,7 @@ def render_bpftool_net(node: NodeState) -> str:
 _ADDR = {"a", "addr", "address"}
 _ROUTE = {"r", "ro", "route"}
 _NEIGH = {"n", "neigh", "neighbor", "neighbour"}
+_LINK = {"l", "link"}
 _SHOW = {"", "show", "list", "ls"}
 
 
@@ -156,6 +157,8 @@ def _ip_words(argv: Sequence[str]) -> tuple[str, str] | None:
         return "route", verb
     if obj in _NEIGH:
         return "neigh", verb
+    if obj in _LINK:
+        return "link", verb
     return None
 
 
@@ -171,25 +174,27 @@ def run_pod(pod: PodNet, argv: Sequence[str]) -> str:
     if argv and argv[0] == "ip":
         w = _ip_words(argv)
         if w is not None:
-            if w[0] == "addr":
-                return render_ip_addr(pod.devices)
+            if w[0] in ("addr", "link"):
+                return render_ip_addr(pod.devices, addresses=w[0] == "addr")
             if w[0] == "route":
                 return render_routes(pod.routes)
             return render_neigh(pod.neighbors)
     if list(argv) in (["arp", "-a"], ["arp", "-an"], ["arp", "-n"], ["arp"]):
         return render_arp(pod.neighbors)
-    raise _unsupported(argv, f"in pod {pod.pod}", "ip a, ip route, ip neigh and arp -a")
+    raise _unsupported(argv, f"in pod {pod.pod}", "ip a, ip link, ip route, ip neigh and arp -a")
 
 
 def run_node(node: NodeState, argv: Sequence[str]) -> str:
     """The output of ``argv`` on ``node`` (its root network namespace)."""
     if argv and argv[0] == "ip":
         w = _ip_words(argv)
-        if w is not None and w[0] != "neigh":
-            return render_ip_addr(node.devices) if w[0] == "addr" else render_routes(node.routes)
+        if w is not None and w[0] in ("addr", "link"):
+            return render_ip_addr(node.devices, addresses=w[0] == "addr")
+        if w is not None and w[0] == "route":
+            return render_routes(node.routes)
     if list(argv[:3]) in (["bpftool", "net", "show"], ["bpftool", "net", "list"]) or list(argv) == [
         "bpftool",
         "net",
     ]:
         return render_bpftool_net(node)
-    raise _unsupported(argv, f"on node {node.name}", "ip a, ip route and bpftool net show")
+    raise _unsupported(argv, f"on node {node.name}", "ip a, ip link, ip route and bpftool net show")

@@ -83,3 +83,14 @@ def test_unsupported_commands_raise_exit_4(state: DesiredState, argv: list[str])
     with pytest.raises(UnsupportedError) as e:
         run_node(state.nodes["mycluster-worker"], argv)
     assert e.value.exit_code == 4 and "\n" not in str(e.value)
+
+
+def test_ip_link_is_ip_a_without_addresses(state: DesiredState) -> None:
+    node = state.nodes["mycluster-worker"]
+    link = run_node(node, ["ip", "link"])
+    assert "inet " not in link
+    assert [
+        x
+        for x in run_node(node, ["ip", "a"]).splitlines()
+        if "inet" not in x and "valid_lft" not in x
+    ] == link.splitlines()
