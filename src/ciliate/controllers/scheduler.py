@@ -116,9 +116,12 @@ def selector_matches(node: Doc, pod_spec: Mapping[str, Any]) -> bool:
     return True
 
 
-def node_is_eligible(node: Doc, pod_spec: Mapping[str, Any]) -> bool:
-    """Filters 1-3 of the module docstring."""
-    if (node.get("spec") or {}).get("unschedulable"):
+def node_is_eligible(
+    node: Doc, pod_spec: Mapping[str, Any], *, ignore_unschedulable: bool = False
+) -> bool:
+    """Filters 1-3 of the module docstring (DaemonSet pods skip filter 1: the
+    DaemonSet controller tolerates node.kubernetes.io/unschedulable)."""
+    if (node.get("spec") or {}).get("unschedulable") and not ignore_unschedulable:
         return False
     return untolerated_taint(node, pod_spec) is None and selector_matches(node, pod_spec)
 

@@ -341,7 +341,9 @@ def _daemonset(
     template = _template(ds)
     h = pod_template_hash(template)
     tspec = template.get("spec") or {}
-    eligible = [n for n in snap.list("Node") if node_is_eligible(n, tspec)]
+    eligible = [
+        n for n in snap.list("Node") if node_is_eligible(n, tspec, ignore_unschedulable=True)
+    ]
     eligible_names = {name_of(n) for n in eligible}
     pods = [p for p in owned(snap, "Pod", ds) if is_active(p)]
     by_node: dict[str, list[Doc]] = {}
