@@ -46,7 +46,7 @@ from dataclasses import dataclass, field
 from ipaddress import IPv4Address, IPv4Network
 from typing import Any
 
-from ciliate.control.ipam import compute_node_ipam
+from ciliate.control.ipam import NodeIPAM, compute_node_ipam
 from ciliate.controllers.namespaces import namespace_label
 from ciliate.controllers.podstate import is_active, name_of, namespace_of, node_name, pod_ip
 from ciliate.controllers.workloads import fnv32a
@@ -77,6 +77,22 @@ class _Batch:
         self.locate = locate
         self.diags: list[Diagnostic] = []
         self.net = IPv4Network(config.service_cidr)
+        self._plans: tuple[NodeIPAM, ...] | None = None
+        self._pod_ips: dict[str, str] | None = None  # podIP -> ns/name of stored pods
+
+    @property
+    def plans(self) -> tuple[NodeIPAM, ...]:
+        if self._plans is None:
+            self._plans = compute_node_ipam(self.config)
+        return self._plans
+
+    def stored_pod_ips(self, store: Store) -> dict[str, str]:
+        if self._pod_ips is None:
+            self._pod_ips = {}
+            for p in store.list("Pod"):
+                if is_active(p) and pod_ip(p):
+                    self._pod_ips.setdefault(pod_ip(p), _owner(p))
+        return self._pod_ips
 
     def add(self, index: int, doc: Doc, path: str, reason: str) -> None:
         file, line, col = ("<input>", 0, 0)
@@ -102,6 +118,9 @@ def admit(
         if key not in keys:
             _record(alloc, svc)
     services = [(i, d) for i, d in enumerate(out) if d.get("kind") == "Service"]
+    # Pass 0: what re-applied services already hold and keep (rule 1 and 2).
+    for _i, d in services:
+        _keep_existing(alloc, d, store)
     # Pass 1: explicit requests first, so that an automatic allocation earlier in the
     # batch cannot take an address or port that a later object asks for by name.
     for i, d in services:
@@ -135,6 +154,32 @@ def _record(alloc: _Allocations, svc: Mapping[str, Any]) -> None:
 
 
 # --- Service: cluster IPs --------------------------------------------------------------
+
+
+def _keep_existing(alloc: _Allocations, doc: Doc, store: Store) -> None:
+    """Record the address and node ports a stored service keeps when re-applied
+    without them, so that no other service of the batch can ask for them."""
+    old = _existing(store, doc)
+    if old is None:
+        return
+    spec = doc.get("spec") or {}
+    old_spec = old.get("spec") or {}
+    stype = str(spec.get("type") or "ClusterIP")
+    if stype != "ExternalName" and not spec.get("clusterIP"):
+        with contextlib.suppress(ValueError):
+            alloc.ips[IPv4Address(str(old_spec.get("clusterIP") or ""))] = _owner(doc)
+    if stype not in _NODEPORT_TYPES:
+        return
+    old_ports = {
+        (int(p.get("port", 0) or 0), str(p.get("protocol") or "TCP")): int(p.get("nodePort") or 0)
+        for p in old_spec.get("ports") or ()
+    }
+    for p in spec.get("ports") or ():
+        if p.get("nodePort"):
+            continue
+        prev = old_ports.get((int(p.get("port", 0) or 0), str(p.get("protocol") or "TCP")), 0)
+        if prev:
+            alloc.ports[prev] = _owner(doc)
 
 
 def _existing(store: Store, doc: Doc) -> Doc | None:
@@ -354,7 +399,7 @@ def _admit_pod(batch: _Batch, i: int, doc: Doc, store: Store, batch_docs: Sequen
     except ValueError:
         batch.add(i, doc, "status.podIP", f'Invalid value: "{ip}": must be a valid IPv4 address')
         return
-    plans = compute_node_ipam(batch.config)
+    plans = batch.plans
     holder = next((p for p in plans if addr in p.network), None)
     if holder is None:
         batch.add(
@@ -385,15 +430,18 @@ def _admit_pod(batch: _Batch, i: int, doc: Doc, store: Store, batch_docs: Sequen
         return
     me = _owner(doc)
     # Earlier pods of the batch, and stored pods the batch does not replace.
-    others = [d for d in batch_docs[:i] if d.get("kind") == "Pod"]
-    replaced = {_owner(d) for d in batch_docs if d.get("kind") == "Pod"}
-    others += [p for p in store.list("Pod") if _owner(p) not in replaced]
-    for other in others:
-        if _owner(other) != me and is_active(other) and pod_ip(other) == ip:
+    holders = [_owner(d) for d in batch_docs[:i] if d.get("kind") == "Pod" and pod_ip(d) == ip]
+    stored = batch.stored_pod_ips(store).get(ip)
+    if stored is not None and not any(
+        d.get("kind") == "Pod" and _owner(d) == stored for d in batch_docs
+    ):
+        holders.append(stored)
+    for other in holders:
+        if other != me:
             batch.add(
                 i,
                 doc,
                 "status.podIP",
-                f'Invalid value: "{ip}": provided IP is already allocated to pod {_owner(other)}',
+                f'Invalid value: "{ip}": provided IP is already allocated to pod {other}',
             )
             return

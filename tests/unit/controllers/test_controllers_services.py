@@ -318,3 +318,23 @@ def test_resolve_ports_number_name_and_missing():
     )
     p = pod("p", "web", [{"name": "dns", "containerPort": 5353, "protocol": "UDP"}])
     assert resolve_ports(s, p) == (("a", 8080, "TCP"), ("c", 82, "TCP"), ("d", 5353, "UDP"))
+
+
+def test_reapplied_service_keeps_its_address_against_a_new_claim(example_cluster, apply):
+    apply([service("a"), service("np", type_="NodePort", ports=[{"port": 80}])])
+    ip = svc(example_cluster, "a")["spec"]["clusterIP"]
+    port = svc(example_cluster, "np")["spec"]["ports"][0]["nodePort"]
+    # Same batch: "a" and "np" re-applied without their allocations, and newcomers asking
+    # for exactly those values.
+    with pytest.raises(DiagnosticError) as e:
+        apply(
+            [
+                service("a"),
+                service("np", type_="NodePort", ports=[{"port": 80}]),
+                service("b", clusterIP=ip),
+                service("c", type_="NodePort", ports=[{"port": 80, "nodePort": port}]),
+            ]
+        )
+    assert [d.name for d in e.value.diagnostics] == ["b", "c"]
+    assert "already allocated" in e.value.diagnostics[0].reason
+    assert "already allocated" in e.value.diagnostics[1].reason
