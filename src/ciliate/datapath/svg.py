@@ -32,7 +32,7 @@ FONT = "font-family=\"ui-sans-serif, system-ui, -apple-system, 'Segoe UI', Helve
 MONO = "font-family=\"ui-monospace, 'SF Mono', Menlo, Consolas, monospace\""
 
 NODE_W = 440
-NODE_H = 400
+NODE_H = 440
 GAP = 70
 MARGIN = 40
 TOP = 104
@@ -92,11 +92,12 @@ def _chip(x: float, y: float, w: float, label: str, kind: str, sub: str = "") ->
 
 
 def _nodes_of(r: TraceResult) -> list[str]:
-    names = {s.node for s in (*r.steps, *r.reply_steps)}
-    for e in (r.src, r.dst):
-        if e.node:
-            names.add(e.node)
-    return sorted(names)
+    """The nodes the trace touches, in the order the request meets them (left to right)."""
+    names: list[str] = []
+    for n in (r.src.node, *(s.node for s in (*r.steps, *r.reply_steps)), r.dst.node):
+        if n and n not in names:
+            names.append(n)
+    return names
 
 
 def _pods_to_show(node: NodeState, r: TraceResult) -> list[str]:
@@ -222,6 +223,31 @@ def _draw_nodes(
         net = str(IPv4Network(f"{first.internal_ip}/{first.node_prefix_len}", strict=False))
     out.insert(1, _t(MARGIN, fabric_y + 26, f"node network {net}".strip(), 12, "#15803d", "600"))
     return out, Layout(anchors, sizes, node_x, fabric_y, world, lxc_pod)
+
+
+def _nat_notes(lay: Layout, r: TraceResult) -> list[str]:
+    """Address translations, listed inside the node that made them (bottom left)."""
+    out: list[str] = []
+    per_node: dict[str, int] = {}
+    steps = [*r.steps, *r.reply_steps]
+    for hop, s in enumerate(steps, start=1):
+        if s.action not in ("service", "rev-nat", "snat") or s.node not in lay.node_x:
+            continue
+        k = per_node.get(s.node, 0)
+        per_node[s.node] = k + 1
+        x = lay.node_x[s.node] + 16
+        y = TOP + 336 + 15 * k
+        before, _, after = s.packet.partition(" -> ")
+        if s.action == "service":
+            # "service VIP:port -> backend ID ip:port (how); DNAT"
+            vip = s.detail.split()[1]
+            text = f"DNAT {vip}→{after.split()[0]}"
+        elif s.action == "rev-nat":
+            text = f"revNAT src→{before}"
+        else:
+            text = f"SNAT src→{before}"
+        out.append(_t(x, y, f"#{hop} {text}", 10, "#b45309", "600", mono=True))
+    return out
 
 
 def _anchor(lay: Layout, s: TraceStep) -> tuple[str, str]:
@@ -442,6 +468,7 @@ def trace_to_svg(state: DesiredState, r: TraceResult) -> str:
     req_encaps = [st.encap for st in r.steps if st.action == "encap"]
     rep_encaps = [st.encap for st in r.reply_steps if st.action == "encap"]
     arrows = _draw_path(lay, req, BLUE, -5, req_encaps) + _draw_path(lay, rep, GREEN, 5, rep_encaps)
+    arrows += _nat_notes(lay, r)
     drop = [s for s in (*r.steps, *r.reply_steps) if s.action == "drop"]
     if drop:
         p = _point(lay, _anchor(lay, drop[-1]))
