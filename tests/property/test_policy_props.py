@@ -341,3 +341,50 @@ def test_incremental_equals_full(ps: list[Doc], old: list[Doc], new: list[Doc]) 
     assert {k: dict(v.map) for k, v in got.endpoints.items()} == {
         k: dict(v.map) for k, v in want.endpoints.items()
     }
+
+
+@settings(max_examples=40, deadline=None)
+@given(pods(), policies(), st.data())
+def test_incremental_pod_changes_equal_full(
+    ps: list[Doc], pols: list[Doc], data: st.DataObject
+) -> None:
+    from ciliate.control.explain import namespace_labels
+    from ciliate.control.identity import allocate_identities, pod_identity_labels
+    from ciliate.desired import Identity
+    from ciliate.model.core import Pod
+
+    cfg = ClusterConfig("default")
+    c = PolicyCompiler.from_inputs(build_view(cfg, ps + pols).inputs())
+    current = {f"{d['metadata']['namespace']}/{d['metadata']['name']}": d for d in ps}
+    for step in range(3):
+        if current and data.draw(st.booleans()):
+            key = data.draw(st.sampled_from(sorted(current)))
+            del current[key]
+            c.remove_pod(key)
+        else:
+            d = pod(
+                data.draw(st.sampled_from(NAMESPACES)),
+                data.draw(st.sampled_from([*(k.split("/")[1] for k in current), f"n{step}"])),
+                data.draw(st.sampled_from(APPS)),
+                data.draw(st.sampled_from([None, "1"])),
+                data.draw(st.sampled_from(["10.10.0.9", "10.10.0.40", "172.17.0.9"])),
+            )
+            key = f"{d['metadata']['namespace']}/{d['metadata']['name']}"
+            if any(
+                x["status"]["podIP"] == d["status"]["podIP"] for k, x in current.items() if k != key
+            ):
+                continue
+            current[key] = d
+            p = Pod.from_doc(d)
+            labels = pod_identity_labels(p, namespace_labels(None, p.meta.namespace), "default")
+            pinned = {i.labels: i.id for i in c.identities.values() if i.id >= 256}
+            c.set_pod(
+                p,
+                Identity(allocate_identities([labels], pinned)[labels], labels),
+                d["status"]["podIP"],
+            )
+        want = compute_policy(build_view(cfg, [*current.values(), *pols]).inputs())
+        got = c.result()
+        assert {k: dict(v.map) for k, v in got.endpoints.items()} == {
+            k: dict(v.map) for k, v in want.endpoints.items()
+        }, step

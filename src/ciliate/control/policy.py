@@ -175,10 +175,7 @@ class PolicyCompiler:
         self.rules[pid] = new
         self._policy_cidrs[pid] = self._cidrs_of(new)
         self._by_ident = None
-        changed_cidrs = self._sync_cidr_identities()
-        ids = self._subjects(old) | self._subjects(new)
-        if changed_cidrs:
-            ids |= self._peer_users(changed_cidrs)
+        ids = self._subjects(old) | self._subjects(new) | self._sync_cidr_identities()
         return self._recompile_identities(ids)
 
     def remove_policy(self, kind: str, namespace: str, name: str) -> set[str]:
@@ -186,18 +183,17 @@ class PolicyCompiler:
         old = self.rules.pop(pid, ())
         self._policy_cidrs.pop(pid, None)
         self._by_ident = None
-        changed = self._sync_cidr_identities()
-        ids = self._subjects(old)
-        if changed:
-            ids |= self._peer_users(changed)
+        ids = self._subjects(old) | self._sync_cidr_identities()
         return self._recompile_identities(ids)
 
     def set_pod(self, pod: Pod, identity: Identity, ip: str = "") -> set[str]:
         """Add a pod or change its labels (a new identity); returns recompiled pods."""
         old_g = self._group_of.get(pod.key)
         affected: set[int] = set()
+        touched = {identity.id} if old_g is None else {identity.id, old_g[0]}
+        before = self._ipblock_status(touched)
         if old_g is not None:
-            affected |= self._pod_sensitive_users(pod.key, old_g[0])
+            affected |= self._pod_sensitive_users(pod.key)
             self._drop_pod_state(pod.key)
         changed_sels: list[IdentitySelector] = []
         if identity.id not in self.identities:
@@ -205,7 +201,8 @@ class PolicyCompiler:
             changed_sels = self.cache.add_identity(identity)
             self._index_identity(identity.id)
         self._add_pod_state(pod, identity.id, ip)
-        affected |= self._pod_sensitive_users(pod.key, identity.id)
+        affected |= self._pod_sensitive_users(pod.key)
+        affected |= self._ipblock_users(before, self._ipblock_status(touched))
         if changed_sels:
             affected |= self._peer_users(changed_sels)
         if old_g is not None:
@@ -220,8 +217,10 @@ class PolicyCompiler:
         g = self._group_of.get(key)
         if g is None:
             return set()
-        affected = self._pod_sensitive_users(key, g[0])
+        before = self._ipblock_status({g[0]})
+        affected = self._pod_sensitive_users(key)
         self._drop_pod_state(key)
+        affected |= self._ipblock_users(before, self._ipblock_status({g[0]}))
         affected |= self._gc_identity(g[0])
         return self._recompile_identities(affected)
 
@@ -302,33 +301,57 @@ class PolicyCompiler:
                 out |= self.cache.select(r.subject)
         return out
 
-    def _pod_sensitive_users(self, key: str, ident: int) -> set[int]:
-        """Subject identities of rules whose peers this pod can change: an ipBlock
-        holding its address (or currently matching its identity), a service of its
-        namespace, an egress named port that the pod declares."""
+    def _pod_sensitive_users(self, key: str) -> set[int]:
+        """Subject identities of rules whose peers this pod can change besides ipBlocks:
+        a service of its namespace, an egress named port that the pod declares."""
         out: set[int] = set()
-        ip = self.pod_ip.get(key)
         pod = self.pods.get(key)
-        names = {n for n, _p, _num in named_port_key(pod)} if pod is not None else set()
+        if pod is None:
+            return out
+        names = {n for n, _p, _num in named_port_key(pod)}
         for r in self._all_rules():
-            hit = False
             for e in r.elements:
-                peers = e.peers
-                for c in peers.cidrs:
-                    if c.match_pods and (
-                        (ip is not None and ip in c.net)
-                        or ident in self._peer_memo.get(peers, frozenset({ident}))
-                    ):
-                        hit = True
-                if pod is not None and any(
-                    s.namespace == pod.meta.namespace for s in peers.services
+                if any(s.namespace == pod.meta.namespace for s in e.peers.services) or (
+                    e.egress and names and any(p.name in names for p in e.ports if p.name)
                 ):
-                    hit = True
-                if e.egress and any(p.name in names for p in e.ports if p.name):
-                    hit = True
-                if hit:
+                    out |= self.cache.select(r.subject)
                     break
-            if hit:
+        return out
+
+    def _pod_cidr_peers(self) -> list[R.CIDRPeer]:
+        return list(
+            {
+                c
+                for r in self._all_rules()
+                for e in r.elements
+                for c in e.peers.cidrs
+                if c.match_pods
+            }
+        )
+
+    def _ipblock_status(self, idents: Iterable[int]) -> dict[tuple[R.CIDRPeer, int], bool]:
+        """Whether each identity currently matches each pod-matching ipBlock."""
+        out: dict[tuple[R.CIDRPeer, int], bool] = {}
+        for c in self._pod_cidr_peers():
+            base, mask = int(c.net.network_address), int(c.net.netmask)
+            exc = [(int(e.network_address), int(e.netmask)) for e in c.excepts]
+            for ident in idents:
+                members = self._ident_pods.get(ident)
+                out[(c, ident)] = bool(members) and self._inside(members or (), base, mask, exc)
+        return out
+
+    def _ipblock_users(
+        self,
+        before: Mapping[tuple[R.CIDRPeer, int], bool],
+        after: Mapping[tuple[R.CIDRPeer, int], bool],
+    ) -> set[int]:
+        """Subject identities of rules with an ipBlock whose selection changed."""
+        changed = {c for k, v in after.items() if before.get(k) != v for c in (k[0],)}
+        if not changed:
+            return set()
+        out: set[int] = set()
+        for r in self._all_rules():
+            if any(c in changed for e in r.elements for c in e.peers.cidrs):
                 out |= self.cache.select(r.subject)
         return out
 
@@ -350,13 +373,14 @@ class PolicyCompiler:
                     want.update(self._selectorless_service_nets(s))
         return want
 
-    def _sync_cidr_identities(self) -> list[IdentitySelector]:
+    def _sync_cidr_identities(self) -> set[int]:
         """Local CIDR identities for every prefix named by a rule (§6.3 "CIDR rules")."""
         want: set[IPv4Network] = set()
         for nets in self._policy_cidrs.values():
             want |= nets
         want.discard(WORLD_NET)
         changed: list[IdentitySelector] = []
+        moved = want ^ set(self.cidr_identities)
         for net in [n for n in self.cidr_identities if n not in want]:
             ident = self.cidr_identities.pop(net)
             changed += self.cache.remove_identity(ident.id)
@@ -373,10 +397,19 @@ class PolicyCompiler:
             self.cidr_identities[net] = ident
             self.identities[ident.id] = ident
             changed += self.cache.add_identity(ident)
-        if changed or want != set(self.cidr_identities):
+        if changed or moved:
             self._by_ident = None
             self._peer_memo.clear()
-        return changed
+        # Whose peers changed: rules naming a changed selector, or a CIDR holding a
+        # prefix that came or went (its identity joins or leaves that CIDR's peers).
+        users = self._peer_users(changed) if changed else set()
+        if moved:
+            for r in self._all_rules():
+                if any(
+                    n.subnet_of(c.net) for e in r.elements for c in e.peers.cidrs for n in moved
+                ):
+                    users |= self.cache.select(r.subject)
+        return users
 
     # --- peers ------------------------------------------------------------------------
 
