@@ -6,7 +6,8 @@
   the frontend ``dst:dport``, or the NodePort surrogate ``0.0.0.0:dport`` when ``dst``
   is an address of this node. A ClusterIP (non-routable) frontend reached from outside
   drops with 174. A local backend is delivered through its policy program; a remote
-  backend is SNATed to this node's InternalIP (``bpf-lb-mode=snat``) and tunnelled.
+  backend is SNATed to this node's InternalIP (``bpf-lb-mode=snat``) and tunnelled
+  with the client's identity (world) as VNI.
   Replies to such a SNAT come back here and are reversed. Traffic for a local pod goes
   through its policy program; traffic for this node goes to the host stack.
 * ``to_host``: the host stack receives the packet (``to-host``).
@@ -199,7 +200,10 @@ def from_netdev(w: Walk, node: str, p: Packet) -> Outcome:
             r,
             (tlk,),
         )
-        return to_overlay(w, node, r, tunnel, int(ReservedIdentity.HOST), None)
+        # In tunnel mode the VNI carries the client's identity (world), so the backend's
+        # policy sees reserved:world although the source address is this node's
+        # (Cilium docs, policy caveats: "Security Identity for N/S Service Traffic").
+        return to_overlay(w, node, r, tunnel, src_id, None)
     info, lxc_lk = w.lxc_lookup(node, p.dst)
     if info is not None and not info.flags & ENDPOINT_F_HOST:
         ep = idx.by_ip[p.dst]

@@ -194,3 +194,19 @@ def test_maglev_with_the_control_plane_table_moves_few_surviving_flows(state: De
             survivors += 1
             kept += picks[0].backend_id == picks[1].backend_id
     assert kept / survivors > 0.85
+
+
+def test_nodeport_to_a_remote_backend_carries_the_world_identity(
+    make_state: Callable[..., DesiredState],
+) -> None:
+    """Tunnel mode: the backend's policy sees reserved:world (2), not the LB node."""
+    from ciliate.desired import PolicyEntry, PolicyKey
+
+    world_only = {PolicyKey(2, False): PolicyEntry(), PolicyKey(0, True): PolicyEntry()}
+    s = make_state({"networking101/netshoot-b": world_only, "networking101/netshoot-a": world_only})
+    for seed in range(6):
+        r = trace(s, "192.0.2.10", "172.18.0.2:31000", rng=random.Random(seed))
+        assert r.delivered, [st.detail for st in r.steps]
+        if r.backend.startswith("10.10.1."):
+            decap = next(st for st in r.steps if st.action == "decap")
+            assert "source identity 2" in decap.detail
