@@ -21,13 +21,14 @@ import ipaddress
 from collections.abc import Sequence
 from types import ModuleType
 
-from ciliate.errors import Diagnostic, DiagnosticError
+from ciliate.errors import ConflictError, Diagnostic, DiagnosticError
 from ciliate.manifest.decode import Batch, Decoded, check_namespaces, with_provenance
 from ciliate.model.cluster import ClusterConfig
 from ciliate.model.meta import Doc
-from ciliate.store.api import Change, ObjectKey, Store
+from ciliate.store.api import Change, ObjectKey, Store, VersionConflictError
 
 NAMESPACE_NAME_LABEL = "kubernetes.io/metadata.name"
+MAX_ATTEMPTS = 20  # optimistic-concurrency retries against concurrent writers
 SERVER_FIELDS = ("uid", "resourceVersion", "generation", "creationTimestamp", "managedFields")
 
 
@@ -120,14 +121,10 @@ def _prepare(d: Decoded) -> Doc:
     return doc
 
 
-def apply_batch(batch: Batch, store: Store, dry_run: bool = False) -> list[tuple[Decoded, str]]:
-    """Admission + one atomic store batch + reconcile; returns (object, action) pairs.
-
-    Raises ``DiagnosticError`` (nothing written) when any check fails. ``dry_run``
-    runs every check and reports the actions without writing anything.
-    """
-    batch.raise_if_invalid()
-    config = cluster_config(store)
+def _admit(
+    batch: Batch, store: Store, config: ClusterConfig
+) -> tuple[list[Change], list[tuple[Decoded, str]]]:
+    """Every check against the current store, and the changes to write."""
     namespaces = {str((n.get("metadata") or {}).get("name")) for n in store.list("Namespace")}
     diags = check_namespaces(batch.objects, namespaces)
     if diags:
@@ -157,9 +154,37 @@ def apply_batch(batch: Batch, store: Store, dry_run: bool = False) -> list[tuple
         results.append((d, action))
         if action != "unchanged":
             changes.append(Change(key, doc))
-    if dry_run:
-        return results
-    if changes:
-        store.apply(changes)
+    return changes, results
+
+
+def apply_batch(batch: Batch, store: Store, dry_run: bool = False) -> list[tuple[Decoded, str]]:
+    """Admission + one atomic store batch + reconcile; returns (object, action) pairs.
+
+    Raises ``DiagnosticError`` (nothing written) when any check fails. ``dry_run``
+    runs every check and reports the actions without writing anything.
+
+    Admission reads the store (free cluster IPs and node ports, existing namespaces),
+    so the write is conditional on the store not having changed since
+    (``if_version``): another process applying at the same time makes this one check
+    again against the new state, so two applies can never take the same address.
+    """
+    batch.raise_if_invalid()
+    config = cluster_config(store)
+    for _attempt in range(MAX_ATTEMPTS):
+        version = store.resource_version()
+        changes, results = _admit(batch, store, config)
+        if dry_run:
+            return results
+        if not changes:
+            break
+        try:
+            store.apply(changes, if_version=version)
+        except VersionConflictError:
+            continue
+        break
+    else:
+        raise ConflictError(
+            f"the cluster state kept changing during {MAX_ATTEMPTS} attempts; nothing applied"
+        )
     reconcile(store, config)
     return results
