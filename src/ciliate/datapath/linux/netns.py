@@ -66,6 +66,7 @@ _libc.umount2.argtypes = [ctypes.c_char_p, ctypes.c_int]
 _libc.setns.argtypes = [ctypes.c_int, ctypes.c_int]
 _libc.unshare.argtypes = [ctypes.c_int]
 _rundir_lock = threading.Lock()
+_rundir_ready = False
 
 
 def _oserror(what: str, target: str) -> OSError:
@@ -91,15 +92,20 @@ def list_netns(prefix: str = "") -> list[str]:
 
 def _ensure_rundir() -> None:
     """Make /run/netns a shared mount point, as iproute2 does, once per boot."""
+    global _rundir_ready
     with _rundir_lock:
+        if _rundir_ready and NETNS_DIR.is_dir():
+            return
         NETNS_DIR.mkdir(parents=True, exist_ok=True)
         d = str(NETNS_DIR).encode()
         if _libc.mount(b"", d, b"none", MS_SHARED | MS_REC, None) == 0:
+            _rundir_ready = True
             return
         if _libc.mount(d, d, b"none", MS_BIND | MS_REC, None) != 0:
             raise _oserror("bind-mount", str(NETNS_DIR))
         if _libc.mount(b"", d, b"none", MS_SHARED | MS_REC, None) != 0:
             raise _oserror("make-shared", str(NETNS_DIR))
+        _rundir_ready = True
 
 
 def _in_thread(fn: Callable[[], T]) -> T:
@@ -133,29 +139,51 @@ def _enter(name: str) -> None:
 
 def ensure_netns(name: str) -> bool:
     """Create netns ``name`` unless it exists; True when it was created."""
+    return _create_netns(name, None) is not None
+
+
+def _create_netns(name: str, inside: Callable[[], T] | None) -> tuple[T | None] | None:
+    """Create netns ``name`` (None when it exists already). ``inside`` runs in the
+    creating thread, which is already in the new namespace: a socket it opens belongs
+    there, saving a second thread and setns() on the hot path."""
     path = netns_path(name)
     if path.exists():
-        return False
+        return None
     _ensure_rundir()
     try:
         os.close(os.open(path, os.O_RDONLY | os.O_CREAT | os.O_EXCL, 0))
     except FileExistsError:
-        return False
+        return None
 
-    def create() -> None:
+    def create() -> tuple[T | None]:
         if _libc.unshare(CLONE_NEWNET) != 0:
             raise _oserror("unshare", name)
         src = f"/proc/self/task/{threading.get_native_id()}/ns/net".encode()
         if _libc.mount(src, str(path).encode(), b"none", MS_BIND, None) != 0:
             raise _oserror("bind-mount netns", name)
+        return (inside() if inside is not None else None,)
 
     try:
-        _in_thread(create)
+        return _in_thread(create)
     except OSError:
         with contextlib.suppress(OSError):
             path.unlink()
         raise
-    return True
+
+
+def ensure_netns_rtnl(name: str, sysctls: Iterable[tuple[str, str]] = ()) -> tuple[bool, Any]:
+    """``ensure_netns`` plus an ``IPRoute`` bound to it, in one trip when the namespace
+    is new (``sysctls`` are written only then). Returns (created, ipr)."""
+    items = list(sysctls)
+
+    def inside() -> socket.socket:
+        _write_sysctls(items)
+        return socket.socket(socket.AF_NETLINK, socket.SOCK_DGRAM, 0)
+
+    made = _create_netns(name, inside)
+    if made is None or made[0] is None:
+        return False, open_rtnl(name)
+    return True, IPRoute(use_socket=made[0])
 
 
 def delete_netns(name: str) -> None:

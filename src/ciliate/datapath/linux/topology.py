@@ -261,9 +261,8 @@ class Topology:
         addrs = (pod_dev.addresses if pod_dev is not None else ()) or (f"{ip}/32",)
         routes = _ordered(podnet.routes if podnet and podnet.routes else default_pod_routes(node))
 
-        fresh = nl.ensure_netns(ns)
         # The pod socket is opened per call and closed: a node may hold many pods.
-        pod_ipr = nl.open_rtnl(ns, POD_SYSCTLS if fresh else ())
+        fresh, pod_ipr = nl.ensure_netns_rtnl(ns, POD_SYSCTLS)
         try:
             if fresh:
                 self._wire_fresh(node_ipr, pod_ipr, ns, lxc, eth0, addrs, routes)
