@@ -207,6 +207,8 @@ class FlowEvent:
     policies: tuple[str, ...] = ()  # rendered provenance
     policy_refs: tuple[tuple[str, str, str], ...] = ()  # (kind, namespace, name)
     time: float = 0.0  # seconds since the epoch (the walk's injected clock)
+    # L7 access-log records (event_type L7): (REQUEST|RESPONSE, method, url, status code)
+    http: tuple[str, str, str, int] | None = None
 
     def to_hubble(self, cluster: str = "") -> dict[str, Any]:
         def ep(e: FlowEndpoint) -> dict[str, Any]:

@@ -65,18 +65,31 @@ def to_flow(ev: FlowEvent, cluster: str = "") -> hf.Flow:
     policies = tuple(hf.Policy(name=n, namespace=ns, kind=k) for k, ns, n in ev.policy_refs)
     none: tuple[hf.Policy, ...] = ()
     allowed_in = allowed_out = denied_in = denied_out = none
-    if ev.event_type == EventType.POLICY_VERDICT and ev.verdict != Verdict.DROPPED:
+    if ev.event_type in (EventType.POLICY_VERDICT, EventType.L7) and ev.verdict != Verdict.DROPPED:
         if direction == hf.TrafficDirection.EGRESS:
             allowed_out = policies
         else:
             allowed_in = policies
-    if ev.event_type == EventType.DROP and policies:
+    if (
+        ev.event_type in (EventType.DROP, EventType.L7)
+        and ev.verdict == Verdict.DROPPED
+        and policies
+    ):
         if direction == hf.TrafficDirection.EGRESS:
             denied_out = policies
         else:
             denied_in = policies
+    l7: hf.Layer7 | None = None
+    if ev.http is not None:
+        kind, method, url, code = ev.http
+        l7 = hf.Layer7(
+            type=hf.L7FlowType[kind],
+            http=hf.HTTP(code=code, method=method, url=url),
+        )
     return hf.Flow(
         time_ns=hf.time_ns_of(ev.time),
+        type=hf.FlowType.L7 if l7 is not None else hf.FlowType.L3_L4,
+        l7=l7,
         verdict=_VERDICT[ev.verdict],
         drop_reason=ev.drop_reason,
         ethernet=hf.Ethernet(*ev.ethernet) if ev.ethernet[0] else None,

@@ -35,3 +35,32 @@ def test_drop_flow_names_the_denying_policy(make_state: Callable[..., DesiredSta
     assert drop.traffic_direction == hf.TrafficDirection.INGRESS
     assert [p.name for p in drop.ingress_denied_by] == ["deny-busybox"]
     assert hf.to_json(drop)["flow"]["drop_reason_desc"] == "POLICY_DENY"
+
+
+def test_l7_denials_are_access_log_records(make_state: Callable[..., DesiredState]) -> None:
+    from ciliate.desired import L7Rule
+
+    prov = (Provenance("CiliumNetworkPolicy", "networking101", "l7"),)
+    l7 = {
+        PolicyKey(3372, False, 6, 80, 16): PolicyEntry(
+            proxy_port=15001,
+            l7_rules=(L7Rule("http", method="GET", path="/public"),),
+            provenance=prov,
+        ),
+        PolicyKey(0, True): PolicyEntry(),
+    }
+    s = make_state({"networking101/netshoot-b": l7})
+    r = trace(
+        s,
+        "networking101/busybox-a",
+        "networking101/netshoot-b",
+        80,
+        "tcp",
+        http=("GET", "/private"),
+    )
+    records = [to_flow(f) for f in r.flows if f.event_type == 129]
+    assert [f.l7.type.name for f in records if f.l7] == ["REQUEST", "RESPONSE"]
+    resp = records[-1]
+    assert resp.type == hf.FlowType.L7 and resp.verdict == hf.Verdict.DROPPED
+    assert resp.l7 is not None and resp.l7.http is not None and resp.l7.http.code == 403
+    assert resp.summary.startswith("HTTP/1.1 403")

@@ -219,6 +219,25 @@ def enforce(
             CTStatus.NEW,
             egress,
         )
+        if p.http is not None:
+            # The proxy's access log (Hubble L7 records): the request, and for a denied
+            # one the 403 the proxy answers itself.
+            url = f"http://{p.http.host or p.dst}{p.http.path}"
+            src_id = ep.identity if egress else remote_id
+            dst_id = remote_id if egress else ep.identity
+            direction = "EGRESS" if egress else "INGRESS"
+            w.event(
+                node, EventType.L7, 0, p, src_id, dst_id,
+                verdict=Verdict.FORWARDED if ok else Verdict.DROPPED,
+                direction=direction, policy_refs=refs,
+                http=("REQUEST", p.http.method, url, 0),
+            )  # fmt: skip
+            if not ok:
+                w.event(
+                    node, EventType.L7, 0, p, src_id, dst_id,
+                    verdict=Verdict.DROPPED, direction=direction, policy_refs=refs,
+                    http=("RESPONSE", p.http.method, url, 403),
+                )  # fmt: skip
         if not ok:
             return PolicyOutcome(False, v, Outcome(Where.PROXY, node, p, ep, status=403))
     return PolicyOutcome(True, v)

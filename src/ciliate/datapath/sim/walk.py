@@ -276,6 +276,7 @@ class Walk:
         file: str = "",
         policies: tuple[str, ...] = (),
         policy_refs: tuple[tuple[str, str, str], ...] = (),
+        http: tuple[str, str, str, int] | None = None,
     ) -> None:
         if not self.record:
             return
@@ -325,6 +326,7 @@ class Walk:
                 policies=policies,
                 policy_refs=policy_refs,
                 time=self.clock.now(),
+                http=http,
             )
         )
 
