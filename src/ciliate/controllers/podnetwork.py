@@ -241,3 +241,29 @@ def ipam_summaries(pods: Iterable[Doc], config: ClusterConfig) -> dict[str, str]
     the addresses the pods hold (router and health IPs counted)."""
     ipam = build_ipam(Snapshot(pods), config)
     return {node: ipam.summary(node) for node in ipam.nodes}
+
+
+def with_readiness(pod: Doc, ready: bool, reason: str = "", message: str = "") -> Doc | None:
+    """``pod`` with its Ready/ContainersReady conditions and container readiness set
+    (what a kubelet's readiness probe reports; the kernel datapath calls this when a
+    pod's process stops or comes back). None when nothing changes. Rule 3 keeps the
+    result: a started pod's conditions are not recomputed."""
+    status = dict(pod.get("status") or {})
+    value = "True" if ready else "False"
+    conds: list[dict[str, Any]] = []
+    for c in status.get("conditions") or ():
+        c = dict(c)
+        if c.get("type") in ("Ready", "ContainersReady"):
+            c = {"type": c["type"], "status": value}
+            if not ready:
+                c["reason"] = reason or "ContainersNotReady"
+                if message:
+                    c["message"] = message
+        conds.append(c)
+    status["conditions"] = conds
+    status["containerStatuses"] = [
+        {**cs, "ready": ready} for cs in status.get("containerStatuses") or ()
+    ]
+    if status == pod.get("status"):
+        return None
+    return {**pod, "status": status}

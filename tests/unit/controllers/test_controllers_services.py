@@ -338,3 +338,25 @@ def test_reapplied_service_keeps_its_address_against_a_new_claim(example_cluster
     assert [d.name for d in e.value.diagnostics] == ["b", "c"]
     assert "already allocated" in e.value.diagnostics[0].reason
     assert "already allocated" in e.value.diagnostics[1].reason
+
+
+def test_readiness_flip_is_kept_and_reaches_the_slice(example_cluster, apply, example_config):
+    from ciliate.controllers.podnetwork import with_readiness
+    from ciliate.controllers.snapshot import put
+
+    apply([service("web"), pod("web-a", "web")])
+    p = example_cluster.get(ObjectKey("Pod", "default", "web-a"))
+    down = with_readiness(p, False, "ProcessExited", "exit status 1")
+    assert down is not None
+    assert with_readiness(down, False, "ProcessExited", "exit status 1") is None
+    example_cluster.apply([put(down)])
+    reconcile(example_cluster, example_config, random.Random(0))
+    p = example_cluster.get(ObjectKey("Pod", "default", "web-a"))
+    ready = [c for c in p["status"]["conditions"] if c["type"] == "Ready"]
+    assert ready[0]["status"] == "False" and ready[0]["reason"] == "ProcessExited"
+    (sl,) = slices(example_cluster, "web")
+    assert sl["endpoints"][0]["conditions"]["ready"] is False
+    example_cluster.apply([put(with_readiness(p, True))])
+    reconcile(example_cluster, example_config, random.Random(0))
+    (sl,) = slices(example_cluster, "web")
+    assert sl["endpoints"][0]["conditions"]["ready"] is True
