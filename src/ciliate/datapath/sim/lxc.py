@@ -249,7 +249,12 @@ def from_container(w: Walk, node: str, ep: EndpointState, p: Packet) -> Outcome:
         iface,
         PROGRAM,
         "to-stack",
-        f"no local endpoint or tunnel for {p.dst}: to-stack (routed out of eth0)",
+        f"no local endpoint or tunnel for {p.dst}: to-stack (routed out of eth0)"
+        + (
+            f"; leaving the cluster, {p.src} is masqueraded to the node's {ns.internal_ip}"
+            if dst_id == ReservedIdentity.WORLD and res.status != CTStatus.REPLY
+            else ""
+        ),
         p,
         (lxc_lk,),
         verdict=Verdict.FORWARDED,
