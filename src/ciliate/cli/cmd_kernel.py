@@ -206,6 +206,11 @@ def _status(args: argparse.Namespace, ctx: Context) -> int:
             f"Pod wiring: {t.get('pods_wired', 0)} pods, avg {t.get('pod_wire_ms_avg')} ms, "
             f"max {t.get('pod_wire_ms_max')} ms"
         )
+        if t.get("live_pod_wire_ms_count"):
+            ctx.out(
+                f"  added while running: {t['live_pod_wire_ms_count']} pods, median "
+                f"{t['live_pod_wire_ms_median']} ms, max {t['live_pod_wire_ms_max']} ms"
+            )
     if st.get("leftover_namespaces"):
         ctx.out(f"Leftovers:  {len(st['leftover_namespaces'])} namespaces (run `ciliate down`)")
     nodes = st.get("nodes", [])
@@ -245,6 +250,26 @@ def _status(args: argparse.Namespace, ctx: Context) -> int:
                 ],
             )
         )
+    work = st.get("workloads", [])
+    if work:
+        ctx.out("")
+        ctx.out(
+            table(
+                ["POD", "CONTAINER", "PID", "RUNNING", "RESTARTS"],
+                [
+                    [
+                        w["pod"],
+                        w["container"],
+                        str(w["pid"]),
+                        "yes" if w["running"] else "no",
+                        str(w["restarts"]),
+                    ]
+                    for w in work
+                ],
+            )
+        )
+    for e in st.get("errors", []):
+        ctx.out(f"warning: {e}")
     return ExitCode.OK
 
 
