@@ -428,10 +428,16 @@ def config_from_doc(doc: Mapping[str, Any]) -> ClusterConfig:
     return ClusterConfig.from_doc(doc.get("spec") or {})
 
 
-def get_cluster_config(store: Store, where: str = "the state directory") -> ClusterConfig:
-    """The cluster of this store; ``NotFoundError`` when there is none."""
+def get_cluster_config(store: Store, where: str = "") -> ClusterConfig:
+    """The cluster of this store; ``NotFoundError`` when there is none.
+
+    ``where`` names the state directory in the message; by default it is the directory
+    of an embedded store's file when the backend has one (``path``)."""
     doc = store.get(CLUSTER_KEY)
     if doc is None:
+        if not where:
+            path = getattr(store, "path", None)
+            where = str(Path(path).parent) if path is not None else "the state directory"
         raise NotFoundError(f"no cluster in {where}: run `ciliate cluster create`")
     return config_from_doc(doc)
 
