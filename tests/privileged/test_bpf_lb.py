@@ -210,3 +210,38 @@ def test_node_port_hairpin_back_to_the_clients_node(lab: Lab) -> None:
     with s:
         assert s.getpeername() == (node_ip, 30082)
         assert ask(s) == "a2"
+
+
+def test_internal_traffic_policy_local_uses_the_int_scope_twin(lab: Lab) -> None:
+    """A two-scopes service: the EXT entry lists every backend, the INT twin (for traffic
+    from inside the cluster, internalTrafficPolicy=Local) only the node-local one."""
+    from ciliate.desired import LB_SCOPE_INT, SVC_FLAG2_TWO_SCOPES
+
+    vip, rev = IPv4Address("10.96.7.13"), 10
+    changes = service("na", str(vip), 80, rev, [2])  # EXT: only the remote b1
+    changes[0] = MapChange(
+        "na",
+        "cilium_lb4_services_v2",
+        LB4Key(vip, 80, 0, TCP),
+        LB4Service(0, 1, rev, 0, SVC_FLAG2_TWO_SCOPES),
+    )
+    changes += [
+        MapChange(
+            "na",
+            "cilium_lb4_services_v2",
+            LB4Key(vip, 80, 0, TCP, LB_SCOPE_INT),
+            LB4Service(0, 1, rev, 0, SVC_FLAG2_TWO_SCOPES),
+        ),
+        MapChange(
+            "na",
+            "cilium_lb4_services_v2",
+            LB4Key(vip, 80, 1, TCP, LB_SCOPE_INT),
+            LB4Service(1, 0, rev),
+        ),
+    ]
+    apply(lab, "na", changes)
+    for _ in range(3):
+        s = connect(lab, "a1", str(vip), 80)
+        assert isinstance(s, socket.socket)
+        with s:
+            assert ask(s) == "a2"  # the INT twin's local backend, never b1
