@@ -30,11 +30,10 @@ from ciliate.datapath.linux.workloads import launch_argv
 
 pytestmark = [pytest.mark.privileged, pytest.mark.slow]
 
-EXAMPLES = Path("/work/shared/examples")
-if not EXAMPLES.exists():
-    EXAMPLES = Path(__file__).resolve().parents[2] / "examples"
+# the examples shipped in the package (a fresh clone has them)
+EXAMPLES = Path(__file__).resolve().parents[2] / "src" / "ciliate" / "examples"
 CLUSTER = EXAMPLES / "cluster.yaml"
-WORKLOADS = EXAMPLES / "networking101" / "workloads.yaml"
+WORKLOADS = EXAMPLES / "networking101.yaml"
 
 
 def _skip_without_datapath() -> None:
