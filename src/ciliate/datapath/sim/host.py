@@ -334,7 +334,7 @@ def host_send(w: Walk, node: str, p: Packet) -> Outcome:
     """Where the host stack's routing table sends ``p``: pod CIDRs via cilium_host, the
     rest out of eth0."""
     idx = w.topo.nodes[node]
-    routed_to_pods = any(p.dst in n.state.pod_cidr for n in w.topo.nodes.values())
+    routed_to_pods = any(p.dst in n.pod_cidr for n in w.topo.state.nodes.values())
     fe, _ = lb.lookup_service(idx.state, p.dst, p.dport, int(p.proto))
     if routed_to_pods or fe is not None or p.dst == idx.state.cilium_internal_ip:
         return from_host(w, node, p)

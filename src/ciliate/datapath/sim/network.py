@@ -155,12 +155,11 @@ def resolve(
         return Endpoint(Kind.POD, ep.pod, ip, node, port)
     if ip in topo.node_by_ip:
         return Endpoint(Kind.NODE, topo.node_by_ip[ip], ip, topo.node_by_ip[ip], port)
-    for n in topo.nodes.values():
-        for key in n.state.lb4_services:
-            if key.address == ip and key.backend_slot == 0 and (not port or key.dport == port):
-                return Endpoint(
-                    Kind.SERVICE, f"{ip}:{port or key.dport}", ip, port=port or key.dport
-                )
+    ports = topo.frontends().get(ip, ())
+    if ports:
+        chosen = port if port in ports else (port or ports[0])
+        if chosen in ports:
+            return Endpoint(Kind.SERVICE, f"{ip}:{chosen}", ip, port=chosen)
     return Endpoint(Kind.WORLD, str(ip), ip, port=port)
 
 
@@ -183,7 +182,7 @@ def _first_packet(
         ep = topo.pods[src.name][1]
         src_ip, mac_src, mac_dst = ep.ip, ep.pod_mac, ep.lxc_mac
     elif src.kind == Kind.NODE:
-        pod_side = any(dst.ip in n.state.pod_cidr for n in topo.nodes.values())
+        pod_side = any(dst.ip in n.pod_cidr for n in topo.state.nodes.values())
         src_ip = ns.cilium_internal_ip if pod_side else ns.internal_ip
         mac = next((d.mac for d in ns.devices if d.name == "cilium_host"), "00:00:00:00:00:00")
         mac_src = mac_dst = mac

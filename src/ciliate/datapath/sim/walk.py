@@ -15,7 +15,7 @@ and hand packets that leave a node to ``Walk.transmit`` (the fabric, set by
 from __future__ import annotations
 
 import enum
-from collections.abc import Callable
+from collections.abc import Callable, Iterator, Mapping
 from dataclasses import dataclass, field
 from ipaddress import IPv4Address, IPv4Network
 
@@ -63,13 +63,61 @@ class Outcome:
     status: int | None = None  # HTTP status when the L7 proxy decided
 
 
-@dataclass(frozen=True)
 class NodeIndex:
-    state: NodeState
-    by_ip: dict[IPv4Address, EndpointState]
-    by_ifindex: dict[int, EndpointState]
-    ipcache: tuple[tuple[IPv4Network, RemoteEndpointInfo], ...]  # longest prefix first
-    local_ips: frozenset[IPv4Address]
+    """One node's lookups: endpoints by IP and ifindex, and the ipcache split into an
+    exact /32 table plus the few shorter prefixes (longest first) for the LPM."""
+
+    def __init__(self, node: NodeState) -> None:
+        self.state = node
+        self.by_ip: dict[IPv4Address, EndpointState] = {ep.ip: ep for ep in node.endpoints.values()}
+        self.by_ifindex: dict[int, EndpointState] = {
+            ep.lxc_ifindex: ep for ep in node.endpoints.values()
+        }
+        self.local_ips = frozenset({node.internal_ip, node.cilium_internal_ip})
+        self.hosts: dict[IPv4Address, tuple[IPv4Network, RemoteEndpointInfo]] = {}
+        prefixes: list[tuple[IPv4Network, RemoteEndpointInfo]] = []
+        for k, v in node.ipcache.items():
+            if k.prefix.prefixlen == 32:
+                self.hosts[k.prefix.network_address] = (k.prefix, v)
+            else:
+                prefixes.append((k.prefix, v))
+        prefixes.sort(key=lambda kv: (-kv[0].prefixlen, int(kv[0].network_address)))
+        self.prefixes = tuple(prefixes)
+
+    def ipcache_lookup(
+        self, ip: IPv4Address
+    ) -> tuple[RemoteEndpointInfo | None, IPv4Network | None]:
+        hit = self.hosts.get(ip)
+        if hit is not None:
+            return hit[1], hit[0]
+        for prefix, info in self.prefixes:
+            if ip in prefix:
+                return info, prefix
+        return None, None
+
+
+class _Nodes(Mapping[str, NodeIndex]):
+    """Node indexes built on first use: a trace touches two or three nodes of a
+    thousand, so only those pay for their ipcache index."""
+
+    def __init__(self, state: DesiredState) -> None:
+        self._state = state
+        self._built: dict[str, NodeIndex] = {}
+
+    def __getitem__(self, name: str) -> NodeIndex:
+        idx = self._built.get(name)
+        if idx is None:
+            idx = self._built[name] = NodeIndex(self._state.nodes[name])
+        return idx
+
+    def __iter__(self) -> Iterator[str]:
+        return iter(sorted(self._state.nodes))
+
+    def __len__(self) -> int:
+        return len(self._state.nodes)
+
+    def __contains__(self, name: object) -> bool:
+        return name in self._state.nodes
 
 
 class Topology:
@@ -77,24 +125,15 @@ class Topology:
 
     def __init__(self, state: DesiredState) -> None:
         self.state = state
-        self.nodes: dict[str, NodeIndex] = {}
+        self.nodes = _Nodes(state)
         self.node_by_ip: dict[IPv4Address, str] = {}
         self.pods: dict[str, tuple[str, EndpointState]] = {}
         self.pod_by_ip: dict[IPv4Address, tuple[str, EndpointState]] = {}
         # probe verdicts by what decides them (network.probe); lives as long as the index
         self.probe_cache: dict[tuple[object, ...], ProbeResult] = {}
+        self._frontends: dict[IPv4Address, tuple[int, ...]] | None = None
         for name, node in sorted(state.nodes.items()):
-            by_ip = {ep.ip: ep for ep in node.endpoints.values()}
-            by_if = {ep.lxc_ifindex: ep for ep in node.endpoints.values()}
-            cache = tuple(
-                sorted(
-                    ((k.prefix, v) for k, v in node.ipcache.items()),
-                    key=lambda kv: (-kv[0].prefixlen, int(kv[0].network_address)),
-                )
-            )
-            local = frozenset({node.internal_ip, node.cilium_internal_ip})
-            self.nodes[name] = NodeIndex(node, by_ip, by_if, cache, local)
-            for ip in local:
+            for ip in (node.internal_ip, node.cilium_internal_ip):
                 self.node_by_ip[ip] = name
             for ep in node.endpoints.values():
                 if ep.pod:
@@ -104,10 +143,20 @@ class Topology:
     def ipcache_lookup(
         self, node: str, ip: IPv4Address
     ) -> tuple[RemoteEndpointInfo | None, IPv4Network | None]:
-        for prefix, info in self.nodes[node].ipcache:
-            if ip in prefix:
-                return info, prefix
-        return None, None
+        return self.nodes[node].ipcache_lookup(ip)
+
+    def frontends(self) -> dict[IPv4Address, tuple[int, ...]]:
+        """Service frontend addresses and their ports (for resolving ``IP[:port]``):
+        cluster-wide ones are on every node, so the first node's lb4 map is enough."""
+        if self._frontends is None:
+            found: dict[IPv4Address, set[int]] = {}
+            first = next(iter(sorted(self.state.nodes)), None)
+            if first is not None:
+                for key in self.state.nodes[first].lb4_services:
+                    if key.backend_slot == 0 and int(key.address) != 0:
+                        found.setdefault(key.address, set()).add(key.dport)
+            self._frontends = {ip: tuple(sorted(p)) for ip, p in found.items()}
+        return self._frontends
 
     def identity_labels(self, identity: int) -> tuple[str, ...]:
         ident = self.state.identities.get(identity)

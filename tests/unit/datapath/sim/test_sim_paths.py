@@ -111,3 +111,25 @@ def test_probe_satisfies_the_prober_protocol() -> None:
 
     p: Prober = probe
     assert callable(p)
+
+
+def test_native_routing_without_tunnel_endpoints(state: DesiredState) -> None:
+    """routing: native — no tunnel endpoints in the ipcache: the packet is routed out of
+    eth0 and enters the other node through cil_from_netdev (identity from the ipcache)."""
+    from dataclasses import replace
+
+    from ciliate.desired import RemoteEndpointInfo
+
+    nodes = {
+        name: replace(
+            ns,
+            ipcache={k: RemoteEndpointInfo(v.sec_identity) for k, v in ns.ipcache.items()},
+        )
+        for name, ns in state.nodes.items()
+    }
+    s = replace(state, nodes=nodes)
+    r = trace(s, BB_A, NS_B, 80, "tcp")
+    assert r.delivered
+    assert not any(st.action == "encap" for st in r.steps)
+    net = next(st for st in r.steps if st.action == "from-network")
+    assert net.node == "mycluster-worker2" and "source identity 3372" in net.detail
