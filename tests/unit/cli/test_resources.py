@@ -312,3 +312,43 @@ def test_scale_and_label(cluster: Run) -> None:
     assert out == ""
     rc, _, err = cluster("label", "ns", "networking101", "bad key=x")
     assert rc == 1 and "label key" in err
+
+
+def test_concurrent_applies_never_share_a_cluster_ip(run: Run, state: Path, tmp_path: Path) -> None:
+    """Admission reads free addresses, then writes: concurrent applies into a tiny
+    service CIDR (/28: 14 addresses) must still never hand one address out twice."""
+    import threading
+
+    text = (shared_examples() / "cluster.yaml").read_text()
+    small = tmp_path / "cluster.yaml"
+    small.write_text(text.replace("serviceCIDR: 10.96.0.0/12", "serviceCIDR: 10.96.0.0/28"))
+    assert run("cluster", "create", "-f", str(small))[0] == 0
+
+    def services(prefix: str) -> str:
+        return "".join(
+            f"---\napiVersion: v1\nkind: Service\nmetadata: {{name: {prefix}-{i}}}\n"
+            f"spec: {{type: NodePort, ports: [{{port: 80}}]}}\n"
+            for i in range(4)
+        )
+
+    results: list[int] = []
+
+    def apply(prefix: str) -> None:
+        out, err = io.StringIO(), io.StringIO()
+        ctx = Context(state_dir=state, stdout=out, stderr=err, stdin=io.StringIO(services(prefix)))
+        results.append(main(["apply", "-f", "-"], ctx))
+
+    threads = [threading.Thread(target=apply, args=(p,)) for p in ("a", "b", "c")]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join()
+    assert results == [0, 0, 0]
+    _, out, _ = run("get", "svc", "-o", "json")
+    items = json.loads(out)["items"]
+    assert len(items) == 13
+    ips = [i["spec"]["clusterIP"] for i in items]
+    ports = [
+        i["spec"]["ports"][0].get("nodePort") for i in items if i["spec"]["type"] == "NodePort"
+    ]
+    assert len(set(ips)) == 13 and len(set(ports)) == 12
