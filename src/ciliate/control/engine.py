@@ -516,7 +516,15 @@ class Engine:
     def update(self, changed: Sequence[Doc] = (), deleted: Sequence[Doc] = ()) -> list[MapChange]:
         """Apply changed (put) and deleted documents; return the map changes made."""
         kinds = {str(d.get("kind", "")) for d in [*changed, *deleted]}
-        if not kinds <= {"Pod", "Service", "EndpointSlice"}:
+        incremental = {"Pod", "Service", "EndpointSlice"}
+        if self.compiler is not None:
+            incremental |= POLICY_KINDS
+            if kinds & {"Service", "EndpointSlice"} and self._policies_use_services():
+                incremental -= {"Service", "EndpointSlice"}  # toServices peers: rebuild
+        for d in changed:
+            if d.get("kind") == "Cluster" and isinstance(d.get("spec"), Mapping):
+                self.config = ClusterConfig.from_doc(d["spec"])
+        if not kinds <= incremental:
             before = self.state
             for d in deleted:
                 self.docs.pop(doc_key(d), None)
@@ -531,14 +539,20 @@ class Engine:
         svc_touched: set[str] = set()
         for d in deleted:
             self.docs.pop(doc_key(d), None)
-            if d.get("kind") == "Pod":
+            kind = d.get("kind")
+            if kind == "Pod":
                 out += self._remove_pod(doc_key(d)[1] + "/" + doc_key(d)[2])
+            elif kind in POLICY_KINDS:
+                out += self._policy_doc(d, delete=True)
             else:
                 svc_touched.add(self._service_doc(d, delete=True))
         for d in changed:
             self.docs[doc_key(d)] = d
-            if d.get("kind") == "Pod":
+            kind = d.get("kind")
+            if kind == "Pod":
                 out += self._set_pod(Pod.from_doc(d))
+            elif kind in POLICY_KINDS:
+                out += self._policy_doc(d, delete=False)
             else:
                 svc_touched.add(self._service_doc(d, delete=False))
         for key in sorted(svc_touched - {""}):
@@ -672,6 +686,60 @@ class Engine:
                 parts.endpoints = layered(
                     parts.endpoints, {ep_id: self._endpoint(parts.info, rec, ep_id)}
                 )
+
+    # policies
+
+    def _policies_use_services(self) -> bool:
+        def has(x: Any) -> bool:
+            if isinstance(x, Mapping):
+                return "toServices" in x or any(has(v) for v in x.values())
+            if isinstance(x, list):
+                return any(has(v) for v in x)
+            return False
+
+        return any(has(d) for k, d in self.docs.items() if k[0] in POLICY_KINDS)
+
+    def _policy_doc(self, d: Doc, delete: bool) -> list[MapChange]:
+        """A policy changed: recompile the pods it selects (the compiler knows which),
+        then follow the CIDR identities it added or dropped into every ipcache."""
+        out: list[MapChange] = []
+        if delete:
+            kind, ns, name = doc_key(d)
+            pods = self.compiler.remove_policy(kind, ns, name)
+        else:
+            pods = self.compiler.set_policy(d)
+        self._sync_policy(set(pods), out)
+        new_cidrs: dict[IPv4Network, Identity] = dict(self.compiler.cidr_identities)
+        old_cidrs = self.cidr_identities
+        if new_cidrs != old_cidrs:
+            ups: dict[IPCacheKey, RemoteEndpointInfo] = {}
+            dels: list[IPCacheKey] = []
+            for net, ident in old_cidrs.items():
+                k = IPCacheKey(net)
+                cur = self.shared_ipcache.get(k)
+                if net not in new_cidrs and cur is not None and cur.sec_identity == ident.id:
+                    dels.append(k)
+            for net, ident in new_cidrs.items():
+                k = IPCacheKey(net)
+                cur = self.shared_ipcache.get(k)
+                # pods and nodes own their /32s; a CIDR identity never overrides them
+                mine = cur is None or (net in old_cidrs and cur.sec_identity == old_cidrs[net].id)
+                if mine and (cur is None or cur.sec_identity != ident.id):
+                    ups[k] = RemoteEndpointInfo(ident.id)
+            self.cidr_identities = new_cidrs
+            idents = {i.id: i for i in new_cidrs.values()}
+            gone = [i.id for n, i in old_cidrs.items() if i.id not in idents]
+            self.identities = layered(self.identities, idents, gone)
+            if ups or dels:
+                self.shared_ipcache = layered(self.shared_ipcache, ups, dels)
+                for name in self.parts:
+                    out.extend(
+                        MapChange(name, MapName.IPCACHE.value, k, v) for k, v in sorted(ups.items())
+                    )
+                    out.extend(
+                        MapChange(name, MapName.IPCACHE.value, k, None) for k in sorted(dels)
+                    )
+        return out
 
     # services
 

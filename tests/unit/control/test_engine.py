@@ -185,3 +185,38 @@ def test_earlier_states_stay_unchanged() -> None:
         eng.update([C.pod("networking101", f"p{i}", W1, f"10.10.2.{n}", {"app": "p"})])
     assert map_contents(s0) == before
     assert len(eng.state.nodes[W2].ipcache) == len(s0.nodes[W2].ipcache) + 100
+
+
+def _netpol() -> dict[str, object]:
+    return {
+        "apiVersion": "networking.k8s.io/v1",
+        "kind": "NetworkPolicy",
+        "metadata": {"name": "only-busybox", "namespace": "networking101"},
+        "spec": {
+            "podSelector": {"matchLabels": {"app": "netshoot"}},
+            "policyTypes": ["Ingress", "Egress"],
+            "ingress": [{"from": [{"podSelector": {"matchLabels": {"app": "busybox"}}}],
+                         "ports": [{"port": 80, "protocol": "TCP"}]}],
+            "egress": [{"to": [{"ipBlock": {"cidr": "192.0.2.0/24"}}]}],
+        },
+    }  # fmt: skip
+
+
+def test_incremental_policy_apply_and_delete_match_full() -> None:
+    cfg = C.config()
+    base = C.node_docs(cfg) + C.networking101()
+    eng = Engine(cfg)
+    s0 = eng.load(base)
+    pol = _netpol()
+    ch = eng.update([pol])
+    s1 = eng.state
+    full = compute_desired([*base, pol], cfg, previous=s0)
+    assert map_contents(s1) == map_contents(full)
+    assert map_contents(apply_delta(s0, ch)) == map_contents(s1)
+    ns_eps = [e for e in s1.nodes[W1].endpoints.values() if "netshoot" in e.pod]
+    assert ns_eps and all(e.ingress_enforced and e.egress_enforced for e in ns_eps)
+    cidr = IPCacheKey(IPv4Network("192.0.2.0/24"))
+    assert s1.nodes[W2].ipcache[cidr].sec_identity >= 1 << 24
+    ch2 = eng.update([], [pol])
+    assert map_contents(apply_delta(s1, ch2)) == map_contents(eng.state)
+    assert map_contents(eng.state) == map_contents(s0)
