@@ -9,15 +9,33 @@ outputs kubectl's lines (``deployment.apps/x scaled``, ``pod/x labeled``).
 from __future__ import annotations
 
 import copy
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 
-from ciliate.errors import CiliateError, ExitCode, NotFoundError
+from ciliate.errors import CiliateError, ConflictError, ExitCode, NotFoundError
 from ciliate.manifest import syntax
 from ciliate.manifest.kinds import KindInfo
 from ciliate.model.meta import Doc
-from ciliate.store.api import Change, ObjectKey, Store
+from ciliate.store.api import Change, ObjectKey, Store, VersionConflictError
 
 SCALABLE = ("Deployment", "ReplicaSet", "StatefulSet")
+MAX_ATTEMPTS = 20
+
+
+def _edit(store: Store, compute: Callable[[], tuple[list[Change], list[str]]]) -> list[str]:
+    """Read-modify-write with optimistic concurrency: the write happens only if nobody
+    wrote since the read (``if_version``), else it is computed again, so a concurrent
+    ``label`` or ``scale`` is never lost."""
+    for _attempt in range(MAX_ATTEMPTS):
+        version = store.resource_version()
+        changes, lines = compute()
+        if not changes:
+            return lines
+        try:
+            store.apply(changes, if_version=version)
+        except VersionConflictError:
+            continue
+        return lines
+    raise ConflictError(f"the object kept changing during {MAX_ATTEMPTS} attempts")
 
 
 class InvalidArgument(CiliateError):
@@ -40,15 +58,18 @@ def scale(
                               "replicasets, statefulsets)")  # fmt: skip
     if replicas < 0:
         raise InvalidArgument(f"--replicas must be 0 or more, not {replicas}")
-    changes: list[Change] = []
-    lines: list[str] = []
-    for name in names:
-        doc = copy.deepcopy(_get(store, info, namespace, name))
-        doc.setdefault("spec", {})["replicas"] = replicas
-        changes.append(Change(ObjectKey(info.kind, namespace, name), doc))
-        lines.append(f"{info.qualified_singular}/{name} scaled")
-    store.apply(changes)
-    return lines
+
+    def compute() -> tuple[list[Change], list[str]]:
+        changes: list[Change] = []
+        lines: list[str] = []
+        for name in names:
+            doc = copy.deepcopy(_get(store, info, namespace, name))
+            doc.setdefault("spec", {})["replicas"] = replicas
+            changes.append(Change(ObjectKey(info.kind, namespace, name), doc))
+            lines.append(f"{info.qualified_singular}/{name} scaled")
+        return changes, lines
+
+    return _edit(store, compute)
 
 
 def parse_label_changes(items: Sequence[str]) -> tuple[dict[str, str], list[str]]:
@@ -85,27 +106,28 @@ def label(
     sets, removes = parse_label_changes(changes_text)
     if not sets and not removes:
         raise InvalidArgument("give at least one label change (key=value or key-)")
-    changes: list[Change] = []
-    lines: list[str] = []
-    for name in names:
-        doc = copy.deepcopy(_get(store, info, namespace, name))
-        labels = doc.setdefault("metadata", {}).setdefault("labels", {})
-        for k, v in sets.items():
-            if k in labels and labels[k] != v and not overwrite:
-                raise InvalidArgument(
-                    f"'{k}' already has a value ({labels[k]}), and --overwrite is false"
-                )
-        before = dict(labels)
-        labels.update(sets)
-        for k in removes:
-            labels.pop(k, None)
-        if labels == before:
-            lines.append(f"{info.qualified_singular}/{name} not labeled")
-            continue
-        changes.append(
-            Change(ObjectKey(info.kind, doc["metadata"].get("namespace", ""), name), doc)
-        )
-        lines.append(f"{info.qualified_singular}/{name} labeled")
-    if changes:
-        store.apply(changes)
-    return lines
+
+    def compute() -> tuple[list[Change], list[str]]:
+        changes: list[Change] = []
+        lines: list[str] = []
+        for name in names:
+            doc = copy.deepcopy(_get(store, info, namespace, name))
+            labels = doc.setdefault("metadata", {}).setdefault("labels", {})
+            for k, v in sets.items():
+                if k in labels and labels[k] != v and not overwrite:
+                    raise InvalidArgument(
+                        f"'{k}' already has a value ({labels[k]}), and --overwrite is false"
+                    )
+            before = dict(labels)
+            labels.update(sets)
+            for k in removes:
+                labels.pop(k, None)
+            if labels == before:
+                lines.append(f"{info.qualified_singular}/{name} not labeled")
+                continue
+            key = ObjectKey(info.kind, doc["metadata"].get("namespace", ""), name)
+            changes.append(Change(key, doc))
+            lines.append(f"{info.qualified_singular}/{name} labeled")
+        return changes, lines
+
+    return _edit(store, compute)
