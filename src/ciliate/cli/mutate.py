@@ -54,8 +54,9 @@ def scale(
 ) -> list[str]:
     """Set ``spec.replicas`` of each named workload; all or nothing."""
     if info.kind not in SCALABLE:
-        raise InvalidArgument(f"{info.plural} cannot be scaled (scalable: deployments, "
-                              "replicasets, statefulsets)")  # fmt: skip
+        raise InvalidArgument(
+            f"{info.plural} cannot be scaled (scalable: deployments, replicasets, statefulsets)"
+        )
     if replicas < 0:
         raise InvalidArgument(f"--replicas must be 0 or more, not {replicas}")
 
