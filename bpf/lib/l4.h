@@ -44,7 +44,15 @@ struct l4_info {
 static __always_inline int l4_load(struct __sk_buff *skb, __u32 l4_off, __u8 proto,
 				   struct l4_info *l4)
 {
+	__be16 frag_off;
+
 	__builtin_memset(l4, 0, sizeof(*l4));
+	/* A non-first fragment carries no L4 header: its ports are unknown (0), never the
+	 * payload bytes that happen to sit where a header would be. */
+	if (bpf_skb_load_bytes(skb, ETH_HLEN + 6, &frag_off, sizeof(frag_off)) < 0)
+		return -1;
+	if (frag_off & bpf_htons(0x1FFF))
+		return 0;
 	switch (proto) {
 	case IPPROTO_TCP: {
 		__u8 hdr[14];
