@@ -84,7 +84,9 @@ def parse_timestamp(text: str) -> int:
 
 
 def _put(d: dict[str, Any], key: str, value: Any) -> None:
-    """Set ``key`` unless the value is proto3's zero (omitted by protojson)."""
+    """Set ``key`` unless the value is proto3's zero (omitted by protojson). Only for
+    scalars and repeated fields: a *set* message field is printed even when empty
+    (``"ICMPv4":{}``), so those are assigned directly."""
     if value is None or value is False or value == 0 or value == "":
         return
     if isinstance(value, list | tuple | dict) and not value:
@@ -116,11 +118,14 @@ def _ports_json(l4: TCP | UDP | SCTP) -> dict[str, Any]:
     return d
 
 
-def _l4_json(l4: Layer4) -> dict[str, Any]:
+def _l4_json(l4: Layer4, l3l4: bool) -> dict[str, Any]:
     if isinstance(l4, TCP):
         d = _ports_json(l4)
         flags = {n: True for n in TCPFlags.PROTO_ORDER if getattr(l4.flags, n)}
-        _put(d, "flags", flags)
+        # Hubble's packet parser always sets the flags message (``"flags":{}`` for a
+        # bare ACK-less segment); L7 records carry ports only.
+        if flags or l3l4:
+            d["flags"] = flags
         return {"TCP": d}
     if isinstance(l4, UDP):
         return {"UDP": _ports_json(l4)}
@@ -194,7 +199,7 @@ def flow_to_dict(f: Flow) -> dict[str, Any]:
         em: dict[str, Any] = {}
         _put(em, "name", f.emitter.name)
         _put(em, "version", f.emitter.version)
-        _put(d, "emitter", em)
+        d["emitter"] = em
     _enum(d, "verdict", f.verdict)
     _put(d, "drop_reason", f.drop_reason)
     _enum(d, "auth_type", f.auth_type)
@@ -202,7 +207,7 @@ def flow_to_dict(f: Flow) -> dict[str, Any]:
         eth: dict[str, Any] = {}
         _put(eth, "source", f.ethernet.source)
         _put(eth, "destination", f.ethernet.destination)
-        _put(d, "ethernet", eth)
+        d["ethernet"] = eth
     if f.ip is not None:
         ip: dict[str, Any] = {}
         _put(ip, "source", f.ip.source)
@@ -210,13 +215,13 @@ def flow_to_dict(f: Flow) -> dict[str, Any]:
         _put(ip, "destination", f.ip.destination)
         _enum(ip, "ipVersion", f.ip.ip_version)
         _put(ip, "encrypted", f.ip.encrypted)
-        _put(d, "IP", ip)
+        d["IP"] = ip
     if f.l4 is not None:
-        d["l4"] = _l4_json(f.l4)
+        d["l4"] = _l4_json(f.l4, f.type is FlowType.L3_L4)
     if f.source is not None:
-        _put(d, "source", _endpoint_json(f.source))
+        d["source"] = _endpoint_json(f.source)
     if f.destination is not None:
-        _put(d, "destination", _endpoint_json(f.destination))
+        d["destination"] = _endpoint_json(f.destination)
     _enum(d, "Type", f.type)
     _put(d, "node_name", f.node_name)
     _put(d, "node_labels", list(f.node_labels))
@@ -249,14 +254,14 @@ def flow_to_dict(f: Flow) -> dict[str, Any]:
         fi: dict[str, Any] = {}
         _put(fi, "name", f.file.name)
         _put(fi, "line", f.file.line)
-        _put(d, "file", fi)
+        d["file"] = fi
     if f.is_reply is not None:
         d["is_reply"] = f.is_reply  # a BoolValue: printed even when false
     if f.interface is not None:
         itf: dict[str, Any] = {}
         _put(itf, "index", f.interface.index)
         _put(itf, "name", f.interface.name)
-        _put(d, "interface", itf)
+        d["interface"] = itf
     _put(d, "proxy_port", f.proxy_port)
     _put(d, "Summary", f.summary)
     for key, pols in (

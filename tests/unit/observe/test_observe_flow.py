@@ -247,3 +247,22 @@ def test_repeated_extension_keys_become_a_list_and_round_trip() -> None:
     ext = to_json(f)["flow"]["extensions"]
     assert ext["provenance"] == ["a.yaml:3 rule 0", "b.yaml:9 rule 2"]
     assert from_json(to_json(f)) == f
+
+
+def test_set_but_empty_messages_are_printed_like_protojson() -> None:
+    f = Flow(
+        time_ns=T,
+        verdict=Verdict.FORWARDED,
+        emitter=None,
+        l4=TCP(1, 2),
+        source=Endpoint(),
+        destination=None,
+    )
+    d = to_json(f)["flow"]
+    assert d["source"] == {}
+    assert "destination" not in d
+    assert d["l4"] == {"TCP": {"source_port": 1, "destination_port": 2, "flags": {}}}
+    assert from_json(to_json(f)) == f
+    # L7 records carry ports only.
+    l7 = Flow(time_ns=T, verdict=Verdict.FORWARDED, type=FlowType.L7, l4=TCP(1, 2))
+    assert to_json(l7)["flow"]["l4"] == {"TCP": {"source_port": 1, "destination_port": 2}}
