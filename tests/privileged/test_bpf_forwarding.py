@@ -216,7 +216,7 @@ def test_reload_adopts_pinned_maps_without_flushing(lab: Lab) -> None:
     assert node.bpf.maps.dump("cilium_lxc") == before
 
 
-def test_zz_forwarding_survives_the_agent_closing_every_handle(lab: Lab) -> None:
+def test_forwarding_survives_the_agent_closing_every_handle(lab: Lab) -> None:
     """kill -9 of the agent closes its fds: the tc filters hold the programs and the pins
     hold the maps, so traffic keeps flowing with nobody in userspace."""
     for node in lab.nodes.values():
