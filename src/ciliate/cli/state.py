@@ -11,13 +11,16 @@ prints the same bytes in both modes.
 from __future__ import annotations
 
 import importlib
+import json
+import os
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass
+from pathlib import Path
 from typing import Any, Protocol
 
 from ciliate import codec
 from ciliate.cli.context import Context
-from ciliate.control.engine import compute_desired
+from ciliate.control.engine import Engine
 from ciliate.desired import DesiredState, MapName, node_maps, parse_policy_map_name, policy_map_name
 from ciliate.errors import NotFoundError
 from ciliate.model.cluster import ClusterConfig
@@ -144,11 +147,40 @@ def load_config(ctx: Context) -> ClusterConfig:
     return get_cluster_config(ctx.store())
 
 
+PINS_FILE = "control-ids.json"
+
+
+def read_pins(state_dir: Path) -> dict[str, Any] | None:
+    """The IDs handed out by earlier runs (``Engine.export_pins``), if any."""
+    try:
+        data = json.loads((state_dir / PINS_FILE).read_text())
+    except (OSError, ValueError):
+        return None
+    return data if isinstance(data, dict) else None
+
+
+def write_pins(state_dir: Path, pins: Mapping[str, Any]) -> None:
+    """Atomically replace the pins file (a reader sees the old or the new one)."""
+    try:
+        tmp = state_dir / f".{PINS_FILE}.{os.getpid()}"
+        tmp.write_text(json.dumps(pins, sort_keys=True))
+        os.replace(tmp, state_dir / PINS_FILE)
+    except OSError:
+        return  # a read-only state dir only costs ID stability
+
+
 def load_desired(ctx: Context) -> DesiredState:
-    """The DesiredState of the store in ``ctx`` (computed, never stored)."""
+    """The DesiredState of the store in ``ctx`` (computed, never stored). IDs handed
+    out by earlier runs are kept (``control-ids.json`` in the state directory), so an
+    endpoint keeps its ID while other pods come and go."""
     store = ctx.store()
     config = load_config(ctx)
-    state = compute_desired(store.list(), config)
+    pins = read_pins(ctx.state_dir)
+    engine = Engine(config, pins=pins)
+    state = engine.load(store.list())
+    new_pins = engine.export_pins()
+    if new_pins != pins:
+        write_pins(ctx.state_dir, new_pins)
     return state
 
 

@@ -29,7 +29,7 @@ from __future__ import annotations
 
 import contextlib
 import gc
-from collections.abc import Iterable, Iterator, Mapping, Sequence
+from collections.abc import Hashable, Iterable, Iterator, Mapping, Sequence
 from dataclasses import dataclass, field
 from ipaddress import IPv4Address, IPv4Network
 from typing import Any, Protocol
@@ -92,6 +92,11 @@ ALLOW_ALL: PolicyMap = {
     ),
     PolicyKey(0, True): PolicyEntry(provenance=(Provenance(_DERIVED, "", "", "allow-any-egress"),)),
 }
+
+
+def _pin_key(key: Hashable) -> str:
+    """An allocator key (a tuple) as one string: fields joined by ``|``."""
+    return "|".join(map(str, key)) if isinstance(key, tuple) else str(key)
 
 
 @contextlib.contextmanager
@@ -215,7 +220,12 @@ class Engine:
     ``apply_events`` take changed and deleted documents and return the map changes.
     ``state`` is the current DesiredState (earlier ones stay valid and unchanged)."""
 
-    def __init__(self, config: ClusterConfig, previous: DesiredState | None = None) -> None:
+    def __init__(
+        self,
+        config: ClusterConfig,
+        previous: DesiredState | None = None,
+        pins: Mapping[str, Any] | None = None,
+    ) -> None:
         self.config = config
         self.cluster_name = config.name or "default"
         self.previous = previous
@@ -246,6 +256,8 @@ class Engine:
         self._state: DesiredState | None = None
         if previous is not None:
             self._seed_from(previous)
+        if pins:
+            self._seed_from_pins(pins)
 
     # --- seeding IDs from an earlier state -------------------------------------------
 
@@ -261,6 +273,39 @@ class Engine:
                 ids[E.HOST_KEY] = node.host_endpoint_id
             S.seed_allocators(self.alloc, node.lb4_backends, {})
         S.seed_allocators(self.alloc, {}, prev.services)
+
+    # --- IDs as plain data (persisted by the CLI between runs) -------------------------
+
+    def export_pins(self) -> dict[str, Any]:
+        """Every ID handed out, JSON-able: identities, endpoint IDs, backend and rev-NAT
+        IDs. ``Engine(config, pins=...)`` keeps them, so separate processes computing
+        from the same store agree even after collisions were resolved by probing."""
+        return {
+            "identities": {"\n".join(k): v for k, v in self.label_ids.items()},
+            "endpoints": {n: dict(ids) for n, ids in self.ep_ids.items()},
+            "backends": {_pin_key(k): v for k, v in self.alloc.backends.ids.items()},
+            "rev_nat": {_pin_key(k): v for k, v in self.alloc.rev_nat.ids.items()},
+        }
+
+    def _seed_from_pins(self, pins: Mapping[str, Any]) -> None:
+        try:
+            for labels, n in (pins.get("identities") or {}).items():
+                self.label_ids.setdefault(tuple(str(labels).split("\n")), int(n))
+            for node, ids in (pins.get("endpoints") or {}).items():
+                mine = self.ep_ids.setdefault(str(node), {})
+                used = set(mine.values())
+                for key, n in ids.items():
+                    if key not in mine and int(n) not in used:
+                        mine[str(key)] = int(n)
+                        used.add(int(n))
+            for key, n in (pins.get("backends") or {}).items():
+                ip, port, proto = str(key).split("|")
+                self.alloc.backends.pin((IPv4Address(ip), int(port), int(proto)), int(n))
+            for key, n in (pins.get("rev_nat") or {}).items():
+                svc, typ, addr, port, proto = str(key).split("|")
+                self.alloc.rev_nat.pin((svc, typ, addr, int(port), proto), int(n))
+        except (ValueError, AttributeError, TypeError):
+            return  # malformed pins only cost stability, never correctness
 
     # --- full build ------------------------------------------------------------------
 
@@ -854,11 +899,15 @@ class Engine:
 
 
 def compute_desired(
-    docs: Sequence[Doc], config: ClusterConfig, previous: DesiredState | None = None
+    docs: Sequence[Doc],
+    config: ClusterConfig,
+    previous: DesiredState | None = None,
+    pins: Mapping[str, Any] | None = None,
 ) -> DesiredState:
     """Everything every node programs, from a store snapshot (all documents).
 
-    ``previous`` pins the IDs handed out before (identities, endpoint IDs, backend and
-    rev-NAT IDs) so that they never move between recomputations.
+    ``previous`` (or ``pins``, see ``Engine.export_pins``) keeps the IDs handed out
+    before (identities, endpoint IDs, backend and rev-NAT IDs) so that they never move
+    between recomputations.
     """
-    return Engine(config, previous).load(docs)
+    return Engine(config, previous, pins).load(docs)

@@ -220,3 +220,17 @@ def test_incremental_policy_apply_and_delete_match_full() -> None:
     ch2 = eng.update([], [pol])
     assert map_contents(apply_delta(s1, ch2)) == map_contents(eng.state)
     assert map_contents(eng.state) == map_contents(s0)
+
+
+def test_pins_keep_ids_across_processes() -> None:
+    cfg = C.config()
+    docs = C.node_docs(cfg) + C.networking101()
+    eng = Engine(cfg)
+    s0 = eng.load(docs)
+    pins = eng.export_pins()
+    pod = next(e.pod for e in s0.nodes[W1].endpoints.values() if e.pod)
+    pins["endpoints"][W1][pod] = 7  # as if a collision had pushed it there earlier
+    s1 = compute_desired(docs, cfg, pins=pins)
+    assert next(e.id for e in s1.nodes[W1].endpoints.values() if e.pod == pod) == 7
+    assert {i.id for i in s1.identities.values()} == {i.id for i in s0.identities.values()}
+    assert compute_desired(docs, cfg, pins={"endpoints": "garbage"}).nodes.keys() == s0.nodes.keys()
