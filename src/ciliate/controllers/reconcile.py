@@ -14,7 +14,8 @@ Order within a round:
 3. workloads: Deployment -> ReplicaSet -> Pods, DaemonSet, StatefulSet;
 4. scheduler: pods without a node are bound;
 5. pod network: bound pods get addresses (IPAM) and start;
-6. endpointslices: services' slices follow the pods.
+6. multus: started pods asking for secondary networks get their network-status;
+7. endpointslices: services' slices follow the pods.
 
 Inputs: a ``Store`` and the cluster config; randomness for generated names comes from
 an injected ``random.Random`` (by default seeded from the store's resourceVersion, so
@@ -28,6 +29,7 @@ import random
 from collections.abc import Callable, Sequence
 
 from ciliate.controllers.endpointslices import compute_endpointslices
+from ciliate.controllers.multus import compute_network_status
 from ciliate.controllers.namespaces import compute_namespaces
 from ciliate.controllers.owners import compute_garbage, fill_owner_uids
 from ciliate.controllers.podnetwork import compute_pod_network
@@ -48,6 +50,7 @@ def controllers(config: ClusterConfig, rng: random.Random) -> Sequence[tuple[str
         ("workloads", lambda s: compute_workloads(s, rng)),
         ("scheduler", lambda s: compute_scheduling(s, config)),
         ("pod-network", lambda s: compute_pod_network(s, config)),
+        ("multus", compute_network_status),
         ("endpointslices", lambda s: compute_endpointslices(s, rng)),
     )
 
