@@ -1,0 +1,142 @@
+"""One node's eBPF side as the agent drives it: programs and maps (``NodePrograms``) and
+the flow pump (``FlowPump``: ring-buffer events -> Hubble flows -> the node's flow log).
+
+Role: a thin, failure-tolerant layer over the eBPF engineer's ``loader.NodeBPF``,
+``maps.KernelMaps``/``RuntimeConfig`` and ``events.FlowEnricher``: without the loader
+(not built, clang missing) the topology still stands and status says programs are not
+loaded. Inputs: NodeState, MapChanges; outputs: kernel programs/maps and flow log lines.
+Must not import cli or agent.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import logging
+import threading
+import time
+from collections.abc import Iterable, Sequence
+from pathlib import Path
+from typing import Any
+
+from ciliate.datapath.linux.runtime import optional_module
+from ciliate.desired import DesiredState, MapChange, NodeState
+
+log = logging.getLogger("ciliate.agent")
+
+
+class NodePrograms:
+    """The eBPF side of one node, through the loader when it is there (``NodeBPF``);
+    without it the topology, maps-less, still stands and status says so."""
+
+    def __init__(self, tag: str, node: str, netns: str) -> None:
+        self.node = node
+        self.impl: Any = None
+        loader = optional_module("ciliate.datapath.linux.loader")
+        cls = getattr(loader, "NodeBPF", None)
+        if cls is not None:
+            self.impl = cls(tag, node, netns)
+
+    @property
+    def loaded(self) -> bool:
+        return self.impl is not None
+
+    def load(self) -> None:
+        if self.impl is not None:
+            self.impl.load()
+
+    def attach_all(self, devices: Iterable[tuple[str, Sequence[tuple[str, str]]]]) -> None:
+        if self.impl is None:
+            return
+        for dev, programs in devices:
+            for direction, program in programs:
+                self.impl.attach(dev, direction, program)
+
+    def detach(self, device: str) -> None:
+        if self.impl is not None:
+            with contextlib.suppress(Exception):
+                self.impl.detach(device)
+
+    def configure(self, node: NodeState) -> None:
+        """The node's runtime config (what Cilium compiles into node_config.h)."""
+        if self.impl is None:
+            return
+        kmaps = optional_module("ciliate.datapath.linux.maps")
+        cfg = getattr(kmaps, "RuntimeConfig", None)
+        if cfg is not None:
+            self.impl.maps.set_runtime_config(cfg.from_node(node))
+
+    def sync(self, node: NodeState) -> None:
+        """Make the maps hold exactly the node's entries (adopting pins after a restart
+        writes only what differs)."""
+        if self.impl is not None:
+            self.impl.maps.sync_node(node)
+
+    def apply(self, changes: list[MapChange]) -> None:
+        if self.impl is not None and changes:
+            self.impl.maps.apply(changes)
+
+    def close(self) -> None:
+        """Let go of the node's programs and maps; they stay attached and pinned."""
+        if self.impl is not None:
+            with contextlib.suppress(Exception):
+                self.impl.close()
+
+    def unload(self) -> None:
+        if self.impl is not None:
+            with contextlib.suppress(Exception):
+                self.impl.unload()
+
+
+class FlowPump:
+    """Per node: BPF ring-buffer events -> Hubble flows -> the node's flow log file
+    (read by ``ciliate observe`` in other processes). Runs in its own thread; the
+    enricher is swapped when the DesiredState changes (it resolves IPs to pods)."""
+
+    def __init__(self, progs: NodePrograms, node: str, state: DesiredState, log_dir: Path):
+        self.node = node
+        self.progs = progs
+        self.state = state
+        self.log_dir = log_dir
+        self.stop = threading.Event()
+        self.count = 0
+        self.thread = threading.Thread(target=self._run, name=f"flows-{node}", daemon=True)
+
+    def start(self) -> None:
+        if self.progs.impl is not None:
+            self.thread.start()
+
+    def _run(self) -> None:
+        from ciliate.datapath.flowlog import FlowLogDir
+        from ciliate.datapath.linux.events import FlowEnricher
+
+        try:
+            reader = self.progs.impl.events()
+        except Exception as e:  # no ring buffer: flows are missing, forwarding is not
+            log.warning("flows of %s unavailable: %s", self.node, e)
+            return
+        writer = FlowLogDir(self.log_dir).writer(self.node)
+        enricher, seen = FlowEnricher(self.state, self.node), self.state
+        try:
+            while not self.stop.is_set():
+                events = reader.events(timeout_ms=200)
+                if not events:
+                    continue
+                if self.state is not seen:
+                    enricher, seen = FlowEnricher(self.state, self.node), self.state
+                now = time.time_ns()
+                flows = []
+                for ev in events:
+                    try:
+                        flows.append(enricher.to_flow(ev, now))
+                    except Exception as e:  # one odd event must not stop the flow log
+                        log.debug("event of %s not decoded: %s", self.node, e)
+                writer.write(flows)
+                self.count += len(flows)
+        finally:
+            writer.close()
+            reader.close()
+
+    def close(self) -> None:
+        self.stop.set()
+        if self.thread.is_alive():
+            self.thread.join(timeout=2)
