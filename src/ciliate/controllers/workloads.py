@@ -35,7 +35,7 @@ from __future__ import annotations
 import copy
 import json
 import random
-from collections.abc import Mapping, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from typing import Any
 
 from ciliate.controllers.failures import guarded
@@ -465,7 +465,7 @@ def _statefulset(snap: Snapshot, sts: Doc) -> list[Change]:
 def compute_workloads(snap: Snapshot, rng: random.Random) -> list[Change]:
     """All workload controllers, each seeing the previous ones' changes."""
     changes: list[Change] = []
-    steps: Sequence[Any] = (
+    steps: Sequence[Callable[[Snapshot], list[Change]]] = (
         compute_deployments,
         lambda s: compute_replicasets(s, rng),
         lambda s: compute_daemonsets(s, rng),
