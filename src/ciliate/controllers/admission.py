@@ -16,10 +16,13 @@ or raises ``DiagnosticError`` with every problem of the batch (nothing is writte
      node-port range and free); else the port the stored object has for the same
      (port, protocol); else one is allocated. A nodePort on a ClusterIP service is
      refused, as Kubernetes does.
-  3. Defaults: type ClusterIP, sessionAffinity None, ipFamilies [IPv4],
-     ipFamilyPolicy SingleStack, internalTrafficPolicy Cluster, externalTrafficPolicy
-     Cluster (NodePort/LoadBalancer), ports[].protocol TCP, targetPort = port, and
-     ``status.loadBalancer: {}`` when the object has no status yet.
+  3. ``spec.healthCheckNodePort`` for LoadBalancer services with
+     externalTrafficPolicy Local, from the same range and under the same rules.
+  4. Defaults: type ClusterIP, sessionAffinity None (ClientIP gets the 10800 s
+     timeout), ipFamilies [IPv4], ipFamilyPolicy SingleStack, internalTrafficPolicy
+     Cluster, externalTrafficPolicy Cluster (NodePort/LoadBalancer), ports[].protocol
+     TCP, targetPort = port, and ``status.loadBalancer: {}`` when the object has no
+     status yet.
 - Pod: a re-applied pod keeps the node it is bound to; a pod given with
   ``status.podIP`` must carry an address inside some node's podCIDR (inside its own
   node's when spec.nodeName is given) that no other pod holds.
@@ -151,6 +154,8 @@ def _record(alloc: _Allocations, svc: Mapping[str, Any]) -> None:
     for p in spec.get("ports") or ():
         if p.get("nodePort"):
             alloc.ports[int(p["nodePort"])] = _owner(svc)
+    if spec.get("healthCheckNodePort"):
+        alloc.ports[int(spec["healthCheckNodePort"])] = _owner(svc)
 
 
 # --- Service: cluster IPs --------------------------------------------------------------
@@ -170,6 +175,8 @@ def _keep_existing(alloc: _Allocations, doc: Doc, store: Store) -> None:
             alloc.ips[IPv4Address(str(old_spec.get("clusterIP") or ""))] = _owner(doc)
     if stype not in _NODEPORT_TYPES:
         return
+    if old_spec.get("healthCheckNodePort") and not spec.get("healthCheckNodePort"):
+        alloc.ports[int(old_spec["healthCheckNodePort"])] = _owner(doc)
     old_ports = {
         (int(p.get("port", 0) or 0), str(p.get("protocol") or "TCP")): int(p.get("nodePort") or 0)
         for p in old_spec.get("ports") or ()
@@ -337,6 +344,9 @@ def _allocate(batch: _Batch, alloc: _Allocations, i: int, doc: Doc, store: Store
         spec.setdefault("ipFamilyPolicy", "SingleStack")
         spec.setdefault("internalTrafficPolicy", "Cluster")
     spec.setdefault("sessionAffinity", "None")
+    if spec["sessionAffinity"] == "ClientIP" and not spec.get("sessionAffinityConfig"):
+        # Kubernetes' default affinity timeout: 3 hours.
+        spec["sessionAffinityConfig"] = {"clientIP": {"timeoutSeconds": 10800}}
     if stype in _NODEPORT_TYPES:
         spec.setdefault("externalTrafficPolicy", "Cluster")
     if stype == "LoadBalancer":
@@ -371,8 +381,42 @@ def _allocate(batch: _Batch, alloc: _Allocations, i: int, doc: Doc, store: Store
             continue
         p["nodePort"] = np
         alloc.ports[np] = _owner(doc)
+    if stype == "LoadBalancer" and spec.get("externalTrafficPolicy") == "Local":
+        _health_check_node_port(batch, alloc, i, doc, old_spec)
     if "status" not in doc:
         doc["status"] = copy.deepcopy((old or {}).get("status")) or {"loadBalancer": {}}
+
+
+def _health_check_node_port(
+    batch: _Batch, alloc: _Allocations, i: int, doc: Doc, old_spec: Mapping[str, Any]
+) -> None:
+    """LoadBalancer services with externalTrafficPolicy Local get a node port for the
+    load balancer's health checks (kept when given or already held; else allocated)."""
+    spec = doc["spec"]
+    lo, hi = batch.config.node_port_range
+    me = _owner(doc)
+    given = spec.get("healthCheckNodePort")
+    if given:
+        holder = alloc.ports.get(int(given))
+        if holder is not None and holder != me:
+            batch.add(
+                i,
+                doc,
+                "spec.healthCheckNodePort",
+                f"Invalid value: {given}: provided port is already allocated",
+            )
+            return
+        alloc.ports[int(given)] = me
+        return
+    prev = int(old_spec.get("healthCheckNodePort") or 0)
+    port = (
+        prev
+        if prev and alloc.ports.get(prev, me) == me
+        else allocate_node_port(lo, hi, me, -1, alloc.ports)
+    )
+    if port:
+        spec["healthCheckNodePort"] = port
+        alloc.ports[port] = me
 
 
 def _safe_ip(text: str) -> IPv4Address:

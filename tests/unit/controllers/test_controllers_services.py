@@ -360,3 +360,23 @@ def test_readiness_flip_is_kept_and_reaches_the_slice(example_cluster, apply, ex
     reconcile(example_cluster, example_config, random.Random(0))
     (sl,) = slices(example_cluster, "web")
     assert sl["endpoints"][0]["conditions"]["ready"] is True
+
+
+def test_session_affinity_and_health_check_node_port(example_cluster, apply):
+    apply(
+        [
+            service("sticky", sessionAffinity="ClientIP"),
+            service("local", type_="LoadBalancer", externalTrafficPolicy="Local"),
+        ]
+    )
+    assert svc(example_cluster, "sticky")["spec"]["sessionAffinityConfig"] == {
+        "clientIP": {"timeoutSeconds": 10800}
+    }
+    spec = svc(example_cluster, "local")["spec"]
+    hc = spec["healthCheckNodePort"]
+    assert 30000 <= hc <= 32767 and hc != spec["ports"][0]["nodePort"]
+    apply([service("local", type_="LoadBalancer", externalTrafficPolicy="Local")])
+    assert svc(example_cluster, "local")["spec"]["healthCheckNodePort"] == hc
+    with pytest.raises(DiagnosticError) as e:
+        apply([service("x", type_="NodePort", ports=[{"port": 80, "nodePort": hc}])])
+    assert "already allocated" in e.value.diagnostics[0].reason
