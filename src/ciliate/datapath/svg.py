@@ -469,15 +469,22 @@ def trace_to_svg(state: DesiredState, r: TraceResult) -> str:
     rep_encaps = [st.encap for st in r.reply_steps if st.action == "encap"]
     arrows = _draw_path(lay, req, BLUE, -5, req_encaps) + _draw_path(lay, rep, GREEN, 5, rep_encaps)
     arrows += _nat_notes(lay, r)
-    drop = [s for s in (*r.steps, *r.reply_steps) if s.action == "drop"]
-    if drop:
-        p = _point(lay, _anchor(lay, drop[-1]))
+    stops = [
+        s
+        for s in (*r.steps, *r.reply_steps)
+        if s.action == "drop" or (s.action == "to-proxy" and s.verdict == "DROPPED")
+    ]
+    if stops:
+        last = stops[-1]
+        p = _point(lay, _anchor(lay, last))
         if p is not None:
+            label = (
+                f"{drop_text(last.drop_reason)} ({last.drop_reason})"
+                if last.action == "drop"
+                else "L7 proxy: 403 Access denied"
+            )
             arrows.append(_cross(p))
-            arrows.append(
-                _t(p[0], p[1] - 22, f"{drop_text(drop[-1].drop_reason)} ({drop[-1].drop_reason})",
-                   12, RED, "700", "middle")
-            )  # fmt: skip
+            arrows.append(_t(p[0], p[1] - 22, label, 12, RED, "700", "middle"))
     diagram_w = MARGIN + len(nodes) * (NODE_W + GAP) - GAP + (GAP + 160 if lay.world else 0)
     panel, panel_bottom = _panel(r, diagram_w + 50, TOP + 6)
     caption, caption_bottom = _caption(r, MARGIN, lay.fabric_y + 64, diagram_w - MARGIN)

@@ -48,3 +48,19 @@ def test_drop_is_red(make_state: Callable[..., DesiredState]) -> None:
 def test_world_box(state: DesiredState) -> None:
     r = trace(state, "192.0.2.10", "networking101/netshoot-a", 80, "tcp")
     assert "world" in texts(trace_to_svg(state, r))
+
+
+def test_l7_denial_is_marked(make_state: Callable[..., DesiredState]) -> None:
+    from ciliate.desired import L7Rule
+
+    l7: PolicyMap = {
+        PolicyKey(3372, False, 6, 80, 16): PolicyEntry(
+            proxy_port=15001, l7_rules=(L7Rule("http", method="GET", path="/public"),)
+        ),
+        PolicyKey(0, True): PolicyEntry(),
+    }
+    s = make_state({"networking101/netshoot-b": l7})
+    r = trace(
+        s, "networking101/busybox-a", "networking101/netshoot-b", 80, "tcp", http=("GET", "/x")
+    )
+    assert "L7 proxy: 403 Access denied" in texts(trace_to_svg(s, r))
