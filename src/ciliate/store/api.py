@@ -81,6 +81,21 @@ class ResourceVersionTooOldError(ConflictError):
         )
 
 
+class ResourceVersionAheadError(ResourceVersionTooOldError):
+    """A watch from a resourceVersion the store never reached: the store was recreated
+    (``cluster delete`` / ``create``) under a long-running watcher. The remedy is the
+    same as for a compacted window: list again and watch from the list's version."""
+
+    def __init__(self, since: int, current: int) -> None:
+        ConflictError.__init__(
+            self,
+            f"resourceVersion {since} is ahead of the store ({current}): the store was"
+            " recreated; list again and watch from the current resourceVersion",
+        )
+        self.since = since
+        self.compacted = current
+
+
 def snapshot(
     store: Store, kind: str | None = None, namespace: str | None = None
 ) -> tuple[list[Doc], int]:

@@ -23,6 +23,7 @@ from ciliate.store.api import (
     Change,
     EventType,
     ObjectKey,
+    ResourceVersionAheadError,
     ResourceVersionTooOldError,
     VersionConflictError,
     WatchEvent,
@@ -133,6 +134,9 @@ class MemoryStore:
             return self.apply([Change(key, doc)])
 
     def watch(self, since: int = 0, timeout: float | None = None) -> Iterator[WatchEvent]:
+        with self._cond:
+            if since > self._rv:
+                raise ResourceVersionAheadError(since, self._rv)
         last = since
         while True:
             with self._cond:

@@ -54,6 +54,7 @@ from ciliate.store.api import (
     Change,
     EventType,
     ObjectKey,
+    ResourceVersionAheadError,
     ResourceVersionTooOldError,
     StoreError,
     VersionConflictError,
@@ -390,6 +391,10 @@ class SQLiteStore:
     def _watch_loop(
         self, conn: sqlite3.Connection, since: int, timeout: float | None
     ) -> Iterator[WatchEvent]:
+        row = conn.execute("SELECT value FROM meta WHERE key = 'rv'").fetchone()
+        current = int(row[0]) if row else 0
+        if since > current:
+            raise ResourceVersionAheadError(since, current)
         last = since
         idle_deadline = None if timeout is None else time.monotonic() + timeout
         data_version = -1

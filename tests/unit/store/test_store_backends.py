@@ -370,3 +370,16 @@ def test_snapshot_helper_on_any_store(store: SQLiteStore) -> None:
 
     docs, rv = snapshot(Minimal(store), "Pod")  # type: ignore[arg-type]
     assert len(docs) == 2 and rv == 2
+
+
+def test_watch_from_a_version_the_store_never_reached_says_it_was_recreated(
+    store: SQLiteStore,
+) -> None:
+    from ciliate.store.api import ResourceVersionAheadError
+
+    store.apply([Change(key("a"), pod("a"))])
+    with pytest.raises(ResourceVersionAheadError) as exc:
+        list(store.watch(5, timeout=0))
+    assert isinstance(exc.value, ResourceVersionTooOldError)  # same remedy: relist
+    assert "recreated" in str(exc.value)
+    assert [e.resource_version for e in store.watch(1, timeout=0)] == []
