@@ -216,7 +216,8 @@ def up(ctx: Context, timeout: float = READY_TIMEOUT) -> dict[str, Any]:
         return read_status(kp)
     require_kernel()
     kp.dir.mkdir(parents=True, exist_ok=True)
-    for f in (kp.ready, kp.error):
+    # Leftovers of a crashed agent (its pid is not alive): the new one writes its own.
+    for f in (kp.ready, kp.error, kp.pidfile):
         with contextlib.suppress(FileNotFoundError):
             f.unlink()
     with open(kp.log, "ab") as log:
