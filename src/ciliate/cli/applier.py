@@ -5,7 +5,8 @@ then the controllers.
 2. admission against the store: namespaces exist or are created by the batch; then
    ``controllers.admission.admit`` (clusterIP/nodePort allocation and checks) when that
    module is present, else the local check that a clusterIP lies in the service CIDR;
-3. one ``store.apply`` of every changed object (policies carry ``ciliate.io/source`` and
+3. kubectl's three-way merge with the live object (``manifest.merge``), then one
+   ``store.apply`` of every changed object (policies carry ``ciliate.io/source`` and
    ``ciliate.io/source-lines`` annotations for provenance; namespaces their
    ``kubernetes.io/metadata.name`` label);
 4. ``controllers.reconcile.reconcile`` runs the controllers to a fixed point.
@@ -23,13 +24,13 @@ from types import ModuleType
 
 from ciliate.errors import ConflictError, Diagnostic, DiagnosticError
 from ciliate.manifest.decode import Batch, Decoded, check_namespaces, with_provenance
+from ciliate.manifest.merge import is_unchanged, merge_applied
 from ciliate.model.cluster import ClusterConfig
 from ciliate.model.meta import Doc
 from ciliate.store.api import Change, ObjectKey, Store, VersionConflictError
 
 NAMESPACE_NAME_LABEL = "kubernetes.io/metadata.name"
 MAX_ATTEMPTS = 20  # optimistic-concurrency retries against concurrent writers
-SERVER_FIELDS = ("uid", "resourceVersion", "generation", "creationTimestamp", "managedFields")
 
 
 # -- optional parts of other layers ----------------------------------------------------------
@@ -58,14 +59,6 @@ def reconcile(store: Store, config: ClusterConfig) -> None:
 
 
 # -- apply ---------------------------------------------------------------------------------
-
-
-def _comparable(doc: Doc, keep_status: bool) -> Doc:
-    """A document without the fields the server sets, to tell "unchanged" apart."""
-    meta = {k: v for k, v in (doc.get("metadata") or {}).items() if k not in SERVER_FIELDS}
-    out = {k: v for k, v in doc.items() if k != "metadata" and (keep_status or k != "status")}
-    out["metadata"] = meta
-    return out
 
 
 def _locate(diags: Sequence[Diagnostic], batch: Batch) -> list[Diagnostic]:
@@ -129,7 +122,11 @@ def _admit(
     diags = check_namespaces(batch.objects, namespaces)
     if diags:
         raise DiagnosticError(diags)
-    docs = [_prepare(d) for d in batch.objects]
+    keys = [ObjectKey(d.kind, d.namespace, d.name) for d in batch.objects]
+    lives = [store.get(key) for key in keys]
+    # kubectl apply's three-way merge keeps what controllers set (nodeName, clusterIP,
+    # annotations) and drops only what the user removed from the manifest.
+    docs = [merge_applied(live, _prepare(d)) for d, live in zip(batch.objects, lives, strict=True)]
     admission = optional_module("ciliate.controllers.admission")
     if admission is not None:
         try:
@@ -142,12 +139,10 @@ def _admit(
             raise DiagnosticError(diags)
     changes: list[Change] = []
     results: list[tuple[Decoded, str]] = []
-    for d, doc in zip(batch.objects, docs, strict=True):
-        key = ObjectKey(d.kind, d.namespace, d.name)
-        old = store.get(key)
-        if old is None:
+    for d, key, live, doc in zip(batch.objects, keys, lives, docs, strict=True):
+        if live is None:
             action = "created"
-        elif _comparable(old, "status" in doc) == _comparable(doc, "status" in doc):
+        elif is_unchanged(live, doc):
             action = "unchanged"
         else:
             action = "configured"

@@ -44,7 +44,6 @@ from ciliate.store.api import Change, ObjectKey, Store
 NAMESPACE_NAME_LABEL = "kubernetes.io/metadata.name"
 PROTECTED_NAMESPACES = frozenset({"default", "kube-system", "kube-public", "kube-node-lease"})
 ALL_KINDS = ("pods", "services", "daemonsets", "deployments", "replicasets", "statefulsets")
-SERVER_FIELDS = ("uid", "resourceVersion", "generation", "creationTimestamp", "managedFields")
 
 APPLY_EPILOG = """\
 Examples:

@@ -3,7 +3,7 @@ location of admission diagnostics raised without a position."""
 
 from __future__ import annotations
 
-from ciliate.cli.applier import _comparable, _locate, check_service_cidr
+from ciliate.cli.applier import _locate, check_service_cidr
 from ciliate.errors import Diagnostic
 from ciliate.manifest.decode import decode_text
 from ciliate.model.cluster import ClusterConfig
@@ -38,14 +38,3 @@ def test_admission_diagnostics_get_their_position() -> None:
     assert (located.file, located.line, located.col) == ("s.yaml", 6, 14)
     other = Diagnostic("x", kind="Service", namespace="default", name="other")
     assert _locate([other], batch) == [other]
-
-
-def test_server_fields_do_not_count_as_changes() -> None:
-    stored = {
-        "kind": "ConfigMap",
-        "metadata": {"name": "a", "uid": "u", "resourceVersion": "7", "generation": 1},
-        "status": {"x": 1},
-    }
-    assert _comparable(stored, keep_status=False) == _comparable(
-        {"kind": "ConfigMap", "metadata": {"name": "a"}}, keep_status=False
-    )
