@@ -37,7 +37,7 @@ from ciliate.datapath.linux import netns as nl
 from ciliate.datapath.linux.topology import ClusterNames, cluster_tag, teardown
 from ciliate.datapath.linux.workloads import launch_argv
 from ciliate.desired import MapName, parse_policy_map_name, policy_map_name
-from ciliate.errors import DatapathError, NotFoundError, UnsupportedError
+from ciliate.errors import ConflictError, DatapathError, NotFoundError, UnsupportedError
 
 
 class Context(Protocol):
@@ -214,6 +214,8 @@ def up(ctx: Context, timeout: float = READY_TIMEOUT) -> dict[str, Any]:
     pid = agent_pid(kp)
     if pid is not None and kp.ready.exists():
         return read_status(kp)
+    if pid is not None:
+        raise ConflictError(f"an agent (pid {pid}) is starting or stopping here; retry shortly")
     require_kernel()
     kp.dir.mkdir(parents=True, exist_ok=True)
     # Leftovers of a crashed agent (its pid is not alive): the new one writes its own.
