@@ -32,6 +32,7 @@ from __future__ import annotations
 
 import enum
 from dataclasses import dataclass, replace
+from ipaddress import IPv4Address
 
 from ciliate.clock import Clock
 from ciliate.codec import (
@@ -102,6 +103,9 @@ class CTEntry:
     rx_flags_seen: int = 0
     src_sec_id: int = 0
     ifindex: int = 0
+    # The node a connection came from through the overlay (CT_F_FROM_TUNNEL): replies
+    # go back to it through the tunnel whatever the ipcache says (NodePort SNAT).
+    tunnel_peer: IPv4Address | None = None
 
 
 def _ports(p: Packet) -> tuple[int, int]:
@@ -197,6 +201,7 @@ class CTTable:
         src_sec_id: int = 0,
         flags: int = 0,
         ifindex: int = 0,
+        tunnel_peer: IPv4Address | None = None,
     ) -> CTEntry:
         entry = CTEntry(
             lifetime=self.clock.monotonic() + _lifetime(p, flags),
@@ -208,6 +213,7 @@ class CTTable:
             tx_flags_seen=p.l4.flags if p.proto == IPProto.TCP else 0,
             src_sec_id=src_sec_id,
             ifindex=ifindex,
+            tunnel_peer=tunnel_peer,
         )
         self._entries[key] = entry
         return entry

@@ -68,8 +68,9 @@ def path_tokens(
         elif s.action == "rev-nat":
             out.append("reverse NAT")
         elif s.action == "tunnel":
-            tun = s.detail.rsplit(" ", 1)[-1]
-            out.append(f"cilium_ipcache (tunnel {tun})")
+            tun = s.detail.rsplit(" ", 1)[-1].rstrip(")")
+            src = "cilium_ipcache" if "cilium_ipcache" in s.detail else "conntrack"
+            out.append(f"{src} (tunnel {tun})")
         elif s.action == "encap":
             out.append("cilium_vxlan")
         elif s.action == "fabric":

@@ -63,6 +63,26 @@ def to_host(w: Walk, node: str, p: Packet, src_identity: int) -> Outcome:
     return Outcome(Where.HOST, node, p)
 
 
+def snat_reply(w: Walk, node: str, p: Packet, interface: str, program: str) -> Outcome | None:
+    """A reply to a NodePort connection this node SNATed: reverse both translations and
+    send it back to the client out of eth0. None when ``p`` is no such reply."""
+    back = w.snat.get(node, {}).get((p.src, p.sport, p.dst, p.dport, int(p.proto)))
+    if back is None:
+        return None
+    client_ip, client_port, fe_ip, fe_port = back
+    q = p.with_src(fe_ip, fe_port).with_dst(client_ip, client_port)
+    w.step(
+        node,
+        interface,
+        program,
+        "rev-nat",
+        f"NodePort reply: reverse SNAT+DNAT {p.src}:{p.sport} -> {q.src}:{q.sport}, "
+        f"to {q.dst}:{q.dport}",
+        q,
+    )
+    return w.transmit(node, q)
+
+
 def _snat_port(p: Packet) -> int:
     return p.sport  # the model keeps the client's port when it is free (it always is)
 
@@ -82,21 +102,9 @@ def from_netdev(w: Walk, node: str, p: Packet) -> Outcome:
         (ipc_lk,),
     )
     w.trace_event(node, ObsPoint.FROM_NETWORK, p, src_id, 0, "eth0", 0, None, False)
-    # A reply to a SNATed NodePort connection: reverse both translations.
-    skey = (p.src, p.sport, p.dst, p.dport, int(p.proto))
-    back = w.snat.get(node, {}).get(skey)
+    back = snat_reply(w, node, p, "eth0", prog)
     if back is not None:
-        client_ip, client_port, fe_ip, fe_port = back
-        q = p.with_src(fe_ip, fe_port).with_dst(client_ip, client_port)
-        w.step(
-            node,
-            "eth0",
-            prog,
-            "rev-nat",
-            f"NodePort reply: reverse SNAT+DNAT {p.src}:{p.sport} -> {q.src}:{q.sport}, to {q.dst}:{q.dport}",
-            q,
-        )
-        return w.transmit(node, q)
+        return back
     fe, lk = lb.lookup_service(ns, p.dst, p.dport, int(p.proto))
     if fe is None and p.dst in idx.local_ips:
         fe2, lk2 = lb.lookup_service(ns, lb.ANY_ADDRESS, p.dport, int(p.proto))

@@ -22,7 +22,7 @@ No I/O.
 from __future__ import annotations
 
 from ciliate.datapath.api import DropReason, ObsPoint, Verdict
-from ciliate.datapath.conntrack import CT_F_NODE_PORT, CTDir, CTStatus
+from ciliate.datapath.conntrack import CT_F_FROM_TUNNEL, CT_F_NODE_PORT, CTDir, CTStatus
 from ciliate.datapath.packet import ETH_P_ARP, ETH_P_IP, ARPOp, Packet, build_arp_reply
 from ciliate.datapath.sim import lb
 from ciliate.datapath.sim.overlay import to_overlay
@@ -233,13 +233,25 @@ def from_container(w: Walk, node: str, ep: EndpointState, p: Packet) -> Outcome:
             True,
         )
         return Outcome(Where.HOST, node, p)
+    why = f"cilium_ipcache: {p.dst} is behind tunnel endpoint {tunnel}"
+    if (
+        res.status == CTStatus.REPLY
+        and res.entry is not None
+        and res.entry.flags & CT_F_FROM_TUNNEL
+        and res.entry.tunnel_peer is not None
+        and res.entry.tunnel_peer != tunnel
+    ):
+        # The connection came through the overlay: answer through it, to the node it
+        # came from, whatever the ipcache says about the (SNATed) destination.
+        tunnel = res.entry.tunnel_peer
+        why = f"the connection came through the overlay (tunnel endpoint {tunnel})"
     if tunnel is not None:
         w.step(
             node,
             iface,
             PROGRAM,
             "tunnel",
-            f"cilium_lxc miss; cilium_ipcache: {p.dst} is behind tunnel endpoint {tunnel}",
+            f"cilium_lxc miss; {why}",
             p,
             (lxc_lk,),
         )

@@ -90,10 +90,22 @@ def from_overlay(w: Walk, node: str, p: Packet) -> Outcome:
             (lk,),
         )
         return deliver_local(
-            w, node, ep, q, identity, interface=ep.lxc_name, program="cil_from_overlay"
+            w,
+            node,
+            ep,
+            q,
+            identity,
+            interface=ep.lxc_name,
+            program="cil_from_overlay",
+            tunnel_peer=outer.outer_src,
         )
     if info is not None or q.dst in w.topo.nodes[node].local_ips:
-        from ciliate.datapath.sim.host import to_host
+        # Imported here: host's programs hand packets to the overlay and back.
+        from ciliate.datapath.sim.host import snat_reply, to_host
+
+        back = snat_reply(w, node, q, "cilium_vxlan", "cil_from_overlay")
+        if back is not None:
+            return back
 
         w.step(
             node,

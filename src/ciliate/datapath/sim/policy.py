@@ -17,11 +17,19 @@ from __future__ import annotations
 
 import re
 from dataclasses import dataclass
+from ipaddress import IPv4Address
 
 from ciliate.codec import build_ct_tuple
 from ciliate.control.mapstate import PolicyVerdict, lookup
 from ciliate.datapath.api import EventType, MapLookup, ObsPoint, Verdict
-from ciliate.datapath.conntrack import CT_F_NODE_PORT, CTDir, CTResult, CTStatus, render_tuple
+from ciliate.datapath.conntrack import (
+    CT_F_FROM_TUNNEL,
+    CT_F_NODE_PORT,
+    CTDir,
+    CTResult,
+    CTStatus,
+    render_tuple,
+)
 from ciliate.datapath.packet import HTTPRequest, IPProto, Packet
 from ciliate.datapath.sim import keys
 from ciliate.datapath.sim.lb import rev_nat
@@ -254,6 +262,7 @@ def deliver_local(
     program: str,
     rev_nat_index: int = 0,
     ct_flags: int = 0,
+    tunnel_peer: IPv4Address | None = None,
 ) -> Outcome:
     """``handle_policy`` of ``ep``: CT_INGRESS, ingress policy on NEW, reverse NAT on a
     service reply, then to-endpoint (redirect to the endpoint's lxc)."""
@@ -312,8 +321,9 @@ def deliver_local(
             p,
             rev_nat_index=rev_nat_index,
             src_sec_id=src_identity,
-            flags=ct_flags,
+            flags=ct_flags | (CT_F_FROM_TUNNEL if tunnel_peer is not None else 0),
             ifindex=ep.lxc_ifindex,
+            tunnel_peer=tunnel_peer,
         )
     q = p.with_macs(ep.lxc_mac, ep.pod_mac)
     w.step(

@@ -96,6 +96,9 @@ def test_nodeport_from_outside_via_eth0(state: DesiredState) -> None:
         assert r.reply_steps[-1].packet.startswith("172.18.0.2:31000 -> 192.0.2.10:40000")
         if r.backend.startswith("10.10.1."):
             assert any(s.action == "snat" for s in r.steps)
+            # The answer goes back through the tunnel to the node that translated it.
+            back = next(s for s in r.reply_steps if s.action == "encap")
+            assert back.encap.startswith("VXLAN 172.18.0.4 -> 172.18.0.2")
 
 
 def test_cluster_ip_from_outside_is_refused(state: DesiredState) -> None:
