@@ -5,9 +5,9 @@ on eth0 arrives on eth0 of the node owning its (outer) destination address; VXLA
 packets go to that node's ``cilium_vxlan`` (``cil_from_overlay``), plain packets to
 ``cil_from_netdev``; anything else leaves the cluster (``world``).
 
-``trace`` resolves SRC and DST (a pod ``ns/name``, a pod IP, a service by name when
-``services`` maps it, a frontend ``IP[:port]``, a node name or address, or any other IP
-as the world), builds the first packet of the probe, injects it where such a packet
+``trace`` resolves SRC and DST (a pod ``ns/name``, a pod IP, a service ``ns/name``
+through ``DesiredState.services``, a frontend ``IP[:port]``, a node name or address,
+``NODE:PORT``, or any other IP as the world), builds the first packet of the probe, injects it where such a packet
 starts (a pod's lxc, a node's stack, eth0 of the entry node for the world), follows it
 through the programs, and — when it was delivered — lets the destination answer and
 follows the reply back. ``probe`` is the fast form for reachability matrices: no texts,
