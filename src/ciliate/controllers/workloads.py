@@ -427,9 +427,10 @@ def _statefulset(snap: Snapshot, sts: Doc) -> list[Change]:
         if i in present:
             continue
         pod_name = f"{name}-{i}"
-        replacing = any(c.key.name == pod_name for c in out)
-        if snap.find("Pod", namespace_of(sts), pod_name) is not None and not replacing:
-            # A pod of that name exists but is not ours: do not overwrite it.
+        if snap.find("Pod", namespace_of(sts), pod_name) is not None:
+            # Either ours, deleted above (an old template): it is re-created in the next
+            # round, after watchers have seen it go, as the StatefulSet controller does;
+            # or not ours: never overwritten.
             continue
         overrides: dict[str, Any] = {"hostname": pod_name}
         if spec.get("serviceName"):
@@ -441,8 +442,6 @@ def _statefulset(snap: Snapshot, sts: Doc) -> list[Change]:
             {CONTROLLER_REVISION_HASH: revision, STS_POD_NAME: pod_name, STS_POD_INDEX: str(i)},
             spec_overrides=overrides,
         )
-        # Replace in place: a delete of the old pod of the same name above is superseded.
-        out = [c for c in out if c.key.name != pod_name]
         out.append(put(pod))
     kept = list(present.values())
     ready = sum(1 for p in kept if is_ready(p))
