@@ -289,7 +289,7 @@ def from_host(w: Walk, node: str, p: Packet) -> Outcome:
             "cilium_host",
             prog,
             "service",
-            f"service {p.dst}:{p.dport} -> backend {sel.backend_id} {w.backend} ({sel.how}); DNAT",
+            f"service {p.dst}:{p.dport} -> backend {sel.backend_id} {w.backend} ({sel.how}); DNAT, as socket-LB does at connect() for the host",
             q,
             (lk, *sel.lookups),
         )
