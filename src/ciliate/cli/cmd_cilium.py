@@ -493,7 +493,6 @@ def _bpf_map_dump(args: argparse.Namespace, ctx: Context) -> int:
     entries = sorted(src.dump(args.node, args.map))
     for k, v in entries:
         ctx.out(bpftool_entry(k, v))
-        ctx.out()
     ctx.out(f"Found {len(entries)} element{'s' if len(entries) != 1 else ''}")
     return ExitCode.OK
 
