@@ -97,8 +97,24 @@ def main(argv: Sequence[str] | None = None, ctx: Context | None = None) -> int:
         return int(e.exit_code)
     except KeyboardInterrupt:
         return ExitCode.INTERRUPTED
+    except BrokenPipeError:
+        # `ciliate get pods | head`: the reader went away; exit quietly like kubectl.
+        _silence_stdout()
+        return ExitCode.OK
     finally:
         ctx.close()
+
+
+def _silence_stdout() -> None:
+    """Point stdout at /dev/null so the interpreter's final flush cannot raise again."""
+    import os
+
+    try:
+        devnull = os.open(os.devnull, os.O_WRONLY)
+        os.dup2(devnull, sys.stdout.fileno())
+        os.close(devnull)
+    except (OSError, ValueError):
+        pass
 
 
 if __name__ == "__main__":
