@@ -215,6 +215,15 @@ class MapStateBuilder:
         self._entries: dict[PolicyKey, PolicyEntry] = {}
         self._denies: dict[PolicyKey, PolicyEntry] = {}
 
+    @classmethod
+    def from_map(cls, policy_map: PolicyMap) -> MapStateBuilder:
+        """Continue from a built map (insertion is order-independent, so adding keys to
+        it gives what building everything at once gives)."""
+        b = cls()
+        b._entries = dict(policy_map)
+        b._denies = {k: e for k, e in policy_map.items() if e.deny}
+        return b
+
     def add(self, key: PolicyKey, entry: PolicyEntry) -> None:
         if entry.deny:
             self._add_deny(key, entry)

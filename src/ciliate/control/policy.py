@@ -105,6 +105,15 @@ def named_port_key(pod: Pod) -> tuple[tuple[str, str, int], ...]:
 GroupKey = tuple[int, tuple[tuple[str, str, int], ...]]
 
 
+@dataclass(frozen=True, slots=True)
+class _PodDeps:
+    """Rules whose peers depend on pods other than through selectors, by trigger."""
+
+    cidrs: dict[R.CIDRPeer, list[IdentitySelector]]  # pod-matching ipBlocks
+    service_ns: dict[str, list[IdentitySelector]]  # toServices, by service namespace
+    named: dict[str, list[IdentitySelector]]  # egress named ports, by port name
+
+
 class PolicyCompiler:
     """Stateful compiler; every update returns the pods whose maps were recompiled.
 
@@ -133,6 +142,10 @@ class PolicyCompiler:
         self._by_ident: dict[int, list[R.Rule]] | None = None
         self._peer_memo: dict[R.Peers, frozenset[int]] = {}
         self._policy_cidrs: dict[tuple[str, str, str], set[IPv4Network]] = {}
+        self._pod_deps: _PodDeps | None = None
+        self._elem_keys: dict[
+            tuple[int, frozenset[int]], tuple[R.Element, list[tuple[PolicyKey, PolicyEntry]]]
+        ] = {}
 
     # --- construction ---------------------------------------------------------------
 
@@ -174,7 +187,8 @@ class PolicyCompiler:
         new = R.resolve_rules(doc, self.cluster)
         self.rules[pid] = new
         self._policy_cidrs[pid] = self._cidrs_of(new)
-        self._by_ident = None
+        self._reindex(old, new)
+        self._pod_deps = None
         ids = self._subjects(old) | self._subjects(new) | self._sync_cidr_identities()
         return self._recompile_identities(ids)
 
@@ -182,12 +196,14 @@ class PolicyCompiler:
         pid = (kind, namespace, name)
         old = self.rules.pop(pid, ())
         self._policy_cidrs.pop(pid, None)
-        self._by_ident = None
+        self._reindex(old, ())
+        self._pod_deps = None
         ids = self._subjects(old) | self._sync_cidr_identities()
         return self._recompile_identities(ids)
 
     def set_pod(self, pod: Pod, identity: Identity, ip: str = "") -> set[str]:
-        """Add a pod or change its labels (a new identity); returns recompiled pods."""
+        """Add a pod or change its labels (a new identity); returns the pods whose maps
+        were recompiled or extended."""
         old_g = self._group_of.get(pod.key)
         affected: set[int] = set()
         touched = {identity.id} if old_g is None else {identity.id, old_g[0]}
@@ -203,11 +219,14 @@ class PolicyCompiler:
         self._add_pod_state(pod, identity.id, ip)
         affected |= self._pod_sensitive_users(pod.key)
         affected |= self._ipblock_users(before, self._ipblock_status(touched))
-        if changed_sels:
-            affected |= self._peer_users(changed_sels)
+        out: set[str] = set()
         if old_g is not None:
-            affected |= self._gc_identity(old_g[0])
-        out = self._recompile_identities(affected)
+            out |= self._gc_identity(old_g[0], affected)
+        out |= self._recompile_identities(affected)
+        if changed_sels:
+            # A new identity only adds keys for itself to the maps of the rules that now
+            # select it as a peer (cilium.md §6.4 item 6): extend, do not regenerate.
+            out |= self._extend_groups(identity.id, changed_sels, affected)
         g = self._group_of[pod.key]
         if g not in self._maps:
             self._maps[g] = self._compile_group(g)
@@ -221,8 +240,34 @@ class PolicyCompiler:
         affected = self._pod_sensitive_users(key)
         self._drop_pod_state(key)
         affected |= self._ipblock_users(before, self._ipblock_status({g[0]}))
-        affected |= self._gc_identity(g[0])
-        return self._recompile_identities(affected)
+        out = self._gc_identity(g[0], affected)
+        return out | self._recompile_identities(affected)
+
+    def _extend_groups(
+        self, ident: int, changed: Iterable[IdentitySelector], skip: set[int]
+    ) -> set[str]:
+        if self.mode == "never":
+            return set()
+        ch = set(changed)
+        by_subject: dict[int, list[R.Rule]] = {}
+        for r in self._all_rules():
+            if any(s in ch for e in r.elements for s in e.peers.selectors):
+                for sid in self.cache.select(r.subject):
+                    by_subject.setdefault(sid, []).append(r)
+        out: set[str] = set()
+        for g in list(self._groups):
+            rules = by_subject.get(g[0])
+            old = self._maps.get(g)
+            if not rules or g[0] in skip or old is None:
+                continue
+            b = MapStateBuilder.from_map(old.map)
+            for r in rules:
+                for e in r.elements:
+                    if any(s in ch for s in e.peers.selectors):
+                        self._add_element(b, e, g, only=frozenset({ident}))
+            self._maps[g] = EndpointPolicy(b.build(), old.ingress_enforced, old.egress_enforced)
+            out |= self._groups[g]
+        return out
 
     def set_namespace_pods(self, pods: Iterable[tuple[Pod, Identity]]) -> set[str]:
         """A namespace label change: every pod of it with its new identity."""
@@ -265,15 +310,39 @@ class PolicyCompiler:
         self.pod_ip.pop(key, None)
         self._peer_memo.clear()
 
-    def _gc_identity(self, ident: int) -> set[int]:
-        """Forget a pod identity no pod uses any more; return identities to recompile."""
+    def _gc_identity(self, ident: int, skip: set[int]) -> set[str]:
+        """Forget a pod identity no pod uses any more: its keys leave the maps of the
+        rules that selected it as a peer (nothing else depends on them: coverage only
+        relates keys of one identity or of identity 0). Returns the pods updated."""
         if ident < 256 or self._ident_pods.get(ident):
             return set()
         self.identities.pop(ident, None)
         changed = self.cache.remove_identity(ident)
         if self._by_ident is not None:
             self._by_ident.pop(ident, None)
-        return self._peer_users(changed)
+        out: set[str] = set()
+        users = self._peer_users(changed) - skip
+        for g in list(self._groups):
+            old = self._maps.get(g)
+            if g[0] not in users or old is None:
+                continue
+            m = {k: v for k, v in old.map.items() if k.identity != ident}
+            self._maps[g] = EndpointPolicy(m, old.ingress_enforced, old.egress_enforced)
+            out |= self._groups[g]
+        return out
+
+    def _reindex(self, old: Iterable[R.Rule], new: Iterable[R.Rule]) -> None:
+        """Keep identity -> selecting rules current across one policy's change."""
+        if self._by_ident is None:
+            return
+        for r in old:
+            for i in self.cache.select(r.subject):
+                lst = self._by_ident.get(i)
+                if lst is not None:
+                    self._by_ident[i] = [x for x in lst if x is not r]
+        for r in new:
+            for i in self.cache.select(r.subject):
+                self._by_ident.setdefault(i, []).append(r)
 
     def _index_identity(self, ident: int) -> None:
         """A new identity: the rules whose subject selects it (kept in policy order)."""
@@ -301,6 +370,24 @@ class PolicyCompiler:
                 out |= self.cache.select(r.subject)
         return out
 
+    def _deps(self) -> _PodDeps:
+        """Which rules depend on pods beyond selectors (rebuilt after rule changes)."""
+        if self._pod_deps is None:
+            d = _PodDeps({}, {}, {})
+            for r in self._all_rules():
+                for e in r.elements:
+                    for c in e.peers.cidrs:
+                        if c.match_pods:
+                            d.cidrs.setdefault(c, []).append(r.subject)
+                    for sv in e.peers.services:
+                        d.service_ns.setdefault(sv.namespace, []).append(r.subject)
+                    if e.egress:
+                        for p in e.ports:
+                            if p.name:
+                                d.named.setdefault(p.name, []).append(r.subject)
+            self._pod_deps = d
+        return self._pod_deps
+
     def _pod_sensitive_users(self, key: str) -> set[int]:
         """Subject identities of rules whose peers this pod can change besides ipBlocks:
         a service of its namespace, an egress named port that the pod declares."""
@@ -308,31 +395,18 @@ class PolicyCompiler:
         pod = self.pods.get(key)
         if pod is None:
             return out
-        names = {n for n, _p, _num in named_port_key(pod)}
-        for r in self._all_rules():
-            for e in r.elements:
-                if any(s.namespace == pod.meta.namespace for s in e.peers.services) or (
-                    e.egress and names and any(p.name in names for p in e.ports if p.name)
-                ):
-                    out |= self.cache.select(r.subject)
-                    break
+        deps = self._deps()
+        subjects = list(deps.service_ns.get(pod.meta.namespace, ()))
+        for n, _p, _num in named_port_key(pod):
+            subjects.extend(deps.named.get(n, ()))
+        for sel in set(subjects):
+            out |= self.cache.select(sel)
         return out
-
-    def _pod_cidr_peers(self) -> list[R.CIDRPeer]:
-        return list(
-            {
-                c
-                for r in self._all_rules()
-                for e in r.elements
-                for c in e.peers.cidrs
-                if c.match_pods
-            }
-        )
 
     def _ipblock_status(self, idents: Iterable[int]) -> dict[tuple[R.CIDRPeer, int], bool]:
         """Whether each identity currently matches each pod-matching ipBlock."""
         out: dict[tuple[R.CIDRPeer, int], bool] = {}
-        for c in self._pod_cidr_peers():
+        for c in self._deps().cidrs:
             base, mask = int(c.net.network_address), int(c.net.netmask)
             exc = [(int(e.network_address), int(e.netmask)) for e in c.excepts]
             for ident in idents:
@@ -346,13 +420,12 @@ class PolicyCompiler:
         after: Mapping[tuple[R.CIDRPeer, int], bool],
     ) -> set[int]:
         """Subject identities of rules with an ipBlock whose selection changed."""
-        changed = {c for k, v in after.items() if before.get(k) != v for c in (k[0],)}
-        if not changed:
-            return set()
+        changed = {k[0] for k, v in after.items() if before.get(k) != v}
         out: set[int] = set()
-        for r in self._all_rules():
-            if any(c in changed for e in r.elements for c in e.peers.cidrs):
-                out |= self.cache.select(r.subject)
+        deps = self._deps()
+        for c in changed:
+            for sel in set(deps.cidrs.get(c, ())):
+                out |= self.cache.select(sel)
         return out
 
     def _recompile_identities(self, ids: set[int]) -> set[str]:
@@ -586,8 +659,36 @@ class PolicyCompiler:
             )
         return EndpointPolicy(b.build(), ing, eg)
 
-    def _add_element(self, b: MapStateBuilder, e: R.Element, g: GroupKey) -> None:
-        peers = self.peer_identities(e.peers)
+    def _add_element(
+        self,
+        b: MapStateBuilder,
+        e: R.Element,
+        g: GroupKey,
+        only: frozenset[int] | None = None,
+    ) -> None:
+        peers = self.peer_identities(e.peers) if only is None else only
+        group_free = not any(p.name for p in e.ports)
+        if group_free:
+            # Without named ports an element's keys depend only on its peers: shared by
+            # every endpoint it applies to (the memo key holds the peer set itself).
+            memo_key = (id(e), peers)
+            hit = self._elem_keys.get(memo_key)
+            if hit is not None and hit[0] is e:
+                items = hit[1]
+            else:
+                items = self._element_keys(e, peers, g)
+                if len(self._elem_keys) > 50_000:
+                    self._elem_keys.clear()
+                self._elem_keys[memo_key] = (e, items)
+        else:
+            items = self._element_keys(e, peers, g)
+        for k, entry in items:
+            b.add(k, entry)
+
+    def _element_keys(
+        self, e: R.Element, peers: frozenset[int], g: GroupKey
+    ) -> list[tuple[PolicyKey, PolicyEntry]]:
+        out: list[tuple[PolicyKey, PolicyEntry]] = []
         ports = e.ports or (R.PortSpec(0),)
         prov = (e.provenance,)
         for spec in ports:
@@ -603,12 +704,29 @@ class PolicyCompiler:
                 # wildcard peer becomes every pod identity having a port of that name, so
                 # world/host and pods without it are not opened (k8s API semantics; Cilium
                 # itself opens the port number toward every peer).
-                named_peers = set(self._ident_pods) if 0 in peers else peers
+                named_peers = set(self._ident_pods) if 0 in peers else set(peers)
                 for peer in named_peers:
                     for proto, start, plen in self._port_keys(spec, True, peer, g):
-                        b.add(PolicyKey(peer, True, proto, start, plen), entry)
+                        out.append((_key(peer, True, proto, start, plen), entry))
                 continue
             keys = self._port_keys(spec, e.egress, 0, g)
             for peer in peers:
                 for proto, start, plen in keys:
-                    b.add(PolicyKey(peer, e.egress, proto, start, plen), entry)
+                    out.append((_key(peer, e.egress, proto, start, plen), entry))
+        return out
+
+
+_KEYS: dict[tuple[int, bool, int, int, int], PolicyKey] = {}
+
+
+def _key(identity: int, egress: bool, proto: int, start: int, plen: int) -> PolicyKey:
+    """Interned policy keys: building a frozen dataclass costs far more than a lookup,
+    and the same keys recur across endpoints and recompilations."""
+    t = (identity, egress, proto, start, plen)
+    k = _KEYS.get(t)
+    if k is None:
+        if len(_KEYS) > 1_000_000:
+            _KEYS.clear()
+        k = PolicyKey(identity, egress, proto, start, plen)
+        _KEYS[t] = k
+    return k
