@@ -1,0 +1,306 @@
+"""``reach --datapath kernel``: the reachability matrix measured with real packets.
+
+Role: bring manifests' pods up as a kernel cluster (an ephemeral state directory, a
+kind-style cluster as the model's ``reach -f`` uses, ``ciliate apply`` of the files,
+``runtime.up``: the normal path, so the real identities, maps and eBPF programs are
+what gets tested), probe every ordered pair from inside the source pod's netns to the
+destination pod IP (``probe``), tear down always, and return a matrix with the same
+JSON as the model's ``control.reach.Matrix``:
+``{"port": 80, "protocol": "TCP", "pods": [...], "matrix": {...}}``.
+Without files, the current state directory's running cluster is probed (nothing is
+brought up or down).
+
+Entry points: ``reach_matrix(ctx, port, protocol, http, filenames=())`` (called by
+``cli.cmd_policy``), ``probe_running(state_dir, ...)`` (a cluster that is up: the
+agreement suite keeps one cluster and changes policies between probes),
+``ephemeral_cluster(paths)`` (context manager: up ... down) and ``wait_converged``
+(until the agent has reconciled the store's latest revision).
+
+A protocol the kernel lacks (SCTP without the module) is not guessed: the matrix holds
+``null`` for every pair except a pod to itself, and the JSON says why under
+``"unverified"``.
+
+Must not import cli or agent (the CLI's ``apply`` runs as a subprocess, as ``up``
+spawns the agent by module name).
+"""
+
+from __future__ import annotations
+
+import contextlib
+import json
+import shutil
+import subprocess
+import sys
+import tempfile
+import time
+from collections.abc import Iterator, Mapping, Sequence
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any, TextIO
+
+from ciliate.datapath.linux import runtime
+from ciliate.datapath.linux.probe import (
+    DEFAULT_TIMEOUT,
+    Listeners,
+    Target,
+    probe_pairs,
+    sctp_unavailable,
+    wait_served,
+)
+from ciliate.errors import DatapathError, NotFoundError, UnsupportedError
+
+EPHEMERAL_CLUSTER = "reach"  # the model's ephemeral cluster name (cli.cmd_policy)
+EPHEMERAL_NODES = 3
+CONVERGE_TIMEOUT = 30.0
+
+
+@dataclass(frozen=True, slots=True)
+class KernelMatrix:
+    """The kernel's verdicts; ``None`` where a pair could not be probed (``unverified``
+    says why). ``details[a][b]`` is what the probe saw (response, timeout, ...)."""
+
+    port: int
+    protocol: str
+    pods: tuple[str, ...]
+    allowed: Mapping[str, Mapping[str, bool | None]]
+    unverified: str | None = None
+    details: Mapping[str, Mapping[str, str]] = field(default_factory=dict)
+
+    def to_json(self) -> dict[str, Any]:
+        doc: dict[str, Any] = {
+            "port": self.port,
+            "protocol": self.protocol,
+            "pods": list(self.pods),
+            "matrix": {a: dict(self.allowed[a]) for a in self.pods},
+        }
+        if self.unverified:
+            doc["unverified"] = self.unverified
+        return doc
+
+    def table(self) -> str:
+        """As ``Matrix.table`` (``.`` allowed, ``X`` denied), ``?`` not probed."""
+        w = max((len(p) for p in self.pods), default=1)
+        lines = [(" " * w + "  " + " ".join(p.ljust(w) for p in self.pods)).rstrip()]
+        for a in self.pods:
+            cells = " ".join(_cell(self.allowed[a][b]).ljust(w) for b in self.pods)
+            lines.append((a.ljust(w) + "  " + cells).rstrip())
+        if self.unverified:
+            lines.append(f"? not probed: {self.unverified}")
+        return "\n".join(lines)
+
+
+def _cell(v: bool | None) -> str:
+    return "?" if v is None else "." if v else "X"
+
+
+@dataclass
+class _Ctx:
+    """What ``runtime`` needs of a CLI context, for an ephemeral state directory."""
+
+    state_dir: Path
+    stdout: TextIO = field(default_factory=lambda: sys.stderr)
+    stderr: TextIO = field(default_factory=lambda: sys.stderr)
+
+
+# --- the running cluster -------------------------------------------------------------------
+
+
+def targets(state_dir: Path) -> list[Target]:
+    """The pods of a running cluster (from the agent's status), sorted by key."""
+    st = runtime.read_status(runtime.KernelPaths(state_dir))
+    out = [
+        Target(e["pod"], e["ip"], e["netns"])
+        for e in st.get("endpoints", [])
+        if e.get("pod") and e.get("ip") and e.get("netns")
+    ]
+    return sorted(out, key=lambda t: t.key)
+
+
+def declared_ports(state_dir: Path) -> dict[str, set[tuple[int, str]]]:
+    """(containerPort, protocol) of every pod in the store."""
+    from ciliate.store.sqlite import SQLiteStore
+
+    store = SQLiteStore(state_dir / "store.db")
+    try:
+        docs = store.list()
+    finally:
+        store.close()
+    out: dict[str, set[tuple[int, str]]] = {}
+    for d in docs:
+        if d.get("kind") != "Pod":
+            continue
+        meta = d.get("metadata") or {}
+        key = f"{meta.get('namespace') or 'default'}/{meta.get('name')}"
+        ports: set[tuple[int, str]] = set()
+        for c in (d.get("spec") or {}).get("containers") or []:
+            for p in c.get("ports") or []:
+                if isinstance(p.get("containerPort"), int):
+                    ports.add((p["containerPort"], str(p.get("protocol") or "TCP").upper()))
+        out[key] = ports
+    return out
+
+
+def wait_converged(state_dir: Path, timeout: float = CONVERGE_TIMEOUT) -> dict[str, Any]:
+    """Until the agent has reconciled the store's latest revision (its status file
+    names the revision it processed); the status is returned."""
+    from ciliate.store.sqlite import SQLiteStore
+
+    store = SQLiteStore(state_dir / "store.db")
+    try:
+        want = store.resource_version()
+    finally:
+        store.close()
+    kp = runtime.KernelPaths(state_dir)
+    deadline = time.monotonic() + timeout
+    while True:
+        st = runtime.read_status(kp)
+        if int(st.get("revision", -1)) >= want:
+            return st
+        if time.monotonic() >= deadline:
+            raise DatapathError(
+                f"the agent did not reconcile revision {want} within {timeout:.0f}s "
+                f"(at {st.get('revision')}; see {kp.log})"
+            )
+        time.sleep(0.05)
+
+
+def probe_running(
+    state_dir: Path,
+    port: int,
+    protocol: str = "TCP",
+    http: tuple[str, str] | None = None,
+    timeout: float = DEFAULT_TIMEOUT,
+    retries: int = 1,
+) -> KernelMatrix:
+    """Probe every ordered pair of the running cluster's pods for real.
+
+    Pairs that fail are probed again ``retries`` times (a lost first packet must not
+    read as a policy drop; a real drop fails every time)."""
+    protocol = protocol.upper()
+    tg = targets(state_dir)
+    if not tg:
+        raise NotFoundError(f"no pod endpoints are running in {state_dir}")
+    keys = tuple(t.key for t in tg)
+    allowed: dict[str, dict[str, bool | None]] = {k: {k: True} for k in keys}
+    details: dict[str, dict[str, str]] = {k: {k: "self"} for k in keys}
+    pairs = [(a, b) for a in tg for b in tg if a.key != b.key]
+    reason = sctp_unavailable(tg[0].netns) if protocol == "SCTP" else None
+    if reason:
+        for a, b in pairs:
+            allowed[a.key][b.key] = None
+            details[a.key][b.key] = "unverified"
+        return KernelMatrix(port, protocol, keys, allowed, f"{protocol}: {reason}", details)
+    declared = declared_ports(state_dir)
+    with Listeners() as listeners:
+        wait_served(
+            tg, port, protocol, lambda t: (port, protocol) in declared.get(t.key, set()), listeners
+        )
+        todo = pairs
+        for _ in range(1 + max(0, retries)):
+            outcomes = probe_pairs(todo, port, protocol, timeout, http)
+            again = []
+            for (a, b), o in zip(todo, outcomes, strict=True):
+                allowed[a.key][b.key] = o.allowed
+                details[a.key][b.key] = o.detail
+                if not o.allowed and o.detail != "http 403":
+                    again.append((a, b))
+            todo = again
+            if not todo:
+                break
+    ordered = {a: {b: allowed[a][b] for b in keys} for a in keys}
+    return KernelMatrix(port, protocol, keys, ordered, None, details)
+
+
+# --- an ephemeral cluster ------------------------------------------------------------------
+
+
+def cli_argv(state_dir: Path, *argv: str) -> list[str]:
+    return [sys.executable, "-m", "ciliate", "--state", str(state_dir), *argv]
+
+
+def run_cli(state_dir: Path, *argv: str) -> str:
+    """``ciliate --state DIR ARGV`` as a subprocess; DatapathError with its output on
+    failure (the CLI layer sits above this one)."""
+    done = subprocess.run(cli_argv(state_dir, *argv), capture_output=True, text=True)
+    if done.returncode != 0:
+        raise DatapathError(
+            f"ciliate {' '.join(argv)} failed ({done.returncode}): "
+            f"{(done.stderr or done.stdout).strip()}"
+        )
+    return done.stdout
+
+
+def create_cluster(state_dir: Path, nodes: int = EPHEMERAL_NODES) -> None:
+    """The model's ephemeral cluster (kind-style, ``reach``) in ``state_dir``'s store."""
+    from ciliate.controllers.cluster import create_cluster as create
+    from ciliate.controllers.clusterconfig import kind_cluster
+    from ciliate.store.sqlite import SQLiteStore
+
+    state_dir.mkdir(parents=True, exist_ok=True)
+    store = SQLiteStore(state_dir / "store.db")
+    try:
+        create(store, kind_cluster(EPHEMERAL_CLUSTER, nodes))
+    finally:
+        store.close()
+
+
+@contextlib.contextmanager
+def ephemeral_cluster(
+    paths: Sequence[str], keep_state: bool = False, nodes: int = EPHEMERAL_NODES
+) -> Iterator[Path]:
+    """A fresh state directory with the manifests applied and the kernel cluster up;
+    always torn down (and the directory removed unless ``keep_state``)."""
+    runtime.require_kernel()
+    state = Path(tempfile.mkdtemp(prefix="ciliate-reach-"))
+    ctx = _Ctx(state)
+    try:
+        create_cluster(state, nodes)
+        if paths:
+            run_cli(state, "apply", *(a for p in paths for a in ("-f", p)))
+        runtime.up(ctx)
+        wait_converged(state)
+        yield state
+    finally:
+        runtime.down(ctx)
+        if not keep_state:
+            shutil.rmtree(state, ignore_errors=True)
+
+
+# --- the CLI's entry point -------------------------------------------------------------------
+
+
+def reach_matrix(
+    ctx: Any,
+    port: int,
+    protocol: str = "TCP",
+    http: tuple[str, str] | None = None,
+    filenames: Sequence[str] = (),
+    timeout: float = DEFAULT_TIMEOUT,
+) -> KernelMatrix:
+    """``ciliate reach --datapath kernel``: with ``filenames``, their pods in an
+    ephemeral kernel cluster (up, probe, down); without, the running cluster of
+    ``ctx.state_dir`` (which must be up)."""
+    if filenames:
+        files = [p if p == "-" else str(Path(p).resolve()) for p in filenames]
+        if "-" in files:
+            data = ctx.stdin.read()
+            tmp = tempfile.NamedTemporaryFile(
+                "w", suffix=".yaml", prefix="ciliate-reach-", delete=False
+            )
+            with tmp:
+                tmp.write(data)
+            files = [tmp.name if p == "-" else p for p in files]
+        with ephemeral_cluster(files) as state:
+            return probe_running(state, port, protocol, http, timeout)
+    state_dir = Path(ctx.state_dir)
+    if not runtime.is_up(_Ctx(state_dir)):
+        raise UnsupportedError(
+            "reach --datapath kernel without -f probes the running cluster, and none is up "
+            f"in {state_dir}: run `ciliate up` first, or give the manifests with -f"
+        )
+    wait_converged(state_dir)
+    return probe_running(state_dir, port, protocol, http, timeout)
+
+
+def dumps(m: KernelMatrix) -> str:
+    return json.dumps(m.to_json(), indent=2)
