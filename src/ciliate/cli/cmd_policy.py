@@ -54,7 +54,7 @@ def ephemeral_docs(
     from ciliate.controllers.reconcile import compute_round
     from ciliate.controllers.snapshot import Snapshot
 
-    cfg = config or kind_cluster(EPHEMERAL_CLUSTER, 3)
+    cfg = config or kind_cluster(EPHEMERAL_CLUSTER, ephemeral_node_count(docs))
     snap = Snapshot([*cluster_objects(cfg), *docs])
     rng = random.Random(0)
     for _ in range(20):
@@ -63,6 +63,18 @@ def ephemeral_docs(
             break
         snap = snap.with_changes(changes)
     return snap.all(), cfg
+
+
+def ephemeral_node_count(docs: Sequence[Doc]) -> int:
+    """kind's 3 nodes, more when the pods would not fit the /24 pod CIDR per node."""
+    pods = 0
+    for d in docs:
+        kind = d.get("kind")
+        if kind == "Pod":
+            pods += 1
+        elif kind in ("Deployment", "ReplicaSet", "StatefulSet"):
+            pods += int((d.get("spec") or {}).get("replicas", 1) or 0)
+    return max(3, -(-pods // 200))
 
 
 def load_manifests(paths: Sequence[str], ctx: Context) -> list[Doc]:
@@ -103,39 +115,97 @@ def _http(text: str | None) -> tuple[str, str] | None:
 # --- reach -------------------------------------------------------------------------------
 
 
-def sim_matrix(
-    state: DesiredState, port: int, protocol: str, http: tuple[str, str] | None
-) -> Matrix:
-    """Every ordered pair of local endpoints, probed through the model datapath."""
-    from ciliate.datapath.sim import probe
+# Above this many (identity, map) class pairs, reach reads the verdicts from the same
+# maps with the datapath's lookup (``mapstate``) instead of walking a packet per class
+# pair, and cross-checks a sample of class pairs through the model datapath.
+SIM_CLASS_PAIRS = 2500
+SIM_SAMPLE = 64
 
-    eps: dict[str, tuple[str, int, int]] = {}
+
+def _endpoint_classes(
+    state: DesiredState,
+) -> tuple[tuple[str, ...], dict[str, int], list[tuple[int, Any, list[str]]]]:
+    """Pods in order, their class index, and the classes (identity, map, members)."""
+    eps: dict[str, tuple[int, Any]] = {}
     for node in state.nodes.values():
         for ep in node.endpoints.values():
             if ep.pod:
-                eps[ep.pod] = (node.name, ep.identity, id(node.policy.get(ep.id)))
+                eps[ep.pod] = (ep.identity, node.policy.get(ep.id))
     keys = tuple(sorted(eps))
-    cls_rep: dict[tuple[str, int, int], str] = {}
+    index: dict[tuple[int, int], int] = {}
+    classes: list[tuple[int, Any, list[str]]] = []
+    cls_of: dict[str, int] = {}
     for k in keys:
-        cls_rep.setdefault(eps[k], k)
-    verdict: dict[tuple[tuple[str, int, int], tuple[str, int, int]], bool] = {}
-    out: dict[str, dict[str, bool]] = {}
-    for a in keys:
-        ca = eps[a]
-        row: dict[str, bool] = {}
-        for b in keys:
-            if a == b:
-                row[b] = True
+        ident, pmap = eps[k]
+        ck = (ident, id(pmap))
+        if ck not in index:
+            index[ck] = len(classes)
+            classes.append((ident, pmap, []))
+        classes[index[ck]][2].append(k)
+        cls_of[k] = index[ck]
+    return keys, cls_of, classes
+
+
+def sim_matrix(
+    state: DesiredState,
+    port: int,
+    protocol: str,
+    http: tuple[str, str] | None,
+    notes: list[str] | None = None,
+) -> Matrix:
+    """Every ordered pair of local endpoints. Pods sharing identity and policy map get
+    the same verdicts, so one pair per class pair is decided: walked through the model
+    datapath (``sim.probe``), or for large clusters looked up in the same maps with the
+    datapath's algorithm, a sample of them re-walked through the model as a check."""
+    from ciliate.control.reach import map_verdict
+    from ciliate.datapath.sim import probe
+
+    keys, cls_of, classes = _endpoint_classes(state)
+    n = len(classes)
+    walk = n * n <= SIM_CLASS_PAIRS
+    proto = {"TCP": 6, "UDP": 17, "SCTP": 132}.get(protocol.upper(), 6)
+
+    def rep(i: int, j: int) -> tuple[str, str] | None:
+        a = classes[i][2][0]
+        bs = classes[j][2]
+        b = bs[0] if bs[0] != a else (bs[1] if len(bs) > 1 else None)
+        return None if b is None else (a, b)
+
+    cm = [[True] * n for _ in range(n)]
+    for i in range(n):
+        for j in range(n):
+            if walk:
+                pair = rep(i, j)
+                if pair is not None:
+                    cm[i][j] = probe(state, pair[0], pair[1], port, protocol.lower(), http).allowed
+            else:
+                si, sm, _ = classes[i]
+                di, dm, _ = classes[j]
+                cm[i][j] = map_verdict(sm, dm, si, di, proto, port, http)[0]
+    if not walk:
+        step = max(1, (n * n) // SIM_SAMPLE)
+        for x in range(0, n * n, step):
+            i, j = divmod(x, n)
+            pair = rep(i, j)
+            if pair is None:
                 continue
-            cb = eps[b]
-            v = verdict.get((ca, cb))
-            if v is None:
-                ra, rb = cls_rep[ca], cls_rep[cb]
-                if ra == rb:  # the representative would probe itself: use another pair
-                    ra, rb = a, b
-                v = probe(state, ra, rb, port, protocol.lower(), http).allowed
-                verdict[(ca, cb)] = v
-            row[b] = v
+            got = probe(state, pair[0], pair[1], port, protocol.lower(), http).allowed
+            if got != cm[i][j] and notes is not None:
+                notes.append(
+                    f"warning: model datapath disagrees with the map lookup for "
+                    f"{pair[0]} -> {pair[1]} ({got} vs {cm[i][j]})"
+                )
+    col = [cls_of[b] for b in keys]
+    out: dict[str, dict[str, bool]] = {}
+    rows: dict[int, list[bool]] = {}
+    for a in keys:
+        ca = cls_of[a]
+        vals = rows.get(ca)
+        if vals is None:
+            vals = [cm[ca][c] for c in col]
+            rows[ca] = vals
+        row = dict(zip(keys, vals, strict=True))
+        row[a] = True
         out[a] = row
     return Matrix(port, protocol, keys, out)
 
@@ -146,11 +216,12 @@ def compute_reach(
     port: int,
     protocol: str,
     http: tuple[str, str] | None,
+    notes: list[str] | None = None,
 ) -> Matrix:
     """The matrix from the model datapath, or from the compiled maps when the model
     datapath is not installed (``mapstate.lookup``, what the datapath does)."""
     if importlib.util.find_spec("ciliate.datapath.sim") is not None:
-        return sim_matrix(_state(docs, config), port, protocol, http)
+        return sim_matrix(_state(docs, config), port, protocol, http, notes)
     view = build_view(config, docs)
     return reach_matrix(view, port, protocol, http)
 
@@ -164,10 +235,13 @@ def cmd_reach(args: argparse.Namespace, ctx: Context) -> int:
                 "reachability prober; use the model datapath (the default)"
             )
         mod = importlib.import_module("ciliate.datapath.linux.reach")
-        matrix = mod.reach_matrix(ctx, args.port, args.protocol, http)
+        matrix = mod.reach_matrix(ctx, args.port, args.protocol, http, args.filename)
     else:
         docs, config = cluster_docs(args, ctx)
-        matrix = compute_reach(docs, config, args.port, args.protocol, http)
+        notes: list[str] = []
+        matrix = compute_reach(docs, config, args.port, args.protocol, http, notes)
+        for n in notes:
+            ctx.err(n)
     if args.output == "json":
         ctx.out(json.dumps(matrix.to_json(), indent=2))
     else:
