@@ -94,7 +94,7 @@ def _stream(sock: socket.socket, ip: str, port: int, request: bytes, timeout: fl
         data = sock.recv(4096)
     except ConnectionRefusedError:
         return Outcome(True, "refused")
-    except (TimeoutError, socket.timeout):
+    except TimeoutError:
         return Outcome(False, "timeout")
     except OSError as e:
         return Outcome(False, errno.errorcode.get(e.errno or 0, str(e)))
@@ -202,7 +202,7 @@ class Listeners:
         while not self._stop.is_set():
             try:
                 conn, _ = sock.accept()
-            except (TimeoutError, socket.timeout):
+            except TimeoutError:
                 continue
             except OSError:
                 return
@@ -217,7 +217,7 @@ class Listeners:
         while not self._stop.is_set():
             try:
                 data, peer = sock.recvfrom(4096)
-            except (TimeoutError, socket.timeout):
+            except TimeoutError:
                 continue
             except OSError:
                 return

@@ -186,10 +186,9 @@ def probe_running(
     pairs = [(a, b) for a in tg for b in tg if a.key != b.key]
     reason = sctp_unavailable(tg[0].netns) if protocol == "SCTP" else None
     if reason:
-        for a, b in pairs:
-            allowed[a.key][b.key] = None
-            details[a.key][b.key] = "unverified"
-        return KernelMatrix(port, protocol, keys, allowed, f"{protocol}: {reason}", details)
+        unknown = {a: {b: (True if a == b else None) for b in keys} for a in keys}
+        why = {a: {b: ("self" if a == b else "unverified") for b in keys} for a in keys}
+        return KernelMatrix(port, protocol, keys, unknown, f"{protocol}: {reason}", why)
     declared = declared_ports(state_dir)
     with Listeners() as listeners:
         wait_served(
@@ -282,16 +281,13 @@ def reach_matrix(
     ``ctx.state_dir`` (which must be up)."""
     if filenames:
         files = [p if p == "-" else str(Path(p).resolve()) for p in filenames]
-        if "-" in files:
-            data = ctx.stdin.read()
-            tmp = tempfile.NamedTemporaryFile(
-                "w", suffix=".yaml", prefix="ciliate-reach-", delete=False
-            )
-            with tmp:
-                tmp.write(data)
-            files = [tmp.name if p == "-" else p for p in files]
-        with ephemeral_cluster(files) as state:
-            return probe_running(state, port, protocol, http, timeout)
+        with tempfile.TemporaryDirectory(prefix="ciliate-reach-stdin-") as tmp:
+            if "-" in files:  # the subprocess apply cannot read our stdin: a file
+                stdin_file = Path(tmp) / "stdin.yaml"
+                stdin_file.write_text(ctx.stdin.read())
+                files = [str(stdin_file) if p == "-" else p for p in files]
+            with ephemeral_cluster(files) as state:
+                return probe_running(state, port, protocol, http, timeout)
     state_dir = Path(ctx.state_dir)
     if not runtime.is_up(_Ctx(state_dir)):
         raise UnsupportedError(

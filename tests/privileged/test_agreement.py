@@ -1,0 +1,409 @@
+"""Model ≡ kernel, pair by pair: the same cluster state through both datapaths.
+
+For every scenario the model's matrix (``cli.cmd_policy.compute_reach`` over the store's
+documents: the compiled maps walked by ``datapath.sim``) and the kernel's matrix
+(``datapath.linux.reach.probe_running``: real connections from inside each source pod's
+netns through the eBPF programs the agent loaded) must be identical on every ordered
+pair. A difference prints both verdicts of each differing pair, what the probe saw, and
+``policy explain`` of the pair (the rule-level oracle, ``control.explain``).
+
+Scenarios:
+
+- the Kubernetes NetworkPolicy e2e cases (``tests/conformance/netpol_cases.py``, reused,
+  not copied): namespaces x/y/z with pods a/b/c serving 80/81 on TCP/UDP/SCTP. One
+  cluster is brought up once for the module; each case applies its policies (and label
+  changes), the agent reconciles the delta, both matrices are taken, and the policies
+  are deleted again. The kernel matrix is also checked against the upstream truth table
+  on the case's pods. SCTP cases are skipped with the reason when the kernel lacks SCTP;
+- the examples: networking101 (no policy), network-policy (apps + each rule, both
+  rules, the HTTP-aware rule), ebook (three-tier policies, redis ipBlock).
+
+Run: ``sudo .venv/bin/pytest tests/privileged/test_agreement.py -ra`` (skipped with the
+reason when not root or the kernel datapath is unavailable).
+"""
+
+from __future__ import annotations
+
+import io
+import sys
+import time
+from collections.abc import Iterator, Mapping, Sequence
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import pytest
+import yaml
+
+from ciliate.cli.cmd_policy import compute_reach
+from ciliate.cli.context import Context
+from ciliate.cli.main import main
+from ciliate.control.reach import Matrix, build_view
+from ciliate.controllers.clusterconfig import get_cluster_config
+from ciliate.datapath.linux import reach, runtime
+from ciliate.datapath.linux.reach import KernelMatrix
+from ciliate.store.sqlite import SQLiteStore
+
+TESTS = Path(__file__).resolve().parents[1]
+sys.path.insert(0, str(TESTS / "conformance"))
+
+from netpol_cases import ALL_PODS, CASES, Case, Step, static  # noqa: E402
+from test_netpol_e2e import base_docs  # noqa: E402
+
+pytestmark = [pytest.mark.privileged, pytest.mark.slow]
+
+Doc = dict[str, Any]
+EXAMPLES = Path("/work/shared/examples")
+if not EXAMPLES.exists():  # a fresh clone: ../shared relative to the repo, else the package
+    EXAMPLES = TESTS.parents[1] / "shared" / "examples"
+if not EXAMPLES.exists():
+    EXAMPLES = TESTS.parent / "src" / "ciliate" / "examples"
+SCENARIO_DATA = TESTS / "scenarios" / "policy"  # client pods for the ebook/HTTP examples
+DURATIONS: dict[str, float] = {}
+
+
+def _skip_without_kernel() -> None:
+    reason = runtime.unavailable_reason()
+    if reason:
+        pytest.skip(f"kernel datapath unavailable: {reason}")
+
+
+# --- a running cluster --------------------------------------------------------------------
+
+
+@dataclass
+class Live:
+    """A kernel cluster that stays up while scenarios change its policies."""
+
+    state: Path
+    applied: list[Doc] = field(default_factory=list)
+
+    def cli(self, *argv: str, stdin: str = "") -> str:
+        out, err = io.StringIO(), io.StringIO()
+        ctx = Context(state_dir=self.state, stdout=out, stderr=err, stdin=io.StringIO(stdin))
+        try:
+            rc = main(["--state", str(self.state), *argv], ctx)
+        finally:
+            ctx.close()
+        assert rc == 0, f"ciliate {' '.join(argv)} -> {rc}\n{out.getvalue()}\n{err.getvalue()}"
+        return out.getvalue()
+
+    def apply(self, docs: Sequence[Doc]) -> None:
+        if docs:
+            self.cli("apply", "-f", "-", stdin=yaml.safe_dump_all(list(docs)))
+
+    def delete(self, docs: Sequence[Doc]) -> None:
+        if docs:
+            self.cli("delete", "--ignore-not-found", "-f", "-", stdin=yaml.safe_dump_all(docs))
+
+    def converge(self) -> dict[str, Any]:
+        return reach.wait_converged(self.state)
+
+    def docs(self) -> tuple[list[Doc], Any]:
+        store = SQLiteStore(self.state / "store.db")
+        try:
+            return store.list(), get_cluster_config(store)
+        finally:
+            store.close()
+
+    def pod_ips(self) -> dict[str, str]:
+        return {t.key: t.ip for t in reach.targets(self.state)}
+
+    def compare(
+        self, label: str, port: int, protocol: str, http: tuple[str, str] | None = None
+    ) -> tuple[Matrix, KernelMatrix, list[str]]:
+        """Both matrices of the current state and the report of every differing pair."""
+        self.converge()
+        docs, config = self.docs()
+        model = compute_reach(docs, config, port, protocol, http)
+        kernel = reach.probe_running(self.state, port, protocol, http)
+        return model, kernel, disagreements(label, model, kernel, docs, config, http)
+
+
+def disagreements(
+    label: str,
+    model: Matrix,
+    kernel: KernelMatrix,
+    docs: list[Doc],
+    config: Any,
+    http: tuple[str, str] | None,
+) -> list[str]:
+    if kernel.unverified:
+        return []
+    out: list[str] = []
+    if set(model.pods) != set(kernel.pods):
+        return [f"--- {label}: pods differ: model {model.pods} kernel {kernel.pods}"]
+    wrong = [
+        (a, b)
+        for a in model.pods
+        for b in model.pods
+        if bool(model.allowed[a][b]) != kernel.allowed[a][b]
+    ]
+    if not wrong:
+        return []
+    ev = build_view(config, docs).evaluator()
+    out.append(f"--- {label}: {len(wrong)} pair(s) differ")
+    out.append("model:\n" + model.table())
+    out.append("kernel:\n" + kernel.table())
+    for a, b in wrong:
+        seen = kernel.details.get(a, {}).get(b, "?")
+        out.append(
+            f"{a} -> {b}: model {'allowed' if model.allowed[a][b] else 'denied'}, "
+            f"kernel {'allowed' if kernel.allowed[a][b] else 'denied'} (probe: {seen})"
+        )
+        try:
+            why = ev.explain(a, b, model.port, model.protocol, http).text()
+        except Exception as e:  # the report must not hide the disagreement
+            why = f"(explain failed: {e})"
+        out.append("  explain: " + why.replace("\n", "\n    "))
+    return out
+
+
+def up_cluster(state: Path, docs: Sequence[Doc] = (), files: Sequence[Path] = ()) -> Live:
+    """Create the model's ephemeral cluster in ``state``, apply, and bring it up."""
+    reach.create_cluster(state)
+    live = Live(state)
+    live.apply(list(docs))
+    for f in files:
+        live.cli("apply", "-f", str(f))
+    runtime.up(Context(state_dir=state, stdout=io.StringIO(), stderr=io.StringIO()))
+    live.converge()
+    return live
+
+
+def down_cluster(live: Live) -> None:
+    runtime.down(Context(state_dir=live.state, stdout=io.StringIO(), stderr=io.StringIO()))
+
+
+def timed(name: str) -> Any:
+    """Record a test's duration for the summary printed at the end of the module."""
+
+    class _T:
+        def __enter__(self) -> None:
+            self.t0 = time.monotonic()
+
+        def __exit__(self, *exc: object) -> None:
+            DURATIONS[name] = time.monotonic() - self.t0
+
+    return _T()
+
+
+@pytest.fixture(scope="module", autouse=True)
+def _summary() -> Iterator[None]:
+    t0 = time.monotonic()
+    yield
+    if DURATIONS:
+        total = time.monotonic() - t0
+        slowest = sorted(DURATIONS.items(), key=lambda kv: -kv[1])[:5]
+        print(
+            f"\nagreement suite: {len(DURATIONS)} scenarios in {total:.1f}s; slowest: "
+            + ", ".join(f"{k[:40]} {v:.1f}s" for k, v in slowest)
+        )
+
+
+# --- the upstream NetworkPolicy e2e cases ------------------------------------------------------
+
+ALL = Case("all pods", ALL_PODS, (Step(static(), ()),))
+
+
+@pytest.fixture(scope="module")
+def xyz(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Live]:
+    """x/y/z with a/b/c, up once for every case of the module."""
+    _skip_without_kernel()
+    state = tmp_path_factory.mktemp("agreement-xyz")
+    t0 = time.monotonic()
+    live = up_cluster(state, base_docs(ALL, ALL.steps[0]))
+    DURATIONS["(x/y/z cluster up)"] = time.monotonic() - t0
+    try:
+        yield live
+    finally:
+        down_cluster(live)
+
+
+def _key(d: Doc) -> tuple[str, str, str]:
+    m = d["metadata"]
+    return d["kind"], m.get("namespace", ""), m["name"]
+
+
+def run_case(live: Live, case: Case) -> tuple[list[str], list[str]]:
+    """(disagreements, truth-table failures) of every step and probe of ``case``."""
+    failures: list[str] = []
+    wrong_truth: list[str] = []
+    present: list[Doc] = []
+    try:
+        for si, step in enumerate(case.steps):
+            live.apply(base_docs(ALL, step))  # namespace and pod labels of this step
+            live.converge()
+            policies = step.policies(live.pod_ips())
+            keep = {_key(d) for d in policies}
+            live.delete([d for d in present if _key(d) not in keep])
+            live.apply(policies)
+            present = policies
+            for probe in step.probes:
+                label = f"{case.name} step {si + 1} {probe.port}/{probe.protocol}"
+                _, kernel, diff = live.compare(label, probe.port, probe.protocol)
+                failures += diff
+                if kernel.unverified:
+                    continue
+                expected = probe.expect(case.pods)
+                bad = [
+                    (a, b)
+                    for a in case.pods
+                    for b in case.pods
+                    if a != b and expected.m[(a, b)] != kernel.allowed[a][b]
+                ]
+                for a, b in bad:
+                    wrong_truth.append(
+                        f"{label}: {a} -> {b} expected "
+                        f"{'allowed' if expected.m[(a, b)] else 'denied'}, kernel "
+                        f"{'allowed' if kernel.allowed[a][b] else 'denied'}"
+                    )
+    finally:
+        live.delete(present)
+        live.apply(base_docs(ALL, ALL.steps[0]))  # labels back to the defaults
+        live.converge()
+    return failures, wrong_truth
+
+
+@pytest.mark.parametrize("case", CASES, ids=[c.name for c in CASES])
+def test_netpol_e2e_agreement(xyz: Live, case: Case) -> None:
+    with timed(case.name):
+        failures, wrong_truth = run_case(xyz, case)
+    assert not failures, "model and kernel disagree:\n" + "\n".join(failures)
+    assert not wrong_truth, "kernel differs from the upstream truth table:\n" + "\n".join(
+        wrong_truth
+    )
+    sctp = {p.protocol for s in case.steps for p in s.probes} == {"SCTP"}
+    if sctp:
+        target = reach.targets(xyz.state)[0]
+        reason = reach.sctp_unavailable(target.netns)
+        if reason:
+            pytest.skip(f"SCTP not verified in the kernel: {reason}")
+
+
+# --- the examples ---------------------------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class Probe:
+    port: int
+    protocol: str = "TCP"
+    http: tuple[str, str] | None = None
+
+
+def check_examples(
+    state: Path,
+    base: Sequence[Path],
+    variants: Mapping[str, Sequence[Path]],
+    probes: Sequence[Probe],
+) -> list[str]:
+    """Bring ``base`` up once; for each variant apply its files, compare every probe,
+    delete them again."""
+    live = up_cluster(state, files=base)
+    failures: list[str] = []
+    try:
+        for name, files in variants.items():
+            for f in files:
+                live.cli("apply", "-f", str(f))
+            try:
+                for p in probes:
+                    req = f" {p.http[0]} {p.http[1]}" if p.http else ""
+                    _, _, diff = live.compare(
+                        f"{name} {p.port}/{p.protocol}{req}", p.port, p.protocol, p.http
+                    )
+                    failures += diff
+            finally:
+                for f in files:
+                    live.cli("delete", "--ignore-not-found", "-f", str(f))
+    finally:
+        down_cluster(live)
+    return failures
+
+
+def _need(*paths: Path) -> None:
+    for p in paths:
+        if not p.exists():
+            pytest.skip(f"example not found: {p}")
+
+
+def test_networking101_agreement(tmp_path: Path) -> None:
+    _skip_without_kernel()
+    wl = EXAMPLES / "networking101" / "workloads.yaml"
+    if not wl.exists():
+        wl = TESTS.parent / "src" / "ciliate" / "examples" / "networking101.yaml"
+    _need(wl)
+    with timed("networking101"):
+        failures = check_examples(
+            tmp_path, [wl], {"no policy": []}, [Probe(80), Probe(80, "UDP"), Probe(8080)]
+        )
+    assert not failures, "\n".join(failures)
+
+
+def test_network_policy_examples_agreement(tmp_path: Path) -> None:
+    _skip_without_kernel()
+    np = EXAMPLES / "network-policy"
+    _need(np / "apps.yaml")
+    ing, egr = np / "ingress-backend-rule.yaml", np / "egress-frontend-rule.yaml"
+    with timed("network-policy"):
+        failures = check_examples(
+            tmp_path,
+            [np / "apps.yaml"],
+            {
+                "no policy": [],
+                "ingress-backend-rule": [ing],
+                "egress-frontend-rule": [egr],
+                "both rules": [ing, egr],
+            },
+            [Probe(80), Probe(53, "UDP")],
+        )
+    assert not failures, "\n".join(failures)
+
+
+def test_http_aware_rule_agreement(tmp_path: Path) -> None:
+    _skip_without_kernel()
+    np = EXAMPLES / "network-policy"
+    pods = SCENARIO_DATA / "frontends.yaml"
+    _need(np / "http-aware-rule.yaml", pods)
+    with timed("http-aware-rule"):
+        failures = check_examples(
+            tmp_path,
+            [pods],
+            {"http-aware-rule": [np / "http-aware-rule.yaml"]},
+            [
+                Probe(81),
+                Probe(80),
+                Probe(80, http=("GET", "/public")),
+                Probe(80, http=("GET", "/private")),
+            ],
+        )
+    assert not failures, "\n".join(failures)
+
+
+def test_ebook_three_tier_agreement(tmp_path: Path) -> None:
+    _skip_without_kernel()
+    eb = EXAMPLES / "ebook"
+    clients = SCENARIO_DATA / "three-tier-clients.yaml"
+    _need(eb / "three-tier-policies.yaml", clients)
+    with timed("ebook three-tier"):
+        failures = check_examples(
+            tmp_path,
+            [clients],
+            {"three-tier-policies": [eb / "three-tier-policies.yaml"]},
+            [Probe(6379), Probe(8080), Probe(80), Probe(53, "UDP")],
+        )
+    assert not failures, "\n".join(failures)
+
+
+def test_ebook_redis_ipblock_agreement(tmp_path: Path) -> None:
+    _skip_without_kernel()
+    eb = EXAMPLES / "ebook"
+    clients = SCENARIO_DATA / "redis-clients.yaml"
+    _need(eb / "redis-ingress-ipblock.yaml", clients)
+    with timed("ebook redis ipBlock"):
+        failures = check_examples(
+            tmp_path,
+            [clients],
+            {"redis-ingress-ipblock": [eb / "redis-ingress-ipblock.yaml"]},
+            [Probe(6379), Probe(6380), Probe(9999)],
+        )
+    assert not failures, "\n".join(failures)
