@@ -218,13 +218,16 @@ class Engine:
         for ident in prev.identities.values():
             if ident.id >= 256 and ident.id < (1 << 24):
                 self.label_ids.setdefault(ident.labels, ident.id)
+        seen: set[int] = set()  # the backends map is usually one object shared by all nodes
         for name, node in prev.nodes.items():
             ids = self.ep_ids.setdefault(name, {})
             for ep in node.endpoints.values():
                 ids[ep.pod or E.HEALTH_KEY] = ep.id
             if node.host_endpoint_id:
                 ids[E.HOST_KEY] = node.host_endpoint_id
-            S.seed_allocators(self.lb.alloc, node.lb4_backends, {})
+            if id(node.lb4_backends) not in seen:
+                seen.add(id(node.lb4_backends))
+                S.seed_allocators(self.lb.alloc, node.lb4_backends, {})
         S.seed_allocators(self.lb.alloc, {}, prev.services)
 
     # --- IDs as plain data (persisted by the CLI between runs) -------------------------
