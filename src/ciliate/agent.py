@@ -22,12 +22,23 @@ Theory of operation:
    arrived together and reconciles once per batch; between batches it polls the
    workload supervisor (restartPolicy).
 3. ``stop`` (SIGTERM/SIGINT): processes, programs, pins, namespaces -- everything goes.
-   A start that fails does the same and leaves the reason in ``kernel/error``.
-4. Restart (SIGUSR1, sent by ``up --restart``): the agent stops its workloads and exits
-   leaving namespaces, links, attached programs and pinned maps alone. The next agent
-   -- or ``up`` after a crash -- adopts them: ensure_* calls converge what exists, maps
-   are synced in place, programs are replaced atomically, pods deleted meanwhile are
-   removed and marked orphan workloads replaced. Pod traffic never stops.
+   A start that fails *cleanly* (an exception: a program does not load, a netlink call
+   is refused) does the same and leaves the reason in ``kernel/error``: rollback.
+4. Restart without disruption (docs/decisions/0005-restart.md). The datapath never
+   depends on the agent being alive: programs stay attached to their tc hooks and maps
+   stay pinned, so while no agent runs (kill -9, or SIGUSR1 sent by ``up --restart``,
+   which exits leaving everything) established and new connections keep flowing and
+   denied traffic stays denied -- the maps simply stop changing. Pod processes run in
+   their own sessions and outlive the agent. The next agent -- ``up`` after a crash,
+   plain, no flag -- adopts: ensure_* calls converge what exists without recreating
+   it, libbpf reuses the pinned maps (same map ids, conntrack kept), ``sync`` writes
+   only the entries that differ from the store's DesiredState (so changes made while
+   no agent ran take effect), tc filters are replaced atomically, namespaces of pods
+   deleted meanwhile are removed, and pod processes are adopted from their records.
+5. Resumable start: a start that *dies* half-way (kill -9, OOM, power) leaves a partial
+   topology and no ``ready``; since every step of 1. is ensure-style, the next ``up``
+   adopts the partial state and completes it (crash = resumable, clean failure =
+   rollback). ``crash_point`` marks the steps the tests kill the agent at.
 
 Must not import cli.
 """
@@ -54,6 +65,7 @@ from typing import Any
 from ciliate.control.engine import Engine
 from ciliate.controllers.clusterconfig import get_cluster_config
 from ciliate.datapath.linux import netns, runtime
+from ciliate.datapath.linux.crashpoints import crash_point
 from ciliate.datapath.linux.nodeprograms import FlowPump, NodePrograms
 from ciliate.datapath.linux.runtime import KernelPaths
 from ciliate.datapath.linux.topology import Topology, iter_pod_endpoints
@@ -137,6 +149,10 @@ class Agent:
     # --- start ---------------------------------------------------------------------------
 
     def start(self) -> None:
+        """Build -- or, when namespaces of an earlier agent exist, adopt and converge --
+        the whole datapath. Every step is ensure-style, so a start that died half-way
+        (crash, kill -9) is completed by the next one; ``crash_point`` names the steps
+        the resumability tests stop at."""
         t0 = self.clock()
         config = get_cluster_config(self.store)
         self.rev = self.store.resource_version()
@@ -151,29 +167,41 @@ class Agent:
         }
         existing = set(netns.list_netns(self.names.prefix))
         self.adopted = sorted(existing)
+        if existing:
+            # pods deleted while no agent ran: their namespaces (and processes) go first,
+            # so a re-created pod of the same name starts from a clean namespace
+            self._remove_stale(existing, state)
         self.topo.ensure_fabric()
+        crash_point("fabric")
         for node in state.nodes.values():
             self._ensure_node(node)
+            crash_point("node")
+        crash_point("nodes")
         self.state = state
         for node in state.nodes.values():
             for ep in iter_pod_endpoints(node):
                 self._wire_pod(node, ep)
+                crash_point("pod")
+        crash_point("pods")
         for node in state.nodes.values():
             self.programs[node.name].sync(node)
-        if existing:
-            self._adopt(existing, state)
+        crash_point("maps")
         for pod, place in pod_places(state).items():
-            self._start_workloads(pod, place)
+            self._start_workloads(pod, place)  # adopts the running ones
+        if existing:
+            self._kill_orphans(state)
+        crash_point("workloads")
         for node in state.nodes.values():
             self._start_pump(node.name)
         self.up_ms = (self.clock() - t0) * 1000
         self.write_status()
         self.kp.ready.write_text(f"{os.getpid()}\n")
         log.info(
-            "ready in %.0f ms: %d nodes, %d pods",
+            "ready in %.0f ms: %d nodes, %d pods (%d workloads adopted)",
             self.up_ms,
             len(state.nodes),
             len(pod_places(state)),
+            sum(1 for w in self.sup.status() if w.get("adopted")),
         )
 
     def _ensure_node(self, node: NodeState) -> None:
@@ -189,23 +217,39 @@ class Agent:
             (d.name, d.programs) for d in node.devices if d.programs and d.name not in lxc_names
         )
 
-    def _adopt(self, existing: set[str], state: DesiredState) -> None:
-        """After a restart: the namespaces of pods deleted meanwhile go; the old agent's
-        workload processes (orphans now) are stopped so the supervisor can own new ones.
-        The network itself was converged in place by the ensure_* calls."""
+    def _wanted_namespaces(self, state: DesiredState) -> set[str]:
         want = {self.names.fabric}
         for node in state.nodes.values():
             want |= {self.names.node(node.name), self.names.health(node.name)}
             want |= {self.names.pod(ep.pod) for ep in iter_pod_endpoints(node)}
-        stale = sorted(existing - want)
+        return want
+
+    def _remove_stale(self, existing: set[str], state: DesiredState) -> None:
+        """After a restart: namespaces of pods (or nodes) deleted meanwhile go, with
+        their processes. The rest of the network is converged in place by ensure_*."""
+        stale = sorted(existing - self._wanted_namespaces(state))
         runtime.kill_namespace_processes(self.names, stale)
         for ns in stale:
             netns.delete_netns(ns)
-        # Only workload processes (marked): a user's `ciliate exec` session survives.
-        pods = sorted(want & existing - {self.names.fabric})
-        orphans = [p for p in runtime.namespace_pids(self.names, pods) if is_workload_process(p)]
-        runtime.kill_pids(orphans)
-        log.info("adopted %d namespaces, removed %d stale", len(existing) - len(stale), len(stale))
+        log.info("adopting %d namespaces, removed %d stale", len(existing) - len(stale), len(stale))
+
+    def _kill_orphans(self, state: DesiredState) -> None:
+        """Workload processes in the pods' namespaces that no container owns now (no
+        record, or a record of an older spec) are stopped; adopted ones keep running.
+        Only marked processes: a user's `ciliate exec` session survives."""
+        pods = sorted(
+            self._wanted_namespaces(state) & set(netns.list_netns(self.names.prefix))
+            - {self.names.fabric}
+        )
+        owned = set(self.sup.pids())
+        orphans = [
+            p
+            for p in runtime.namespace_pids(self.names, pods)
+            if p not in owned and is_workload_process(p)
+        ]
+        if orphans:
+            log.info("stopping %d orphan workload processes", len(orphans))
+            runtime.kill_pids(orphans)
 
     def _start_pump(self, node: str) -> None:
         if node not in self.pumps and node in self.programs:
@@ -419,12 +463,13 @@ class Agent:
         runtime.sweep(self.kp, keep_pidfile=True)
 
     def _detach(self) -> None:
-        """Exit for a restart: stop flows and workloads, close handles, leave the
-        namespaces, links, attached programs and pinned maps as they are."""
+        """Exit for a restart: stop flows, close handles, leave the namespaces, links,
+        attached programs, pinned maps and the pods' processes as they are (the next
+        agent adopts the processes from their records)."""
         for pump in self.pumps.values():
             pump.close()
         self.pumps.clear()
-        self.sup.stop_all()
+        self.sup.release_all()
         for progs in self.programs.values():
             progs.close()
         self.topo.close()

@@ -148,7 +148,11 @@ def _create_netns(name: str, inside: Callable[[], T] | None) -> tuple[T | None] 
     there, saving a second thread and setns() on the hot path."""
     path = netns_path(name)
     if path.exists():
-        return None
+        if _is_mounted(path):
+            return None
+        # A placeholder without its namespace: the creator died between the two steps.
+        with contextlib.suppress(FileNotFoundError):
+            path.unlink()
     _ensure_rundir()
     try:
         os.close(os.open(path, os.O_RDONLY | os.O_CREAT | os.O_EXCL, 0))
@@ -171,9 +175,18 @@ def _create_netns(name: str, inside: Callable[[], T] | None) -> tuple[T | None] 
         raise
 
 
+def _is_mounted(path: Path) -> bool:
+    """True when ``path`` is a namespace bind mount, not the bare file made before it."""
+    try:
+        return os.stat(path).st_dev != os.stat(path.parent).st_dev
+    except FileNotFoundError:
+        return False
+
+
 def ensure_netns_rtnl(name: str, sysctls: Iterable[tuple[str, str]] = ()) -> tuple[bool, Any]:
     """``ensure_netns`` plus an ``IPRoute`` bound to it, in one trip when the namespace
-    is new (``sysctls`` are written only then). Returns (created, ipr)."""
+    is new. ``sysctls`` are written either way (an existing namespace may be one whose
+    creator died before writing them). Returns (created, ipr)."""
     items = list(sysctls)
 
     def inside() -> socket.socket:
@@ -182,7 +195,7 @@ def ensure_netns_rtnl(name: str, sysctls: Iterable[tuple[str, str]] = ()) -> tup
 
     made = _create_netns(name, inside)
     if made is None or made[0] is None:
-        return False, open_rtnl(name)
+        return False, open_rtnl(name, items)
     return True, IPRoute(use_socket=made[0])
 
 

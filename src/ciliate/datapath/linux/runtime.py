@@ -207,9 +207,11 @@ def agent_argv(state_dir: Path, daemon: bool) -> list[str]:
 def up(ctx: Context, timeout: float = READY_TIMEOUT) -> dict[str, Any]:
     """Start the agent daemon and wait until it is ready; its status is returned.
 
-    The agent builds everything; if it fails it removes what it made, writes the reason
-    to ``kernel/error`` and exits, and this raises ``DatapathError`` with that reason
-    (so a failed ``up`` is rolled back, not resumable)."""
+    The agent builds everything, adopting whatever an earlier agent left (after a
+    crash or a kill -9 the datapath is taken over without a flush, and a start that
+    died half-way is completed). If it *fails* (an error, not a crash) it removes what
+    it made, writes the reason to ``kernel/error`` and exits, and this raises
+    ``DatapathError`` with that reason: a clean failure rolls back, a crash resumes."""
     kp = paths(ctx)
     pid = agent_pid(kp)
     if pid is not None and kp.ready.exists():
@@ -311,6 +313,10 @@ def sweep(kp: KernelPaths, keep_pidfile: bool = False) -> None:
     kill_namespace_processes(names)
     teardown(names)
     remove_pins(names)
+    # the workloads' process records (adoption): their processes are gone now
+    for rec in kp.pods.glob("*/*.proc.json"):
+        with contextlib.suppress(FileNotFoundError):
+            rec.unlink()
     for f in (kp.ready, kp.status) if keep_pidfile else (kp.ready, kp.pidfile, kp.status):
         with contextlib.suppress(FileNotFoundError):
             f.unlink()
@@ -374,7 +380,7 @@ def restart(ctx: Context, timeout: float = READY_TIMEOUT) -> dict[str, Any]:
     """Replace the agent without touching the datapath: the running agent is told to
     exit leaving namespaces, links, programs and pinned maps in place (SIGUSR1); the
     new one adopts them (maps synced in place, programs replaced atomically), so pod
-    traffic keeps flowing. Workload processes are restarted by the new agent."""
+    traffic keeps flowing. Workload processes keep running and are adopted too."""
     kp = paths(ctx)
     pid = agent_pid(kp)
     if pid is not None:

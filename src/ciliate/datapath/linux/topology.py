@@ -32,6 +32,7 @@ from typing import Any
 from pyroute2.netlink.exceptions import NetlinkError
 
 from ciliate.datapath.linux import netns as nl
+from ciliate.datapath.linux.crashpoints import crash_point
 from ciliate.desired import Device, EndpointState, NodeState, PodNet, Route
 
 FABRIC_BRIDGE = "br0"
@@ -168,9 +169,10 @@ class Topology:
 
     def ensure_fabric(self) -> None:
         ns = self.names.fabric
-        if nl.ensure_netns(ns):
-            nl.write_sysctl(ns, FABRIC_SYSCTLS)
+        nl.ensure_netns(ns)
+        # always, not only when created: an agent killed between the two left it unset
         ipr = self.rtnl(ns)
+        nl.write_sysctl(ns, FABRIC_SYSCTLS)
         nl.ensure_up(ipr, "lo")
         nl.ensure_bridge(ipr, nl.LinkSpec(FABRIC_BRIDGE))
         nl.ensure_up(ipr, FABRIC_BRIDGE)
@@ -178,8 +180,8 @@ class Topology:
     def ensure_node(self, node: NodeState) -> None:
         """Namespace, devices, addresses, routes and sysctls of one node (not its pods)."""
         ns = self.names.node(node.name)
-        if nl.ensure_netns(ns):
-            nl.write_sysctl(ns, NODE_SYSCTLS)
+        nl.ensure_netns(ns)
+        nl.write_sysctl(ns, NODE_SYSCTLS)  # always: see ensure_fabric
         ipr = self.rtnl(ns)
         devs = {d.name: d for d in node.devices}
         nl.ensure_up(ipr, "lo")
@@ -299,6 +301,7 @@ class Topology:
                 raise
             nl.ensure_veth(node_ipr, lxc, eth0, peer_netns=ns)  # a stale lxc of that name
             lxc_idx, eth0_idx = 0, 0
+        crash_point("pod-veth")
         nl.ensure_up(node_ipr, lxc.name, lxc_idx)
         nl.ensure_up(pod_ipr, "lo", 1)  # lo is always 1 in a new namespace
         eth0_idx = eth0_idx or nl.link_index(pod_ipr, "eth0")

@@ -19,17 +19,29 @@ Image mapping (no container images are pulled):
 Launch chain: ``nsenter --net=<netns> unshare --mount sh -c 'mount --bind R
 /etc/resolv.conf; exec "$@"'`` -- every step execs, so the supervised PID is the
 workload itself. (A ``preexec_fn`` doing setns would be faster but is unsafe in the
-multi-threaded agent.) Must not import cli, agent or observe.
+multi-threaded agent.)
+
+Surviving the agent: workloads run in their own sessions, so an agent that dies (kill -9)
+or exits for a restart leaves them running. Each spawn writes a record next to the
+container's log (``<pod_dir>/<container>.proc.json``: pid, the kernel's start time of that
+pid, a digest of the spec); the next agent's ``start_pod`` adopts a recorded process that
+is still the same process (pid alive, same start time, the marker naming the container)
+and still runs the same spec, and replaces it otherwise. An adopted process is not the
+new agent's child: its exit is seen by polling /proc and its exit code is unknown (-1,
+which restartPolicy OnFailure counts as a failure). Must not import cli, agent or observe.
 """
 
 from __future__ import annotations
 
 import contextlib
+import hashlib
+import json
 import os
 import signal
 import subprocess
 import sys
 import threading
+import time
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -75,6 +87,55 @@ class ProcessSpec:
     resolv_conf: Path
     log: Path
     restart_policy: str = "Always"  # Always | OnFailure | Never
+    uid: str = ""  # the pod's uid: a pod re-created under the same name is a new process
+
+    @property
+    def record(self) -> Path:
+        """Where the running process of this container is recorded (for adoption)."""
+        return self.log.with_name(f"{self.container}.proc.json")
+
+    def digest(self) -> str:
+        """What must be equal for a running process to count as this spec's."""
+        doc = {
+            "pod": self.pod,
+            "container": self.container,
+            "argv": list(self.argv),
+            "env": dict(sorted(self.env.items())),
+            "netns": self.netns,
+            "resolv": str(self.resolv_conf),
+            "restart": self.restart_policy,
+            "uid": self.uid,
+        }
+        return hashlib.sha256(json.dumps(doc, sort_keys=True).encode()).hexdigest()[:16]
+
+
+UNKNOWN_EXIT = -1  # an adopted process exited; not our child, so its status is unknown
+
+
+def process_start_time(pid: int) -> int | None:
+    """The kernel's start time of ``pid`` (clock ticks since boot, /proc/<pid>/stat
+    field 22): with the pid it names one process even across pid reuse. None when the
+    process is gone or a zombie."""
+    try:
+        stat = Path(f"/proc/{pid}/stat").read_text()
+    except OSError:
+        return None
+    fields = stat.rsplit(")", 1)[1].split()
+    if fields[0] in ("Z", "X"):
+        return None
+    return int(fields[19])
+
+
+def _marker_of(pid: int) -> str | None:
+    try:
+        env = Path(f"/proc/{pid}/environ").read_bytes()
+    except OSError:
+        return None
+    prefix = WORKLOAD_MARKER.encode() + b"="
+    for v in env.split(b"\0"):
+        if v.startswith(prefix):
+            return v[len(prefix) :].decode(errors="replace")
+    return None
 
 
 def resolv_conf_text(namespace: str, dns_ip: str = DEFAULT_DNS_IP) -> str:
@@ -166,6 +227,7 @@ def plan_pod(
             resolv_conf=pod_dir / "resolv.conf",
             log=pod_dir / f"{c.name}.log",
             restart_policy=pod.spec.restart_policy,
+            uid=pod.meta.uid,
         )
         for c in pod.spec.containers
     )
@@ -189,6 +251,20 @@ class _Running:
     next_start: float = 0.0
     exit_code: int | None = None
     stopped: bool = False
+    adopted_pid: int = 0  # a process of an earlier agent (not our child)
+    adopted_start: int = 0
+
+    @property
+    def pid(self) -> int:
+        return self.proc.pid if self.proc is not None else self.adopted_pid
+
+    def exited(self) -> int | None:
+        """The exit code once the process is gone (UNKNOWN_EXIT for an adopted one)."""
+        if self.proc is not None:
+            return self.proc.poll()
+        if self.adopted_pid and process_start_time(self.adopted_pid) != self.adopted_start:
+            return UNKNOWN_EXIT
+        return None if self.adopted_pid else UNKNOWN_EXIT
 
 
 @dataclass
@@ -201,9 +277,18 @@ class Supervisor:
     _lock: threading.Lock = field(default_factory=threading.Lock)
 
     def start_pod(self, specs: tuple[ProcessSpec, ...], namespace: str) -> None:
+        """Run the pod's containers: a container already running its spec is left
+        alone (or, after an agent restart, adopted from its record); one running an
+        older spec is replaced."""
         for spec in specs:
             spec.resolv_conf.parent.mkdir(parents=True, exist_ok=True)
-            spec.resolv_conf.write_text(resolv_conf_text(namespace, self.dns_ip))
+            # rewritten in place: a running process has this file bind-mounted
+            text = resolv_conf_text(namespace, self.dns_ip)
+            with contextlib.suppress(OSError):
+                if spec.resolv_conf.read_text() == text:
+                    text = ""
+            if text:
+                spec.resolv_conf.write_text(text)
             key = (spec.pod, spec.container)
             with self._lock:
                 old = self._procs.get(key)
@@ -211,9 +296,29 @@ class Supervisor:
                     continue
                 if old is not None:
                     self._kill(old)
-                run = _Running(spec)
+                    run = _Running(spec)
+                else:
+                    run = self._adopt(spec) or _Running(spec)
                 self._procs[key] = run
-                self._spawn(run)
+                if not run.adopted_pid:
+                    self._spawn(run)
+
+    def _adopt(self, spec: ProcessSpec) -> _Running | None:
+        """The recorded process of ``spec``'s container when it still runs this spec;
+        a recorded process running another spec is stopped (it would hold the ports)."""
+        try:
+            rec = json.loads(spec.record.read_text())
+            pid, started, digest = int(rec["pid"]), int(rec["start"]), str(rec["digest"])
+        except (OSError, ValueError, KeyError, TypeError):
+            return None
+        marker = f"{spec.pod}/{spec.container}"
+        if process_start_time(pid) != started or _marker_of(pid) != marker:
+            return None  # gone, or the pid was reused by someone else
+        run = _Running(spec, adopted_pid=pid, adopted_start=started)
+        if digest == spec.digest():
+            return run
+        self._kill(run)
+        return None
 
     def _spawn(self, run: _Running) -> None:
         spec = run.spec
@@ -228,7 +333,11 @@ class Supervisor:
                 start_new_session=True,  # its own process group: stop() kills children too
                 cwd="/",
             )
+        run.adopted_pid = 0
         run.exit_code = None
+        started = process_start_time(run.proc.pid)
+        if started is not None:
+            _write_record(spec, run.proc.pid, started)
 
     def stop_pod(self, pod: str) -> None:
         with self._lock:
@@ -241,10 +350,21 @@ class Supervisor:
                 self._kill(run)
             self._procs.clear()
 
+    def release_all(self) -> None:
+        """Forget every process and leave it running (the agent exits for a restart;
+        the next one adopts them from their records)."""
+        with self._lock:
+            self._procs.clear()
+
     def _kill(self, run: _Running) -> None:
         run.stopped = True
+        with contextlib.suppress(FileNotFoundError):
+            run.spec.record.unlink()
+        if run.exited() is not None:
+            return
         proc = run.proc
-        if proc is None or proc.poll() is not None:
+        if proc is None:
+            _kill_adopted(run.adopted_pid, run.adopted_start)
             return
         with contextlib.suppress(ProcessLookupError):
             os.killpg(proc.pid, signal.SIGTERM)
@@ -261,10 +381,10 @@ class Supervisor:
         now = self.clock()
         with self._lock:
             for run in self._procs.values():
-                if run.stopped or run.proc is None:
+                if run.stopped or (run.proc is None and not run.adopted_pid):
                     continue
                 if run.exit_code is None:
-                    rc = run.proc.poll()
+                    rc = run.exited()
                     if rc is None:
                         continue
                     run.exit_code = rc
@@ -281,14 +401,35 @@ class Supervisor:
                 {
                     "pod": run.spec.pod,
                     "container": run.spec.container,
-                    "pid": run.proc.pid if run.proc else 0,
-                    "running": bool(run.proc and run.proc.poll() is None),
+                    "pid": run.pid,
+                    "running": bool(run.pid) and run.exited() is None,
                     "restarts": run.restarts,
                     "exitCode": run.exit_code,
+                    "adopted": bool(run.adopted_pid),
                 }
                 for run in self._procs.values()
             ]
 
     def pids(self) -> list[int]:
         with self._lock:
-            return [r.proc.pid for r in self._procs.values() if r.proc and r.proc.poll() is None]
+            return [r.pid for r in self._procs.values() if r.pid and r.exited() is None]
+
+
+def _write_record(spec: ProcessSpec, pid: int, started: int) -> None:
+    rec = {"pid": pid, "start": started, "digest": spec.digest()}
+    tmp = spec.record.with_suffix(".tmp")
+    tmp.write_text(json.dumps(rec) + "\n")
+    tmp.replace(spec.record)
+
+
+def _kill_adopted(pid: int, started: int, grace: float = 2.0) -> None:
+    """SIGTERM the process group of an adopted workload, SIGKILL after ``grace``; the
+    start time guards every signal against a reused pid."""
+    for sig, wait in ((signal.SIGTERM, grace), (signal.SIGKILL, grace)):
+        if process_start_time(pid) != started:
+            return
+        with contextlib.suppress(ProcessLookupError, PermissionError):
+            os.killpg(pid, sig)
+        deadline = time.monotonic() + wait
+        while time.monotonic() < deadline and process_start_time(pid) == started:
+            time.sleep(0.02)
