@@ -156,6 +156,15 @@ def register(sub: Any) -> None:
     p.set_defaults(func=run_describe)
 
     p = sub.add_parser(
+        "api-resources",
+        help="list the kinds ciliate understands",
+        description="The kinds, their short names and API versions (kubectl api-resources).",
+        epilog="Example:\n  ciliate api-resources\n",
+        formatter_class=fmt,
+    )
+    p.set_defaults(func=run_api_resources)
+
+    p = sub.add_parser(
         "scale",
         help="set the replicas of deployments, replicasets or statefulsets",
         description="Set spec.replicas of workloads; the controllers add or remove pods.",
@@ -212,6 +221,21 @@ def _after_change(store: Store) -> None:
     config = _config_or_none(store)
     if config is not None:
         reconcile(store, config)
+
+
+def run_api_resources(args: argparse.Namespace, ctx: Context) -> int:
+    rows = [
+        [
+            k.plural,
+            ",".join(k.short_names),
+            k.preferred_api_version,
+            "true" if k.namespaced else "false",
+            k.kind,
+        ]
+        for k in sorted(kinds.KINDS, key=lambda k: (k.group, k.plural))
+    ]
+    ctx.out(table(["NAME", "SHORTNAMES", "APIVERSION", "NAMESPACED", "KIND"], rows))
+    return ExitCode.OK
 
 
 def run_scale(args: argparse.Namespace, ctx: Context) -> int:

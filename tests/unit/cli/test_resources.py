@@ -222,7 +222,7 @@ def test_virtual_kinds(cluster: Run, monkeypatch: pytest.MonkeyPatch) -> None:
 
 
 def test_help_has_examples(capsys: pytest.CaptureFixture[str]) -> None:
-    for cmd in ("apply", "get", "delete", "describe", "scale", "label"):
+    for cmd in ("apply", "get", "delete", "describe", "scale", "label", "api-resources"):
         with pytest.raises(SystemExit):
             main([cmd, "--help"])
         assert "Examples:" in capsys.readouterr().out
@@ -352,3 +352,12 @@ def test_concurrent_applies_never_share_a_cluster_ip(run: Run, state: Path, tmp_
         i["spec"]["ports"][0].get("nodePort") for i in items if i["spec"]["type"] == "NodePort"
     ]
     assert len(set(ips)) == 13 and len(set(ports)) == 12
+
+
+def test_api_resources(run: Run) -> None:
+    rc, out, _ = run("api-resources")
+    assert rc == 0
+    rows = {line.split()[0]: line.split() for line in out.splitlines()[1:]}
+    assert rows["pods"] == ["pods", "po", "v1", "true", "Pod"]
+    assert rows["ciliumnetworkpolicies"][1:] == ["cnp,ciliumnp", "cilium.io/v2", "true",
+                                                 "CiliumNetworkPolicy"]  # fmt: skip
