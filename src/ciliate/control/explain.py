@@ -438,9 +438,13 @@ class Evaluator:
                 _Cand(True, 0, RuleRef("derived", "", "", "allow-localhost-ingress"), None)
             )
         if not cands:
-            why = ", ".join(f"{r.kind} {_obj(r)}" for r in selected if True)
+            # Name the policies that put the pod in default deny for this direction
+            # (one policy per name, even when it has several rules).
+            deniers = _uniq(f"{s.ref.kind} {_obj(s.ref)}" for s in subs if s.default_deny)
+            why = " and ".join(deniers)
+            verb = "selects" if len(deniers) == 1 else "select"
             reason = (
-                f"no rule allows it; default deny because {why} selects {subject.name} for {dname}"
+                f"no rule allows it; default deny because {why} {verb} {subject.name} for {dname}"
                 if why
                 else f"no rule allows it; policy enforcement is '{self.mode}'"
             )
