@@ -159,7 +159,7 @@ def register(sub: Any) -> None:
         "api-resources",
         help="list the kinds ciliate understands",
         description="The kinds, their short names and API versions (kubectl api-resources).",
-        epilog="Example:\n  ciliate api-resources\n",
+        epilog="Examples:\n  ciliate api-resources\n  ciliate api-resources | grep cilium.io\n",
         formatter_class=fmt,
     )
     p.set_defaults(func=run_api_resources)
