@@ -85,6 +85,7 @@ try:  # the policy engineer's compiler; the allow-all fallback goes when it land
 except ImportError:  # pragma: no cover - only before control/policy.py exists
     _policy = None  # type: ignore[assignment]
 
+IPCACHE_MAP = MapName.IPCACHE.value  # hoisted: enum attribute access shows at 1,000 nodes
 POLICY_KINDS = frozenset({"NetworkPolicy", "CiliumNetworkPolicy", "CiliumClusterwideNetworkPolicy"})
 _DERIVED = "derived"
 
@@ -579,10 +580,8 @@ class Engine:
         parts.pods = layered(parts.pods, {pod.key: E.pod_net(ep, info, self.config.mtu)})
         self.shared_ipcache = layered(self.shared_ipcache, {ick: remote})
         out.append(MapChange(rec.node, MapName.LXC.value, k, v))
-        for name in self.parts:
-            out.append(
-                MapChange(name, MapName.IPCACHE.value, ick, local if name == rec.node else remote)
-            )
+        ipc, node = IPCACHE_MAP, rec.node
+        out.extend([MapChange(n, ipc, ick, local if n == node else remote) for n in self.parts])
         pname = policy_map_name(ep.id)
         out.extend(MapChange(rec.node, pname, pk, pe) for pk, pe in sorted(pmap.items()))
         return out
@@ -604,8 +603,8 @@ class Engine:
         self.ep_policy.pop(key, None)
         ick = IPCacheKey(host_prefix(rec.ip))
         self.shared_ipcache = layered(self.shared_ipcache, {}, [ick])
-        for name in self.parts:
-            out.append(MapChange(name, MapName.IPCACHE.value, ick, None))
+        ipc = IPCACHE_MAP
+        out.extend([MapChange(n, ipc, ick, None) for n in self.parts])
         if parts is None:
             return out
         ep_id = self.ep_ids[rec.node].pop(key, 0)

@@ -182,9 +182,10 @@ class LBState:
             if not ups and not dels:
                 continue
             setattr(self, attr, layered(getattr(self, attr), ups, dels))
+            entries = [*sorted(ups.items()), *((k, None) for k in sorted(dels))]
+            mname = map_name.value
             for name in names:
-                out.extend(MapChange(name, map_name.value, k, v) for k, v in sorted(ups.items()))
-                out.extend(MapChange(name, map_name.value, k, None) for k in sorted(dels))
+                out.extend([MapChange(name, mname, k, v) for k, v in entries])
         per_node: tuple[
             tuple[
                 dict[str, Mapping[Any, Any]],
