@@ -17,14 +17,17 @@ batch's source maps. Output: (object, "created" | "configured" | "unchanged") pa
 
 from __future__ import annotations
 
+import difflib
 import importlib
 import ipaddress
 from collections.abc import Sequence
 from types import ModuleType
 
+import yaml
+
 from ciliate.errors import ConflictError, Diagnostic, DiagnosticError
 from ciliate.manifest.decode import Batch, Decoded, check_namespaces, with_provenance
-from ciliate.manifest.merge import is_unchanged, merge_applied
+from ciliate.manifest.merge import is_unchanged, merge_applied, strip_server_fields
 from ciliate.model.cluster import ClusterConfig
 from ciliate.model.meta import Doc
 from ciliate.store.api import Change, ObjectKey, Store, VersionConflictError
@@ -183,3 +186,27 @@ def apply_batch(batch: Batch, store: Store, dry_run: bool = False) -> list[tuple
         )
     reconcile(store, config)
     return results
+
+
+def diff_batch(batch: Batch, store: Store) -> str:
+    """``kubectl diff``: what applying ``batch`` would change, as a unified diff of the
+    YAML of each live object and of what apply would store (after admission). Empty
+    when nothing would change. Raises ``DiagnosticError`` like apply."""
+    batch.raise_if_invalid()
+    config = cluster_config(store)
+    changes, _results = _admit(batch, store, config)
+    out: list[str] = []
+    for change in changes:
+        new = change.object or {}
+        keep = "status" in new
+        live = store.get(change.key)
+        name = "/".join(p for p in (change.key.kind, change.key.namespace, change.key.name) if p)
+        before = _yaml_lines(strip_server_fields(live, keep)) if live is not None else []
+        after = _yaml_lines(strip_server_fields(new, keep))
+        out.extend(difflib.unified_diff(before, after, f"live/{name}", f"merged/{name}"))
+    return "".join(out)
+
+
+def _yaml_lines(doc: Doc) -> list[str]:
+    text = yaml.safe_dump(doc, sort_keys=True, default_flow_style=False)
+    return text.splitlines(keepends=True)

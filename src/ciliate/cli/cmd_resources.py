@@ -21,7 +21,7 @@ from ciliate.cli import (
     endpoints_view,  # noqa: F401 - registers the computed Endpoints kind
     mutate,
 )
-from ciliate.cli.applier import apply_batch, cluster_config, reconcile
+from ciliate.cli.applier import apply_batch, cluster_config, diff_batch, reconcile
 from ciliate.cli.context import Context
 from ciliate.cli.jsonpath import render as render_jsonpath
 from ciliate.cli.render import table
@@ -156,6 +156,17 @@ def register(sub: Any) -> None:
     p.set_defaults(func=run_describe)
 
     p = sub.add_parser(
+        "diff",
+        help="show what apply would change",
+        description="Show, as a unified diff, what `apply -f` would change (kubectl diff).",
+        epilog=DIFF_EPILOG,
+        formatter_class=fmt,
+    )
+    _file_args(p, required=True)
+    p.add_argument("-n", "--namespace", default=None, help="namespace of objects that name none")
+    p.set_defaults(func=run_diff)
+
+    p = sub.add_parser(
         "api-resources",
         help="list the kinds ciliate understands",
         description="The kinds, their short names and API versions (kubectl api-resources).",
@@ -192,6 +203,15 @@ def register(sub: Any) -> None:
     p.set_defaults(func=run_label)
 
 
+DIFF_EPILOG = """\
+Examples:
+  ciliate diff -f networking101/workloads.yaml
+  ciliate diff -f policies/ -R
+
+Prints nothing when applying would change nothing. Checks everything apply checks.
+Exit status: 0 (with or without differences), 1 invalid input.
+"""
+
 SCALE_EPILOG = """\
 Examples:
   ciliate scale deploy busybox --replicas=3 -n networking101
@@ -221,6 +241,11 @@ def _after_change(store: Store) -> None:
     config = _config_or_none(store)
     if config is not None:
         reconcile(store, config)
+
+
+def run_diff(args: argparse.Namespace, ctx: Context) -> int:
+    ctx.stdout.write(diff_batch(_load(args, ctx), ctx.store()))
+    return ExitCode.OK
 
 
 def run_api_resources(args: argparse.Namespace, ctx: Context) -> int:

@@ -222,7 +222,7 @@ def test_virtual_kinds(cluster: Run, monkeypatch: pytest.MonkeyPatch) -> None:
 
 
 def test_help_has_examples(capsys: pytest.CaptureFixture[str]) -> None:
-    for cmd in ("apply", "get", "delete", "describe", "scale", "label", "api-resources"):
+    for cmd in ("apply", "get", "delete", "describe", "scale", "label", "api-resources", "diff"):
         with pytest.raises(SystemExit):
             main([cmd, "--help"])
         assert "Examples:" in capsys.readouterr().out
@@ -361,3 +361,16 @@ def test_api_resources(run: Run) -> None:
     assert rows["pods"] == ["pods", "po", "v1", "true", "Pod"]
     assert rows["ciliumnetworkpolicies"][1:] == ["cnp,ciliumnp", "cilium.io/v2", "true",
                                                  "CiliumNetworkPolicy"]  # fmt: skip
+
+
+def test_diff(cluster: Run) -> None:
+    services = (shared_examples() / "ebook/services.yaml").read_text()
+    rc, out, _ = cluster("diff", "-f", "-", stdin=services)
+    assert rc == 0 and "+++ merged/Service/default/my-service" in out
+    cluster("apply", "-f", "-", stdin=services)
+    assert cluster("diff", "-f", "-", stdin=services)[:2] == (0, "")
+    rc, out, _ = cluster("diff", "-f", "-", stdin=services.replace("9376", "9377"))
+    assert "-    targetPort: 9376\n+    targetPort: 9377\n" in out
+    assert cluster("get", "svc", "my-service", "-o", "jsonpath={.spec.ports[0].targetPort}")[1] == (
+        "9376"
+    )
