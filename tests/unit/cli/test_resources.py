@@ -374,3 +374,15 @@ def test_diff(cluster: Run) -> None:
     assert cluster("get", "svc", "my-service", "-o", "jsonpath={.spec.ports[0].targetPort}")[1] == (
         "9376"
     )
+
+
+def test_pods_given_with_an_address_keep_it(cluster: Run) -> None:
+    pod = (
+        "apiVersion: v1\nkind: Pod\nmetadata: {name: fixed}\n"
+        "spec:\n  nodeName: mycluster-worker\n  containers: [{name: c, image: busybox}]\n"
+        "status:\n  podIP: 10.10.2.117\n"
+    )
+    assert cluster("apply", "-f", "-", stdin=pod)[0] == 0
+    _, out, _ = cluster("get", "po", "fixed", "-o", "wide")
+    assert out.splitlines()[1].split()[5:7] == ["10.10.2.117", "mycluster-worker"]
+    assert cluster("apply", "-f", "-", stdin=pod)[1] == "pod/fixed unchanged\n"
