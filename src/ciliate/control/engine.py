@@ -102,6 +102,15 @@ def _pin_key(key: Hashable) -> str:
     return "|".join(map(str, key)) if isinstance(key, tuple) else str(key)
 
 
+def _uses_services(x: Any) -> bool:
+    """Whether a policy document has a ``toServices`` peer anywhere."""
+    if isinstance(x, Mapping):
+        return "toServices" in x or any(_uses_services(v) for v in x.values())
+    if isinstance(x, list):
+        return any(_uses_services(v) for v in x)
+    return False
+
+
 @contextlib.contextmanager
 def _gc_paused() -> Iterator[None]:
     """A full build allocates millions of small acyclic objects; the cyclic collector
@@ -205,6 +214,7 @@ class Engine:
         self.compiler: Any = None
         self.cidr_identities: dict[IPv4Network, Identity] = {}
         self.lb = LBState()
+        self.policy_docs: dict[tuple[str, str, str], Doc] = {}
         self.shared_ipcache: Mapping[IPCacheKey, RemoteEndpointInfo] = {}
         self.revision = 0
         self._state: DesiredState | None = None
@@ -299,6 +309,7 @@ class Engine:
             self.ident_refs[rec.identity] = self.ident_refs.get(rec.identity, 0) + 1
         self.label_ids = {k: v for k, v in self.label_ids.items() if v in self.ident_refs}
         # 2. policy
+        self.policy_docs = {k: d for k, d in self.docs.items() if k[0] in POLICY_KINDS}
         self._compute_policy_full()
         self._refresh_identities()
         # 3. per-node endpoints and maps
@@ -519,9 +530,6 @@ class Engine:
                 out += self._policy_doc(d, delete=False)
             else:
                 svc_touched.add(self.lb.set_doc(d, delete=False))
-        if "EndpointSlice" in kinds and self.compiler is not None:
-            with contextlib.suppress(AttributeError):
-                self.compiler.slices = self._kind("EndpointSlice")
         nodes = list(self.nodes.values())
         for key in sorted(svc_touched - {""}):
             out += self.lb.recompute(key, nodes, self.config)
@@ -656,23 +664,24 @@ class Engine:
     # policies
 
     def _policies_use_services(self) -> bool:
-        def has(x: Any) -> bool:
-            if isinstance(x, Mapping):
-                return "toServices" in x or any(has(v) for v in x.values())
-            if isinstance(x, list):
-                return any(has(v) for v in x)
-            return False
-
-        return any(has(d) for k, d in self.docs.items() if k[0] in POLICY_KINDS)
+        return any(_uses_services(d) for d in self.policy_docs.values())
 
     def _policy_doc(self, d: Doc, delete: bool) -> list[MapChange]:
         """A policy changed: recompile the pods it selects (the compiler knows which),
         then follow the CIDR identities it added or dropped into every ipcache."""
         out: list[MapChange] = []
         if delete:
+            self.policy_docs.pop(doc_key(d), None)
             kind, ns, name = doc_key(d)
             pods = self.compiler.remove_policy(kind, ns, name)
         else:
+            self.policy_docs[doc_key(d)] = d
+            if _uses_services(d):
+                # Service and slice changes skip the compiler while no policy names a
+                # service (see update); bring it up to date before one does.
+                with contextlib.suppress(AttributeError):
+                    self.compiler.services = dict(self.lb.services)
+                    self.compiler.slices = self._kind("EndpointSlice")
             pods = self.compiler.set_policy(d)
         self._sync_policy(set(pods), out)
         new_cidrs: dict[IPv4Network, Identity] = dict(self.compiler.cidr_identities)

@@ -63,6 +63,7 @@ class LBState:
         self.node_services: dict[str, Mapping[LB4Key, LB4Service]] = {}
         self.node_revnat: dict[str, Mapping[int, LB4ReverseNat]] = {}
         self.node_maglev: dict[str, Mapping[int, tuple[int, ...]]] = {}
+        self.backend_refs: dict[int, int] = {}  # backend ID -> Services using it
 
     # --- reading ---------------------------------------------------------------------
 
@@ -104,6 +105,10 @@ class LBState:
                 self.entries[key] = ent
                 keep_b.update((b.address, b.port, b.proto) for b in ent.backends.values())
         self.alloc.backends.retain(keep_b)
+        self.backend_refs = {}
+        for e in self.entries.values():
+            for bid in e.backends:
+                self.backend_refs[bid] = self.backend_refs.get(bid, 0) + 1
         self.alloc.rev_nat.retain(
             (fe.service, fe.type, fe.address, fe.port, fe.protocol)
             for e in self.entries.values()
@@ -164,9 +169,13 @@ class LBState:
         names = [x.name for x in nodes]
         out: list[MapChange] = []
         # Backends are shared between Services: drop only those nobody uses any more.
-        still = {bid for e in self.entries.values() for bid in e.backends}
+        refs = self.backend_refs
+        for bid in n.backends:
+            refs[bid] = refs.get(bid, 0) + 1
         for bid in o.backends:
-            if bid not in n.backends and bid not in still:
+            refs[bid] -= 1
+            if not refs[bid]:
+                del refs[bid]
                 gone = o.backends[bid]
                 self.alloc.backends.release((gone.address, gone.port, gone.proto))
         shared = (
@@ -178,7 +187,7 @@ class LBState:
         for attr, map_name, a, b in shared:
             ups, dels = _delta(a, b)
             if attr == "backends":
-                dels = [x for x in dels if x not in still]
+                dels = [x for x in dels if x not in refs]
             if not ups and not dels:
                 continue
             setattr(self, attr, layered(getattr(self, attr), ups, dels))

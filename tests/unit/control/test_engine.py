@@ -234,3 +234,25 @@ def test_pins_keep_ids_across_processes() -> None:
     assert next(e.id for e in s1.nodes[W1].endpoints.values() if e.pod == pod) == 7
     assert {i.id for i in s1.identities.values()} == {i.id for i in s0.identities.values()}
     assert compute_desired(docs, cfg, pins={"endpoints": "garbage"}).nodes.keys() == s0.nodes.keys()
+
+
+def test_shared_backend_survives_one_service_dropping_it() -> None:
+    cfg = C.config()
+    port = [{"name": "http", "port": 8080, "protocol": "TCP"}]
+    eps = [("10.10.2.121", W1, True), ("10.10.1.155", W2, True)]
+    docs = C.node_docs(cfg) + C.networking101() + [
+        C.service("networking101", "a", "10.96.0.40", [{"name": "http", "port": 80}], {"app": "x"}),
+        C.endpoint_slice("networking101", "a", eps, port),
+        C.service("networking101", "b", "10.96.0.41", [{"name": "http", "port": 80}], {"app": "x"}),
+        C.endpoint_slice("networking101", "b", eps, port),
+    ]  # fmt: skip
+    eng = Engine(cfg)
+    s0 = eng.load(docs)
+    assert len(s0.nodes[W1].lb4_backends) == 2
+    ch = eng.update([C.endpoint_slice("networking101", "a", eps[:1], port)])
+    s1 = eng.state
+    assert len(s1.nodes[W1].lb4_backends) == 2  # still used by b
+    assert not [c for c in ch if c.map == "cilium_lb4_backends_v3"]
+    ch2 = eng.update([C.endpoint_slice("networking101", "b", eps[:1], port)])
+    assert len(eng.state.nodes[W1].lb4_backends) == 1
+    assert map_contents(apply_delta(s1, ch2)) == map_contents(eng.state)
