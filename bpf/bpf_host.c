@@ -157,12 +157,17 @@ int cil_from_netdev(struct __sk_buff *skb)
 	l4_off = ETH_HLEN + ipv4_hdrlen(ip4);
 	if (ipv4_is_fragment(ip4) || l4_load(skb, l4_off, proto, &l4) < 0)
 		return CTX_ACT_OK;
+	/* The overlay's own packets (VXLAN, UDP 8472) are never service traffic: pass them
+	 * without the service lookups, they are the bulk of what eth0 receives. */
+	if (proto == IPPROTO_UDP && l4.dport == bpf_htons(8472))
+		return CTX_ACT_OK;
 	/* Only frontends this node answers for: its own addresses (NodePort) and
 	 * LoadBalancer/external IPs that are not pod addresses. */
 	dst = lookup_endpoint(daddr);
 	if (dst && !(dst->flags & ENDPOINT_F_HOST))
 		return CTX_ACT_OK;
-	ret = lb4_translate(skb, saddr, &daddr, proto, l4_off, &l4, LB_LOOKUP_SCOPE_EXT, &lb);
+	ret = lb4_translate(skb, saddr, &daddr, proto, l4_off, &l4, LB_LOOKUP_SCOPE_EXT,
+			    dst != NULL, &lb);
 	if (ret > 0)
 		return DROP(skb, THIS_FILE, METRIC_INGRESS, ret, 0, resolve_identity(saddr), 0, 0);
 	if (!lb.rev_nat_index)

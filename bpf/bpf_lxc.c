@@ -82,12 +82,21 @@ static __always_inline int handle_ipv4(struct __sk_buff *skb)
 		return DROP(skb, THIS_FILE, METRIC_EGRESS, DROP_CT_INVALID_HDR, src_ep, src_id, 0,
 			    0);
 
-	/* 1. Service translation: a frontend hit DNATs to a backend (lb.h). */
-	if (flags & RUNTIME_F_LB) {
+	/* 1. Service translation: a frontend hit DNATs to a backend (lb.h).  Pod addresses
+	 * (local in cilium_lxc, remote behind a tunnel endpoint in the ipcache) are never
+	 * frontends, so pod-to-pod traffic skips the service lookups. */
+	dst = lookup_endpoint(daddr);
+	remote = lookup_ipcache(daddr);
+	if ((flags & RUNTIME_F_LB) && !(dst && !(dst->flags & ENDPOINT_F_HOST)) &&
+	    !(remote && (remote->flags & IPCACHE_F_HAS_TUNNEL_EP))) {
 		ret = lb4_translate(skb, saddr, &daddr, proto, l4_off, &l4, LB_LOOKUP_SCOPE_INT,
-				    &lb);
+				    dst != NULL, &lb);
 		if (ret > 0)
 			return DROP(skb, THIS_FILE, METRIC_EGRESS, ret, src_ep, src_id, 0, 0);
+		if (lb.rev_nat_index) {
+			dst = lookup_endpoint(daddr);
+			remote = lookup_ipcache(daddr);
+		}
 	}
 
 	/* 2. Conntrack; replies to a translated connection are reverse-NATed. */
@@ -100,7 +109,6 @@ static __always_inline int handle_ipv4(struct __sk_buff *skb)
 	}
 
 	/* 3. Destination identity. */
-	remote = lookup_ipcache(daddr);
 	dst_id = remote ? remote->sec_identity : WORLD_ID;
 
 	/* 4. Egress policy of the source, for new connections only. */
@@ -131,7 +139,6 @@ static __always_inline int handle_ipv4(struct __sk_buff *skb)
 		return ret;
 	}
 
-	dst = lookup_endpoint(daddr);
 	if (dst && !(dst->flags & ENDPOINT_F_HOST)) {
 		if (ct.status == CT_NEW && (flags & RUNTIME_F_POLICY)) {
 			ret = policy_can_access(skb, dst->lxc_id, src_id, 0, proto, l4.dport);

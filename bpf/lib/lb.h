@@ -2,8 +2,9 @@
 /* lb.h: service load balancing (cilium.md §3.5, §7): the lb4 maps and the DNAT step.
  *
  * lb4_translate() (Cilium's lb4_lookup_service + lb4_local, reduced):
- *   1. master entry {vip, dport, slot 0, proto, scope}: tried with the packet's protocol,
- *      then with proto 0 (ANY); an address of this node also matches the NodePort
+ *   1. master entry {vip, dport, slot 0, proto, scope} with the packet's protocol (the
+ *      1.18 layout always fills it; ciliate writes no proto-ANY entries); an address of
+ *      this node also matches the NodePort
  *      surrogate 0.0.0.0:port; a two-scopes service is looked up again with scope INT for
  *      traffic from inside the cluster (internalTrafficPolicy=Local).
  *   2. count == 0 -> DROP_NO_SERVICE (158): a service without ready backends answers with
@@ -152,10 +153,6 @@ static __always_inline struct lb4_service *lb4_lookup_service(struct lb4_key *ke
 	key->backend_slot = 0;
 	key->scope = LB_LOOKUP_SCOPE_EXT;
 	svc = bpf_map_lookup_elem(&cilium_lb4_services_v2, key);
-	if (!svc) {
-		key->proto = 0;
-		svc = bpf_map_lookup_elem(&cilium_lb4_services_v2, key);
-	}
 	if (!svc)
 		return NULL;
 	if (scope == LB_LOOKUP_SCOPE_INT && (svc->flags2 & SVC_FLAG2_TWO_SCOPES)) {
@@ -205,7 +202,7 @@ static __always_inline __u32 lb4_select_slot(struct lb4_key *key, const struct l
 /* Returns 0 (translated, or not a service) or a drop reason. */
 static __always_inline int lb4_translate(struct __sk_buff *skb, __be32 saddr, __be32 *daddr,
 					 __u8 proto, __u32 l4_off, struct l4_info *l4, __u8 scope,
-					 struct lb_result *res)
+					 int host_addr, struct lb_result *res)
 {
 	struct runtime_config *cfg = runtime_config();
 	struct lb4_key key = {};
@@ -224,10 +221,9 @@ static __always_inline int lb4_translate(struct __sk_buff *skb, __be32 saddr, __
 	key.proto = proto;
 	svc = lb4_lookup_service(&key, scope);
 	if (!svc) {
-		/* NodePort: any address of this node matches the 0.0.0.0:port surrogate. */
-		struct endpoint_info *host = lookup_endpoint(vip);
-
-		if (!host || !(host->flags & ENDPOINT_F_HOST))
+		/* NodePort: any address of this node (host_addr, from the caller's cilium_lxc
+		 * lookup) matches the 0.0.0.0:port surrogate. */
+		if (!host_addr)
 			return 0;
 		key.address = 0;
 		key.proto = proto;
