@@ -12,6 +12,7 @@ import importlib
 import sys
 from collections.abc import Sequence
 from pathlib import Path
+from typing import NoReturn
 
 from ciliate import __version__
 from ciliate.cli.context import Context
@@ -36,8 +37,17 @@ current state; 4 unsupported here (root or kernel feature missing); 5 datapath e
 """
 
 
+class _Parser(argparse.ArgumentParser):
+    """argparse exits 2 on a usage error; ciliate's 2 means "not found", so a bad flag
+    or argument exits 1 (invalid input), as kubectl does."""
+
+    def error(self, message: str) -> NoReturn:
+        self.print_usage(sys.stderr)
+        self.exit(int(ExitCode.INVALID_INPUT), f"{self.prog}: error: {message}\n")
+
+
 def build_parser() -> argparse.ArgumentParser:
-    parser = argparse.ArgumentParser(
+    parser = _Parser(
         prog="ciliate",
         description="A Cilium-style Kubernetes networking stack: model and kernel datapaths.",
         epilog=EPILOG,
