@@ -234,3 +234,41 @@ def test_fragmented_packets_are_forwarded(lab: Lab) -> None:
     for dst in ("10.77.1.12", "10.77.2.11"):
         r = lab.run("a1", "ping", "-c", "1", "-s", "4000", "-W", "1", dst)
         assert r.returncode == 0, r.stdout + r.stderr
+
+
+def test_an_incompatible_pinned_map_is_replaced_on_load(lab: Lab) -> None:
+    """A pin left by a different layout (an upgrade) is replaced, the others adopted."""
+    from ciliate.datapath.linux import bpf
+
+    node = lab.nodes["nb"]
+    assert node.bpf is not None
+    pin = node.bpf.pin_dir
+    lxc_before = NodeBPF(lab.tag, node.name, node.netns).maps.dump("cilium_lxc")
+    # replace cilium_lb4_reverse_nat's pin by a map of another value size
+    (pin / "cilium_lb4_reverse_nat").unlink()
+    fd = _create_map(1, 2, 8, 16)  # a HASH with 8-byte values instead of 6
+    try:
+        bpf.obj_pin(fd, pin / "cilium_lb4_reverse_nat")
+    finally:
+        import os
+
+        os.close(fd)
+    again = NodeBPF(lab.tag, node.name, node.netns)
+    try:
+        again.load()
+        info = again.maps.map("cilium_lb4_reverse_nat").info
+        assert (info.key_size, info.value_size) == (2, 6)
+        assert again.maps.dump("cilium_lxc") == lxc_before  # adopted, not flushed
+    finally:
+        again.close()
+
+
+def _create_map(map_type: int, key_size: int, value_size: int, max_entries: int) -> int:
+    import ctypes
+    import struct
+
+    from ciliate.datapath.linux import bpf
+
+    attr = ctypes.create_string_buffer(128)
+    struct.pack_into("<IIII", attr, 0, map_type, key_size, value_size, max_entries)
+    return bpf._bpf(0, attr)  # BPF_MAP_CREATE

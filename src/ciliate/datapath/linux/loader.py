@@ -148,11 +148,54 @@ class NodeBPF:
         out = ensure_objects()
         self.pin_dir.mkdir(parents=True, exist_ok=True)
         try:
+            self._load_objects(out)
+        except bpf.BPFError:
+            self._close_objects()
+            # A pinned map whose definition changed (an upgrade changed a layout) cannot be
+            # adopted: its entries would be read with the wrong layout. Replace only those.
+            if not self._unpin_incompatible(out):
+                raise
+            self._load_objects(out)
+
+    def _load_objects(self, out: Path) -> None:
+        try:
             for name in OBJECTS:
                 self._objects[name] = bpf.BPFObject(out / f"{name}.o", self.pin_dir)
         except bpf.BPFError:
             self._close_objects()
             raise
+
+    def _unpin_incompatible(self, out: Path) -> list[str]:
+        """Unpin the maps whose type/sizes/flags differ from what the objects declare
+        (found by loading the objects against a scratch pin dir); returns their names."""
+        scratch = self.pin_dir.parent / f"scratch-{os.getpid()}"
+        scratch.mkdir(parents=True, exist_ok=True)
+        removed: list[str] = []
+        objs: list[bpf.BPFObject] = []
+        try:
+            for name in OBJECTS:
+                objs.append(bpf.BPFObject(out / f"{name}.o", scratch))
+            for fresh in scratch.iterdir():
+                old = self.pin_dir / fresh.name
+                if not old.exists():
+                    continue
+                with bpf.Map.pinned(fresh) as f, bpf.Map.pinned(old) as o:
+                    a, b = f.info, o.info
+                    same = (a.type, a.key_size, a.value_size, a.max_entries, a.flags) == (
+                        b.type,
+                        b.key_size,
+                        b.value_size,
+                        b.max_entries,
+                        b.flags,
+                    )
+                if not same:
+                    old.unlink()
+                    removed.append(fresh.name)
+        finally:
+            for o in objs:
+                o.close()
+            _remove_tree(scratch)
+        return removed
 
     @property
     def loaded(self) -> bool:
