@@ -192,8 +192,8 @@ class NodeBPF:
                     old.unlink()
                     removed.append(fresh.name)
         finally:
-            for o in objs:
-                o.close()
+            for obj in objs:
+                obj.close()
             _remove_tree(scratch)
         return removed
 
