@@ -7,9 +7,14 @@ The model datapath (``datapath.sim``) walks packets through exactly these entrie
 the kernel datapath (``datapath.linux``) writes exactly these entries into BPF maps, so
 the two cannot disagree about the state. ``diff(old, new)`` yields only changed entries.
 
-Byte encoders (``build_*``/``parse_*``) reproduce Cilium's layouts
-(../shared/reference/cilium.md §3) so ``bpf map lookup ... key hex ...`` reads the same
-in both datapaths; ``bpf/lib/*.h`` declares the same structs and a test compares them.
+Byte encoders (``build_*``/``parse_*`` in the sibling ``ciliate.codec``) reproduce
+Cilium's layouts (../shared/reference/cilium.md §3) so ``bpf map lookup ... key hex ...``
+reads the same in both datapaths; ``bpf/lib/*.h`` declares the same structs and a test
+compares them with ``codec.STRUCT_LAYOUTS``.
+
+Per-node maps are usually ``LayeredMap``s: one shared base (what every node holds
+alike) under a small per-node layer. They read like dicts; never mutate a map taken
+from a DesiredState (``layered`` builds a changed copy that shares the base).
 
 Must import nothing but ``ciliate.model`` and the standard library (no I/O).
 """
