@@ -275,10 +275,8 @@ def compute_scheduling(snap: Snapshot, config: ClusterConfig | None = None) -> l
     feasible: dict[str, _Feasible] = {}
     for p in sorted(pending, key=creation_order):
         spec = p.get("spec") or {}
-        sig = json.dumps(
-            [spec.get("tolerations"), spec.get("nodeSelector"), spec.get("affinity")],
-            sort_keys=True,
-        )
+        constraints = [spec.get("tolerations"), spec.get("nodeSelector"), spec.get("affinity")]
+        sig = json.dumps(constraints, sort_keys=True) if any(constraints) else ""
         if sig not in feasible:
             allowed = [(i, name_of(n)) for i, n in enumerate(nodes) if node_is_eligible(n, spec)]
             feasible[sig] = _Feasible(allowed, per_node)

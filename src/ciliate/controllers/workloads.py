@@ -135,7 +135,11 @@ def _new_pod(
     if tmeta.get("annotations"):
         m["annotations"] = dict(tmeta["annotations"])
     m["ownerReferences"] = [owner_reference(owner)]
-    spec = copy.deepcopy(dict(template.get("spec") or {}))
+    # A shallow copy: the nested parts of the template are shared between the pods of
+    # one pass. Safe because controllers never modify a document in place (they build
+    # changed copies) and the store serializes what it is given; it saves a deep copy
+    # per pod at 100,000 pods.
+    spec = dict(template.get("spec") or {})
     spec.update(spec_overrides or {})
     return {
         "apiVersion": "v1",
