@@ -127,7 +127,8 @@ struct {
 	__uint(type, BPF_MAP_TYPE_HASH);
 	__uint(key_size, sizeof(struct lb4_maglev_key));
 	__uint(value_size, sizeof(__u32));
-	__uint(max_entries, 1 << 20);
+	/* 8M slots: 512 services at the default M = 16381 (allocated as used) */
+	__uint(max_entries, 1 << 23);
 	__uint(map_flags, BPF_F_NO_PREALLOC);
 	__uint(pinning, LIBBPF_PIN_BY_NAME);
 } cilium_lb4_maglev SEC(".maps");

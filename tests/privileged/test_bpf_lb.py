@@ -245,3 +245,13 @@ def test_internal_traffic_policy_local_uses_the_int_scope_twin(lab: Lab) -> None
         assert isinstance(s, socket.socket)
         with s:
             assert ask(s) == "a2"  # the INT twin's local backend, never b1
+
+
+def test_maglev_table_delete_removes_every_slot(lab: Lab) -> None:
+    apply(lab, "na", [MapChange("na", "cilium_lb4_maglev", 11, tuple([1] * 251))])
+    bpf = lab.nodes["na"].bpf
+    assert bpf is not None
+    key = (11).to_bytes(2, "little")
+    assert bpf.maps.lookup("cilium_lb4_maglev", key) is not None
+    apply(lab, "na", [MapChange("na", "cilium_lb4_maglev", 11, None)])
+    assert bpf.maps.lookup("cilium_lb4_maglev", key) is None

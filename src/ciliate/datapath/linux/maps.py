@@ -238,6 +238,10 @@ class KernelMaps:
     def _apply_maglev(self, rev_nat: int, table: tuple[int, ...] | None) -> int:
         m = self.map(MapName.LB4_MAGLEV.value)
         if table is None:
+            cfg = self.runtime_config()
+            if cfg is not None and cfg.maglev_m:
+                # every table has M slots: delete them by key, no walk of the whole map
+                return sum(m.delete(_MAGLEV_KEY.pack(rev_nat, i)) for i in range(cfg.maglev_m))
             n = 0
             for k in list(m.keys()):
                 if _MAGLEV_KEY.unpack(k)[0] == rev_nat:
