@@ -182,6 +182,12 @@ def cilium_element(draw: st.DrawFn, prefix: str, deny: bool) -> Doc:
                 p["endPort"] = 443
             ports.append(p)
         e["toPorts"] = [{"ports": ports}]
+        if not deny and draw(st.integers(min_value=0, max_value=3)) == 0:
+            e["toPorts"][0]["rules"] = {
+                "http": draw(
+                    st.sampled_from([[{"method": "GET", "path": "/a.*"}], [{}], [{"path": "/b"}]])
+                )
+            }
     return e
 
 
@@ -239,6 +245,13 @@ def verdicts(docs: list[Doc], mode: str = "default") -> dict[tuple[str, str, int
     for a, b, port, proto in probes(view):
         m = probe_maps(view, result, a, b, port, proto)
         ex = ev.explain(a, b, port, proto)
+        for req in (("GET", "/ab"), ("POST", "/b")) if port == 80 and proto == "TCP" else ():
+            mh = probe_maps(view, result, a, b, port, proto, req)
+            eh = ev.explain(a, b, port, proto, req)
+            assert mh == (eh.allowed, eh.drop_reason or eh.http_status), (
+                f"{req}: maps {mh} != oracle {eh.allowed, eh.drop_reason or eh.http_status} "
+                f"for {a}->{b}\n{eh.text()}\npolicies: {docs}"
+            )
         assert m == (ex.allowed, ex.drop_reason), (
             f"maps {m} != oracle {(ex.allowed, ex.drop_reason)} for {a}->{b} {port}/{proto}\n"
             f"{ex.text()}\npolicies: {docs}"

@@ -321,8 +321,11 @@ class Evaluator:
         eg = self._direction(s, d, True, proto, port, http)
         ing = self._direction(d, s, False, proto, port, http)
         allowed = eg.allowed and ing.allowed
-        drop = eg.drop_reason or ing.drop_reason
-        status = eg.http_status or ing.http_status
+        # The first stage that refuses decides what the client sees: the egress side
+        # (a drop, or the proxy's 403) before the ingress side.
+        first = eg if not eg.allowed else ing
+        drop = 0 if allowed else first.drop_reason
+        status = 0 if allowed else first.http_status
         return Explanation(s.name, d.name, port, proto, http, allowed, drop, status, eg, ing)
 
     def allowed(self, src: str, dst: str, port: int, protocol: str = "TCP") -> bool:
