@@ -300,8 +300,13 @@ def kernel_snapshot(state: Path) -> dict[str, Any]:
     snap: dict[str, Any] = {"netns": {}, "maps": {}, "workloads": []}
     for ns in nl.list_netns(names.prefix):
         links = _sh("ip", "-n", ns, "-o", "link")
+        shown = links
+        if ns == names.fabric:
+            # the bridge and its ports are the "physical" network: their MACs are the
+            # kernel's random ones, not planned by the control plane
+            shown = re.sub(r"link/ether \S+", "link/ether <random>", links)
         entry = {
-            "links": _normal(links),
+            "links": _normal(shown),
             "addrs": _normal(_sh("ip", "-n", ns, "-o", "-4", "addr")),
             "routes": _normal(_sh("ip", "-n", ns, "route")),
         }
@@ -329,15 +334,21 @@ def kernel_snapshot(state: Path) -> dict[str, Any]:
                     snap["maps"][f"{node_dir.name}/{name}"] = with_entries
             finally:
                 km.close()
-    for pid in runtime.namespace_pids(names):
+    snap["workloads"] = workload_marks(state)
+    return snap
+
+
+def workload_marks(state: Path) -> list[str]:
+    """The container markers of the processes running in the cluster's namespaces (a
+    process just spawned may still be entering its namespace: callers wait for it)."""
+    marks = []
+    for pid in runtime.namespace_pids(runtime.KernelPaths(state).names):
         try:
             env = Path(f"/proc/{pid}/environ").read_bytes().split(b"\0")
         except OSError:
             continue
-        marks = [v.decode() for v in env if v.startswith(WORKLOAD_MARKER.encode() + b"=")]
-        snap["workloads"].extend(marks)
-    snap["workloads"].sort()
-    return snap
+        marks += [v.decode() for v in env if v.startswith(WORKLOAD_MARKER.encode() + b"=")]
+    return sorted(marks)
 
 
 @dataclass
