@@ -6,7 +6,9 @@ Role, per active pod bound to a node, in creation order:
 1. Addresses already in pod status are claimed first (pods given with status.podIP
    keep it; pods already running keep theirs), so a new pod can never take them.
    A claimed address must lie in the podCIDR of the pod's node; a conflict becomes
-   pod status (phase Pending, reason IPAMConflict), never an exception.
+   pod status (phase Pending, reason IPAMConflict), never an exception, except for a
+   controller-owned running pod holding an address an older pod holds too (two
+   writers reconciled from the same snapshot): it is given a new address.
 2. A pod without an address gets the lowest free one of its node's podCIDR
    (``control.ipam``); hostNetwork pods use the node's InternalIP instead. A full CIDR
    leaves the pod Pending with PodScheduled True, reason IPAMExhausted and the message
@@ -174,6 +176,7 @@ def compute_pod_network(snap: Snapshot, config: ClusterConfig) -> list[Change]:
     bound = [p for p in pods if node_name(p)]
     out: list[Change] = []
     problems: dict[str, tuple[str, str]] = {}
+    readdress: set[str] = set()
     # Rule 1: claim every address already in status.
     for p in bound:
         ip = pod_ip(p)
@@ -190,7 +193,12 @@ def compute_pod_network(snap: Snapshot, config: ClusterConfig) -> list[Change]:
             continue
         got = ipam.claim(ip, _key(p))
         if isinstance(got, Conflict):
-            problems[_key(p)] = (REASON_CONFLICT, got.message)
+            if controller_ref(p) is not None and phase(p) == "Running":
+                # An address this allocator handed out twice (two writers reconciling
+                # from the same old snapshot): the younger pod gets a fresh one.
+                readdress.add(_key(p))
+            else:
+                problems[_key(p)] = (REASON_CONFLICT, got.message)
     for p in bound:
         n = node_name(p)
         node = nodes.get(n)
@@ -204,6 +212,15 @@ def compute_pod_network(snap: Snapshot, config: ClusterConfig) -> list[Change]:
             continue
         host_ip = _node_ip(node)
         st = p.get("status") or {}
+        if _key(p) in readdress:
+            addr = ipam.allocate(n, _key(p))
+            if isinstance(addr, Exhausted):
+                ch = _with_status(p, pending_status(p, REASON_EXHAUSTED, addr.message, host_ip))
+            else:
+                ch = _with_status(p, running_status(p, addr, host_ip))
+            if ch:
+                out.append(ch)
+            continue
         if (
             st.get("phase") == "Running"
             and st.get("hostIP") == host_ip

@@ -212,3 +212,37 @@ def test_single_node_cluster_runs_pods_on_the_control_plane(new_store):
     p = get_pod(store, "a")
     assert p["spec"]["nodeName"] == "solo-control-plane"
     assert p["status"]["phase"] == "Running"
+
+
+def test_an_address_handed_out_twice_is_repaired(example_cluster, apply, example_config):
+    # Two writers reconciling from one old snapshot could give two pods one address.
+    from ciliate.controllers.snapshot import put
+
+    apply(
+        [
+            {
+                "apiVersion": "apps/v1",
+                "kind": "Deployment",
+                "metadata": {"name": "w", "namespace": "default"},
+                "spec": {
+                    "replicas": 2,
+                    "selector": {"matchLabels": {"app": "w"}},
+                    "template": {"metadata": {"labels": {"app": "w"}}, "spec": {}},
+                },
+            }
+        ]
+    )
+    pods = sorted(example_cluster.list("Pod"), key=lambda p: p["metadata"]["creationTimestamp"])
+    old, young = pods
+    clash = {
+        **young,
+        "spec": {**young["spec"], "nodeName": old["spec"]["nodeName"]},
+        "status": {**young["status"], "podIP": old["status"]["podIP"]},
+    }
+    example_cluster.apply([put(clash)])
+    reconcile(example_cluster, example_config, random.Random(0))
+    a = get_pod(example_cluster, old["metadata"]["name"])
+    b = get_pod(example_cluster, young["metadata"]["name"])
+    assert a["status"]["podIP"] == old["status"]["podIP"]
+    assert b["status"]["podIP"] != a["status"]["podIP"]
+    assert b["status"]["phase"] == "Running"
