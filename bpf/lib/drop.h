@@ -62,6 +62,8 @@ static __always_inline int send_drop_notify(struct __sk_buff *skb, const struct 
 		rec->drop.ifindex = d->ifindex;
 		rec->drop.len_cap = capture_payload(skb, rec);
 		bpf_ringbuf_submit(rec, 0);
+	} else {
+		count_lost_event();
 	}
 	return CTX_ACT_DROP;
 }

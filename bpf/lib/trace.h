@@ -132,6 +132,25 @@ struct {
 	__uint(pinning, LIBBPF_PIN_BY_NAME);
 } cilium_events SEC(".maps");
 
+/* Notifications that found the ring buffer full (Hubble's LostEvent from
+ * PERF_EVENT_RING_BUFFER): one per-CPU counter, read by events.EventReader.lost(). */
+struct {
+	__uint(type, BPF_MAP_TYPE_PERCPU_ARRAY);
+	__uint(key_size, sizeof(__u32));
+	__uint(value_size, sizeof(__u64));
+	__uint(max_entries, 1);
+	__uint(pinning, LIBBPF_PIN_BY_NAME);
+} cilium_events_lost SEC(".maps");
+
+static __always_inline void count_lost_event(void)
+{
+	__u32 zero = 0;
+	__u64 *n = bpf_map_lookup_elem(&cilium_events_lost, &zero);
+
+	if (n)
+		*n += 1;
+}
+
 /* cilium_metrics: {u8 reason, u8 dir, u16 reserved[3]} -> {u64 count, u64 bytes}, per CPU. */
 struct metrics_key {
 	__u8 reason;
@@ -209,8 +228,10 @@ static __always_inline void send_trace_notify(struct __sk_buff *skb, const struc
 	if (!t->monitor)
 		return;
 	rec = bpf_ringbuf_reserve(&cilium_events, sizeof(*rec), 0);
-	if (!rec)
+	if (!rec) {
+		count_lost_event();
 		return;
+	}
 	__builtin_memset(rec, 0, sizeof(*rec));
 	rec->trace.type = CILIUM_NOTIFY_TRACE;
 	rec->trace.subtype = t->obs_point;
@@ -239,8 +260,10 @@ static __always_inline void send_policy_verdict(struct __sk_buff *skb, __u16 end
 	struct notify_record *rec;
 
 	rec = bpf_ringbuf_reserve(&cilium_events, sizeof(*rec), 0);
-	if (!rec)
+	if (!rec) {
+		count_lost_event();
 		return;
+	}
 	__builtin_memset(rec, 0, sizeof(*rec));
 	rec->verdict.type = CILIUM_NOTIFY_POLICY_VERDICT;
 	rec->verdict.source = endpoint_id;

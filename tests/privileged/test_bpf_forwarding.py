@@ -193,6 +193,7 @@ def test_events_decode_to_hubble_flows(lab: Lab, readers: dict[str, EventReader]
     assert f.destination is not None and f.destination.pod_name == "b1"
     assert f.destination.id == 0  # remote endpoint: no local endpoint ID
     assert f.node_name == "lab/na"
+    assert readers["na"].lost() == 0
     doc = to_json(f)["flow"]
     assert doc["IP"] == {"source": "10.77.1.12", "destination": "10.77.2.11", "ipVersion": "IPv4"}
     assert doc["trace_observation_point"] == "TO_OVERLAY"

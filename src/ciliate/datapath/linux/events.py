@@ -154,6 +154,16 @@ class EventReader:
     def __init__(self, pin: str | Path) -> None:
         self._map = bpf.Map.pinned(pin)
         self._rb = bpf.RingBuffer(self._map.fd)
+        lost = Path(pin).parent / "cilium_events_lost"
+        self._lost = bpf.Map.pinned(lost) if lost.exists() else None
+
+    def lost(self) -> int:
+        """Notifications the programs could not write because the buffer was full (since
+        the maps were created; Hubble's LostEvent count)."""
+        if self._lost is None:
+            return 0
+        raw = self._lost.lookup(bytes(4)) or b""
+        return sum(struct.unpack(f"<{len(raw) // 8}Q", raw))
 
     def fileno(self) -> int:
         return self._rb.fileno()
@@ -174,6 +184,8 @@ class EventReader:
     def close(self) -> None:
         self._rb.close()
         self._map.close()
+        if self._lost is not None:
+            self._lost.close()
 
     def __enter__(self) -> EventReader:
         return self
