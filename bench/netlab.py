@@ -138,7 +138,9 @@ def markdown_table(headers: Sequence[str], rows: Sequence[Sequence[str]]) -> str
 # --- tool output parsing -----------------------------------------------------------------
 
 _PCT = re.compile(r"percentile\s+(\d+\.\d+)\s*=\s*([\d.]+)")
-_VALID = re.compile(r"\[Valid Duration\] RunTime=([\d.]+) sec; SentMessages=(\d+); ReceivedMessages=(\d+)")
+_VALID = re.compile(
+    r"\[Valid Duration\] RunTime=([\d.]+) sec; SentMessages=(\d+); ReceivedMessages=(\d+)"
+)
 
 
 @dataclass(frozen=True, slots=True)
@@ -327,7 +329,9 @@ class Lab:
         run(in_netns(ns, ["sysctl", "-qw", f"{key}={value}"]))
 
     # processes
-    def spawn(self, ns: str, argv: Sequence[str], cpu: int | None = None) -> subprocess.Popen[bytes]:
+    def spawn(
+        self, ns: str, argv: Sequence[str], cpu: int | None = None
+    ) -> subprocess.Popen[bytes]:
         p = subprocess.Popen(in_netns(ns, argv, cpu), stdout=subprocess.DEVNULL,
                              stderr=subprocess.DEVNULL, start_new_session=True)  # fmt: skip
         self.procs.append(p)
@@ -375,7 +379,9 @@ def root_reason() -> str | None:
     return f"missing tools: {', '.join(missing)}" if missing else None
 
 
-def rep_loop(reps: int, body: Any, baseline_of: Any, retries: int = 3) -> Iterator[tuple[int, Any, bool]]:
+def rep_loop(
+    reps: int, body: Any, baseline_of: Any, retries: int = 3
+) -> Iterator[tuple[int, Any, bool]]:
     """Runs ``body(rep)`` ``reps`` times; a rep whose baseline drifted (``baseline_of(result)``
     gives (first, last)) is repeated up to ``retries`` times, then kept and flagged noisy.
     Yields (rep, result, noisy)."""

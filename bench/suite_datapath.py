@@ -35,6 +35,7 @@ import json
 import math
 import os
 import time
+from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -250,18 +251,25 @@ def run(reps: int, quick: bool) -> dict[str, Any]:
                 targets.append(build_classic(lab, short, n))
             except Exception as e:  # report, never fake a number
                 errors[f"classic-{n}"] = str(e)
-        for short, n in (("z0", 0), ("z1", 1), ("z1k", n_pol)):
-            try:
-                targets += build_ciliate(lab, short, n)
-            except Exception as e:
-                errors[f"ciliate-{n}"] = str(e)
+        # the three clusters are built in parallel (CLI processes; the agent waits are I/O)
+        with ThreadPoolExecutor(max_workers=3) as pool:
+            futures = {n: pool.submit(build_ciliate, lab, short, n)
+                       for short, n in (("z0", 0), ("z1", 1), ("z1k", n_pol))}  # fmt: skip
+            for n, fut in futures.items():
+                try:
+                    targets += fut.result()
+                except Exception as e:  # report, never fake a number
+                    errors[f"ciliate-{n}"] = str(e)[-500:]
         for t in targets:
             if not nl.wait_port(t.client_ns, t.server_ip, ECHO_PORT, timeout=15):
                 errors[t.name] = f"server {t.server_ip}:{ECHO_PORT} not reachable from the client"
         order = [t for t in targets if t.name not in errors]
         base = order[0]  # veth: first and last in every rep (the drift guard)
-        print(f"   built {len(order)} variants in {time.time() - started:.0f} s; "
-              f"rr {rr_secs}s, stream {stream_secs}s, {conns} connects per run", flush=True)
+        print(
+            f"   built {len(order)} variants in {time.time() - started:.0f} s; "
+            f"rr {rr_secs}s, stream {stream_secs}s, {conns} connects per run",
+            flush=True,
+        )
 
         def one_rep(rep: int) -> dict[str, dict[str, float]]:
             res = {"__first": measure(base, rr_secs, stream_secs, conns)}
@@ -336,4 +344,3 @@ def summarize_results(order: list[Target], raw: dict[str, dict[str, list[float]]
         "noisy_reps": noisy_reps, "errors": errors, "summary": summary, "raw": raw,
         "markdown": nl.markdown_table(headers, rows),
     }  # fmt: skip
-

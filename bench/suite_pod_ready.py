@@ -1,0 +1,216 @@
+"""Pod readiness benchmark: time from ``apply`` of a pod to a running kernel cluster until
+its first packet is forwarded.
+
+Set-up: a ciliate cluster (``cluster create`` with two workers, ``apply`` of a prober
+pod on the first worker, ``up``). Then, one pod at a time, alternating between the prober's
+node (``same``) and the other worker (``cross``):
+
+1. t0; the apply transaction runs in this process (``ciliate.cli.main.main(["apply",
+   ...])``: the CLI's Python start-up, ~0.4 s here, is left out, as a kubectl → API
+   server write would be);
+2. the pod's address is read back from the store (allocated by the apply transaction);
+3. a thread that entered the prober pod's network namespace sends an ICMP echo to that
+   address every 1 ms (bounded: 5 s) until the first reply: t1.
+
+``t1 - t0`` is "apply → first packet forwarded" (the echo crossed the datapath both ways).
+The agent's own per-pod numbers are read from its log: the reconcile of the round that
+added the pod and the plumbing (namespace, veth, addresses, routes) inside it.
+"""
+
+from __future__ import annotations
+
+import io
+import json
+import os
+import queue
+import re
+import select
+import socket
+import struct
+import threading
+import time
+from pathlib import Path
+from typing import Any
+
+from bench import netlab as nl
+
+PROBE_INTERVAL = 0.001
+PROBE_BOUND = 5.0
+_RECONCILED = re.compile(
+    r"reconciled rv (\d+): \+(\d+) -(\d+) pods, (\d+) map changes in ([\d.]+) ms"
+    r"(?: \(pod wiring ([\d.]+) ms\))?"
+)
+
+
+def _checksum(data: bytes) -> int:
+    if len(data) % 2:
+        data += b"\0"
+    s = sum(struct.unpack(f"!{len(data) // 2}H", data))
+    s = (s >> 16) + (s & 0xFFFF)
+    s += s >> 16
+    return ~s & 0xFFFF
+
+
+def _echo(ident: int, seq: int) -> bytes:
+    hdr = struct.pack("!BBHHH", 8, 0, 0, ident, seq)
+    payload = b"ciliate-bench"
+    return struct.pack("!BBHHH", 8, 0, _checksum(hdr + payload), ident, seq) + payload
+
+
+class Prober(threading.Thread):
+    """Lives in the prober pod's network namespace; for each address put on ``jobs`` it
+    pings every ``PROBE_INTERVAL`` until the first reply and puts the reply time (or None
+    after ``PROBE_BOUND``) on ``results``."""
+
+    def __init__(self, netns: str) -> None:
+        super().__init__(daemon=True)
+        self.netns = netns
+        self.jobs: queue.Queue[str | None] = queue.Queue()
+        self.results: queue.Queue[float | None] = queue.Queue()
+        self.ready = threading.Event()
+        self.error: str | None = None
+
+    def run(self) -> None:
+        try:
+            fd = os.open(nl.netns_path(self.netns), os.O_RDONLY)
+            try:
+                os.setns(fd, os.CLONE_NEWNET)  # this thread only
+            finally:
+                os.close(fd)
+            sock = socket.socket(socket.AF_INET, socket.SOCK_RAW, socket.IPPROTO_ICMP)
+        except OSError as e:
+            self.error = str(e)
+            self.ready.set()
+            return
+        self.ready.set()
+        ident = os.getpid() & 0xFFFF
+        with sock:
+            while (ip := self.jobs.get()) is not None:
+                self.results.put(self._probe(sock, ip, ident))
+
+    @staticmethod
+    def _probe(sock: socket.socket, ip: str, ident: int) -> float | None:
+        end = time.perf_counter() + PROBE_BOUND
+        seq = 0
+        while time.perf_counter() < end:
+            seq = (seq + 1) & 0xFFFF
+            try:
+                sock.sendto(_echo(ident, seq), (ip, 0))
+            except OSError:
+                pass  # no route yet
+            deadline = time.perf_counter() + PROBE_INTERVAL
+            while (left := deadline - time.perf_counter()) > 0:
+                r, _, _ = select.select([sock], [], [], left)
+                if not r:
+                    break
+                data, addr = sock.recvfrom(2048)
+                ihl = (data[0] & 0x0F) * 4
+                if addr[0] == ip and len(data) >= ihl + 8 and data[ihl] == 0:
+                    if struct.unpack("!H", data[ihl + 4 : ihl + 6])[0] == ident:
+                        return time.perf_counter()
+        return None
+
+
+def _pod(name: str, node: str) -> str:
+    return json.dumps({
+        "apiVersion": "v1", "kind": "Pod",
+        "metadata": {"name": name, "namespace": "default", "labels": {"app": "ready"}},
+        "spec": {"nodeName": node, "containers": [
+            {"name": "c", "image": "netshoot", "command": ["sleep", "infinity"]}]},
+    })  # fmt: skip
+
+
+def _cli(state: Path, *args: str) -> str:
+    """A CLI command in this process (no interpreter start-up in the measurement)."""
+    from ciliate.cli.context import Context
+    from ciliate.cli.main import main
+
+    out, err = io.StringIO(), io.StringIO()
+    ctx = Context(state_dir=state, stdout=out, stderr=err)
+    try:
+        code = main(list(args), ctx)
+    finally:
+        ctx.close()
+    if code != 0:
+        raise RuntimeError(f"ciliate {' '.join(args)} -> {code}: {err.getvalue().strip()}")
+    return out.getvalue()
+
+
+def _agent_rounds(log: Path) -> list[dict[str, float]]:
+    rounds = []
+    text = log.read_text(errors="replace") if log.exists() else ""
+    for m in _RECONCILED.finditer(text):
+        rounds.append({"rv": float(m.group(1)), "added": float(m.group(2)),
+                       "reconcile_ms": float(m.group(5)),
+                       "wiring_ms": float(m.group(6)) if m.group(6) else float("nan")})  # fmt: skip
+    return rounds
+
+
+def run(reps: int, quick: bool) -> dict[str, Any]:
+    reason = nl.root_reason()
+    if reason:
+        print(f"pod_ready: skipped ({reason})")
+        return {"suite": "pod_ready", "skipped": reason}
+    n = 10 if quick else max(20, 10 * reps)
+    started = time.time()
+    samples: dict[str, list[float]] = {"same": [], "cross": []}
+    apply_ms: list[float] = []
+    failures: list[str] = []
+    with nl.Lab("ready") as lab:
+        c = lab.cluster("r")
+        c.create("bench", nodes=3)
+        c.apply(_pod("prober", "bench-worker"))
+        c.up()
+        c.wait_revision()
+        rounds_before = len(_agent_rounds(c.state / "kernel" / "agent.log"))
+        prober = Prober(c.pod_netns("default/prober"))
+        prober.start()
+        prober.ready.wait(10)
+        if prober.error:
+            raise RuntimeError(f"prober: {prober.error}")
+        try:
+            for i in range(n):
+                group, node = ("same", "bench-worker") if i % 2 == 0 else ("cross", "bench-worker2")
+                name = f"ready-{i:03d}"
+                path = lab.tmp / f"{name}.json"
+                path.write_text(_pod(name, node))
+                t0 = time.perf_counter()
+                _cli(c.state, "apply", "-f", str(path))
+                t_applied = time.perf_counter()
+                doc = json.loads(_cli(c.state, "get", "pod", name, "-n", "default", "-o", "json"))
+                prober.jobs.put(str(doc["status"]["podIP"]))
+                t1 = prober.results.get(timeout=PROBE_BOUND + 5)
+                apply_ms.append((t_applied - t0) * 1e3)
+                if t1 is None:
+                    failures.append(f"{name} ({group}): no reply within {PROBE_BOUND} s")
+                else:
+                    samples[group].append((t1 - t0) * 1e3)
+                time.sleep(0.2)  # let the agent settle before the next pod
+        finally:
+            prober.jobs.put(None)
+        rounds = _agent_rounds(c.state / "kernel" / "agent.log")[rounds_before:]
+    added = [r for r in rounds if r["added"] >= 1]
+    everything = samples["same"] + samples["cross"]
+    stats = {k: {"n": len(v), "p50_ms": nl.median(v), "p99_ms": nl.quantile(v, 0.99),
+                 "max_ms": max(v) if v else float("nan")}
+             for k, v in (*samples.items(), ("all", everything))}  # fmt: skip
+    agent = {
+        "reconcile_ms": nl.summarize([r["reconcile_ms"] for r in added]).as_dict(),
+        "wiring_ms": nl.summarize([r["wiring_ms"] for r in added]).as_dict(),
+        "rounds": len(added),
+    }
+    rows = [[k, str(s["n"]), nl.fmt(s["p50_ms"]), nl.fmt(s["p99_ms"]), nl.fmt(s["max_ms"])]
+            for k, s in stats.items()]  # fmt: skip
+    headers = ["new pod vs prober", "pods", "apply→first packet p50 ms", "p99 ms", "max ms"]
+    print(nl.table(headers, rows))
+    print(f"   apply transaction alone: p50 {nl.fmt(nl.median(apply_ms))} ms; agent per pod: "
+          f"reconcile p50 {nl.fmt(agent['reconcile_ms']['median'])} ms "
+          f"(max {nl.fmt(agent['reconcile_ms']['max'])}), plumbing p50 "
+          f"{nl.fmt(agent['wiring_ms']['median'])} ms (max {nl.fmt(agent['wiring_ms']['max'])})")
+    for f in failures:
+        print(f"   NOT FORWARDED: {f}")
+    return {"suite": "pod_ready", "pods": n, "quick": quick, "probe_interval_ms": 1,
+            "stats": stats, "apply_ms": nl.summarize(apply_ms).as_dict(), "agent": agent,
+            "failures": failures, "samples_ms": samples, "agent_rounds": added,
+            "seconds": round(time.time() - started, 1),
+            "markdown": nl.markdown_table(headers, rows)}  # fmt: skip
