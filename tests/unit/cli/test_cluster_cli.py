@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import io
 import json
+from importlib import resources
 from pathlib import Path
 
 import pytest
@@ -11,10 +12,10 @@ import pytest
 from ciliate.cli.context import Context
 from ciliate.cli.main import main
 
-EXAMPLES = Path("/work/shared/examples")
-if not EXAMPLES.is_dir():
-    EXAMPLES = Path(__file__).resolve().parents[4] / "shared" / "examples"
-CLUSTER_YAML = EXAMPLES / "cluster.yaml"
+# The shared example when it is next to the checkout, else the copy in the package.
+CLUSTER_YAML = Path(__file__).resolve().parents[4] / "shared" / "examples" / "cluster.yaml"
+if not CLUSTER_YAML.is_file():
+    CLUSTER_YAML = Path(str(resources.files("ciliate") / "examples" / "cluster.yaml"))
 
 
 def run(state: Path, *argv: str, stdin: str = "") -> tuple[int, str, str]:

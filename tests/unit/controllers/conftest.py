@@ -10,6 +10,7 @@ from __future__ import annotations
 import copy
 import json
 from collections.abc import Callable, Iterator, Sequence
+from importlib import resources
 from pathlib import Path
 
 import pytest
@@ -19,9 +20,42 @@ from ciliate.model.cluster import ClusterConfig
 from ciliate.model.meta import Doc, doc_key
 from ciliate.store.api import Change, EventType, ObjectKey, WatchEvent
 
-EXAMPLES = Path("/work/shared/examples")
-if not EXAMPLES.is_dir():  # a checkout next to the shared material
-    EXAMPLES = Path(__file__).resolve().parents[4] / "shared" / "examples"
+# The shared acceptance material when it is there (next to the checkout); else the
+# copies of cluster.yaml and the networking101 workloads shipped in the package.
+_SHARED = Path(__file__).resolve().parents[4] / "shared" / "examples"
+_PACKAGED = Path(str(resources.files("ciliate") / "examples"))
+_PACKAGED_NAMES = {
+    "cluster.yaml": "cluster.yaml",
+    "networking101/workloads.yaml": "networking101.yaml",
+}
+
+
+class ExampleDir:
+    """``examples_dir / "ebook" / "x.yaml"``: the file, or a skip when only the packaged
+    copies exist and they do not include it."""
+
+    def __init__(self, rel: str = "") -> None:
+        self.rel = rel
+
+    def __truediv__(self, part: str) -> ExampleDir:
+        return ExampleDir(f"{self.rel}/{part}" if self.rel else part)
+
+    def __fspath__(self) -> str:
+        return str(self.path)
+
+    @property
+    def path(self) -> Path:
+        if _SHARED.is_dir():
+            return _SHARED / self.rel
+        if self.rel in _PACKAGED_NAMES:
+            return _PACKAGED / _PACKAGED_NAMES[self.rel]
+        pytest.skip(f"shared example {self.rel} is not available in this checkout")
+
+    def read_text(self) -> str:
+        return self.path.read_text()
+
+
+EXAMPLES = ExampleDir()
 
 
 class MemoryStore:
@@ -103,7 +137,7 @@ def store() -> MemoryStore:
 
 @pytest.fixture
 def example_config() -> ClusterConfig:
-    return load_cluster_file(EXAMPLES / "cluster.yaml")
+    return load_cluster_file((EXAMPLES / "cluster.yaml").path)
 
 
 @pytest.fixture
@@ -118,7 +152,7 @@ def example_cluster(store: MemoryStore, example_config: ClusterConfig) -> Memory
     return store
 
 
-def load_docs(path: Path) -> list[Doc]:
+def load_docs(path: Path | ExampleDir) -> list[Doc]:
     import yaml
 
     return [d for d in yaml.safe_load_all(path.read_text()) if d]
@@ -153,7 +187,7 @@ def networking101(example_cluster: MemoryStore, apply: ApplyFn) -> MemoryStore:
 
 
 @pytest.fixture
-def examples_dir() -> Path:
+def examples_dir() -> ExampleDir:
     return EXAMPLES
 
 
@@ -163,5 +197,5 @@ def new_store() -> Callable[[], MemoryStore]:
 
 
 @pytest.fixture
-def read_docs() -> Callable[[Path], list[Doc]]:
+def read_docs() -> Callable[[Path | ExampleDir], list[Doc]]:
     return load_docs

@@ -39,7 +39,7 @@ def problems(text: str) -> list[str]:
 
 
 def test_the_example_loads_exactly_as_written(examples_dir):
-    c = load_cluster_file(examples_dir / "cluster.yaml")
+    c = load_cluster_file((examples_dir / "cluster.yaml").path)
     assert c.name == "mycluster"
     assert c.routing == "tunnel"
     assert [(n.name, n.internal_ip, n.pod_cidr, n.cilium_internal_ip, n.role) for n in c.nodes] == [
