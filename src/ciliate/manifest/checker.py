@@ -4,8 +4,9 @@ Role: one ``Checker`` per document. Validators read fields through it
 (``ck.get_map(obj, "spec", "")``); a field of the wrong type becomes a diagnostic and
 reads as absent, so a validator never crashes on hostile input and every problem of a
 document is reported at once. ``ck.error(path, reason)`` locates the path through the
-document's ``SourceMap``. Also holds the checks shared by kinds: label maps and label
-selectors. Imports ``ciliate.errors`` and ``manifest.yaml``/``manifest.syntax`` only.
+document's ``SourceMap``; ``ck.check(path, syntax.check_x(v))`` records a syntax check's
+answer when it names a problem. Also holds the checks shared by kinds: label maps and
+label selectors. Imports ``ciliate.errors`` and ``manifest.yaml``/``manifest.syntax`` only.
 """
 
 from __future__ import annotations
@@ -58,6 +59,12 @@ class Checker:
                 path=path,
             )
         )
+
+    def check(self, path: str, reason: str | None) -> None:
+        """Record a ``syntax.check_*`` answer at ``path`` when it names a problem (the
+        checks return None for a valid value)."""
+        if reason:
+            self.error(path, reason)
 
     # -- typed accessors: wrong type -> diagnostic, read as None -------------------------
 
@@ -132,15 +139,11 @@ class Checker:
             return
         for k, v in labels.items():
             p = join_path(path, k)
-            reason = syntax.check_label_key(_strip_source(k) if key_source else k)
-            if reason:
-                self.error(p, reason)
+            self.check(p, syntax.check_label_key(_strip_source(k) if key_source else k))
             if not isinstance(v, str):
                 self.error(p, f"label value must be a string, not {_type_name(v)}")
                 continue
-            reason = syntax.check_label_value(v)
-            if reason:
-                self.error(p, reason)
+            self.check(p, syntax.check_label_value(v))
 
     def selector(self, sel: Any, path: str, cilium: bool = False) -> None:
         """A metav1.LabelSelector: matchLabels and matchExpressions (key, operator,
@@ -154,9 +157,10 @@ class Checker:
         for p, e in self.maps(sel, "matchExpressions", path):
             key = self.get_str(e, "key", p, required=True)
             if key is not None:
-                reason = syntax.check_label_key(_strip_source(key) if cilium else key)
-                if reason:
-                    self.error(join_path(p, "key"), reason)
+                self.check(
+                    join_path(p, "key"),
+                    syntax.check_label_key(_strip_source(key) if cilium else key),
+                )
             op = self.get_str(e, "operator", p, required=True)
             values = self.strs(e, "values", p)
             if op is None:
@@ -171,9 +175,7 @@ class Checker:
             elif op in ("Exists", "DoesNotExist") and e.get("values"):
                 self.error(join_path(p, "values"), f"must be empty when operator is {op}")
             for vp, v in values:
-                reason = syntax.check_label_value(v)
-                if reason:
-                    self.error(vp, reason)
+                self.check(vp, syntax.check_label_value(v))
 
     def port_value(
         self, v: Any, path: str, allow_zero: bool = False, string_numbers: bool = False

@@ -257,9 +257,7 @@ def decode_document(
             # (or to the namespace of -n).
             meta["namespace"] = ns = namespace
         ck.namespace = ns
-        reason = syntax.check_dns1123_label(ns)
-        if reason:
-            ck.error("metadata.namespace", reason)
+        ck.check("metadata.namespace", syntax.check_dns1123_label(ns))
     elif ns:
         ck.error("metadata.namespace", f"{kind} is cluster-scoped: remove metadata.namespace")
     ck.label_map(meta.get("labels"), "metadata.labels")

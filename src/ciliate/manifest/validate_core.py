@@ -47,19 +47,13 @@ def validate_pod_spec(spec: dict[str, Any], path: str, ck: Checker) -> None:
                 if cp is None and "containerPort" not in port:
                     ck.error(join_path(pp, "containerPort"), "required value")
                 elif cp is not None:
-                    reason = syntax.check_port_number(cp)
-                    if reason:
-                        ck.error(join_path(pp, "containerPort"), reason)
+                    ck.check(join_path(pp, "containerPort"), syntax.check_port_number(cp))
                 hp = ck.get_int(port, "hostPort", pp)
                 if hp:
-                    reason = syntax.check_port_number(hp)
-                    if reason:
-                        ck.error(join_path(pp, "hostPort"), reason)
+                    ck.check(join_path(pp, "hostPort"), syntax.check_port_number(hp))
                 proto = ck.get_str(port, "protocol", pp)
                 if proto is not None:
-                    reason = syntax.check_protocol(proto)
-                    if reason:
-                        ck.error(join_path(pp, "protocol"), reason)
+                    ck.check(join_path(pp, "protocol"), syntax.check_protocol(proto))
                 pname = ck.get_str(port, "name", pp)
                 if pname:
                     reason = syntax.check_port_name(pname)
@@ -72,9 +66,7 @@ def validate_pod_spec(spec: dict[str, Any], path: str, ck: Checker) -> None:
                 ck.get_str(env, "name", ep, required=True)
     node_name = ck.get_str(spec, "nodeName", path)
     if node_name:
-        reason = syntax.check_dns1123_subdomain(node_name)
-        if reason:
-            ck.error(join_path(path, "nodeName"), reason)
+        ck.check(join_path(path, "nodeName"), syntax.check_dns1123_subdomain(node_name))
     ck.label_map(spec.get("nodeSelector"), join_path(path, "nodeSelector"))
     ck.get_bool(spec, "hostNetwork", path)
     for tp, t in ck.maps(spec, "tolerations", path):
@@ -99,9 +91,7 @@ def validate_pod(doc: dict[str, Any], ck: Checker) -> None:
     if status:
         ip = ck.get_str(status, "podIP", "status")
         if ip:
-            reason = syntax.check_ip(ip)
-            if reason:
-                ck.error("status.podIP", reason)
+            ck.check("status.podIP", syntax.check_ip(ip))
 
 
 def validate_workload(doc: dict[str, Any], ck: Checker) -> None:
@@ -183,14 +173,10 @@ def validate_service(doc: dict[str, Any], ck: Checker) -> None:
         if ip != "None" and syntax.check_ip(ip):
             ck.error(p, f'invalid IP address "{ip}"')
     for p, ip in ck.strs(spec, "externalIPs", "spec"):
-        reason = syntax.check_ip(ip)
-        if reason:
-            ck.error(p, reason)
+        ck.check(p, syntax.check_ip(ip))
     lbip = ck.get_str(spec, "loadBalancerIP", "spec")
     if lbip:
-        reason = syntax.check_ip(lbip)
-        if reason:
-            ck.error("spec.loadBalancerIP", reason)
+        ck.check("spec.loadBalancerIP", syntax.check_ip(lbip))
     sel = ck.get_map(spec, "selector", "spec")
     ck.label_map(sel, "spec.selector")
     if stype == "ExternalName":
@@ -217,13 +203,9 @@ def validate_service(doc: dict[str, Any], ck: Checker) -> None:
         if num is None and "port" not in port:
             ck.error(join_path(p, "port"), "required value")
         elif num is not None:
-            reason = syntax.check_port_number(num)
-            if reason:
-                ck.error(join_path(p, "port"), reason)
+            ck.check(join_path(p, "port"), syntax.check_port_number(num))
         proto = ck.get_str(port, "protocol", p) or "TCP"
-        reason = syntax.check_protocol(proto)
-        if reason:
-            ck.error(join_path(p, "protocol"), reason)
+        ck.check(join_path(p, "protocol"), syntax.check_protocol(proto))
         if num is not None:
             if (num, proto) in seen_ports:
                 ck.error(join_path(p, "port"), f"duplicate port {num}/{proto}")
@@ -262,9 +244,7 @@ def validate_node(doc: dict[str, Any], ck: Checker) -> None:
     spec = ck.get_map(doc, "spec", "") or {}
     cidr = ck.get_str(spec, "podCIDR", "spec")
     if cidr:
-        reason = syntax.check_cidr(cidr)
-        if reason:
-            ck.error("spec.podCIDR", reason)
+        ck.check("spec.podCIDR", syntax.check_cidr(cidr))
 
 
 def validate_nothing(doc: dict[str, Any], ck: Checker) -> None:

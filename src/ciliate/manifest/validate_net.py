@@ -125,9 +125,7 @@ def validate_gateway(doc: dict[str, Any], ck: Checker) -> None:
         typ = ck.get_str(addr, "type", ap) or "IPAddress"
         value = ck.get_str(addr, "value", ap, required=True)
         if value is not None and typ == "IPAddress":
-            reason = syntax.check_ip(value)
-            if reason:
-                ck.error(join_path(ap, "value"), reason)
+            ck.check(join_path(ap, "value"), syntax.check_ip(value))
     listeners = ck.maps(spec, "listeners", "spec")
     if not listeners and "listeners" not in spec:
         ck.error("spec.listeners", "required value")
@@ -260,9 +258,7 @@ def validate_lb_ip_pool(doc: dict[str, Any], ck: Checker) -> None:
         start = ck.get_str(block, "start", bp)
         stop = ck.get_str(block, "stop", bp)
         if cidr is not None:
-            reason = syntax.check_cidr(cidr)
-            if reason:
-                ck.error(join_path(bp, "cidr"), reason)
+            ck.check(join_path(bp, "cidr"), syntax.check_cidr(cidr))
             if start or stop:
                 ck.error(bp, "cidr and start/stop are mutually exclusive")
         elif start is None:
@@ -310,9 +306,7 @@ def validate_calico_ip_pool(doc: dict[str, Any], ck: Checker) -> None:
     cidr = ck.get_str(spec, "cidr", "spec", required=True)
     if cidr is not None:
         # Calico masks host bits itself (10.11.12.0/16 is 10.11.0.0/16).
-        reason = syntax.check_cidr(cidr, strict=False)
-        if reason:
-            ck.error("spec.cidr", reason)
+        ck.check("spec.cidr", syntax.check_cidr(cidr, strict=False))
     for f in ("ipipMode", "vxlanMode"):
         mode = ck.get_str(spec, f, "spec")
         if mode is not None and mode not in ("Never", "Always", "CrossSubnet"):

@@ -80,9 +80,7 @@ def _np_ports(ck: Checker, rule: dict[str, Any], p: str) -> None:
     for pp, port in ck.maps(rule, "ports", p):
         proto = ck.get_str(port, "protocol", pp)
         if proto is not None:
-            reason = syntax.check_protocol(proto)
-            if reason:
-                ck.error(join_path(pp, "protocol"), reason)
+            ck.check(join_path(pp, "protocol"), syntax.check_protocol(proto))
         num = ck.port_value(port.get("port"), join_path(pp, "port"))
         end = ck.get_int(port, "endPort", pp)
         if end is None:
@@ -127,9 +125,9 @@ def _cnp_ports(ck: Checker, rule: dict[str, Any], p: str) -> None:
             )
             proto = ck.get_str(port, "protocol", pp)
             if proto is not None:
-                reason = syntax.check_protocol(proto, syntax.CILIUM_PROTOCOLS)
-                if reason:
-                    ck.error(join_path(pp, "protocol"), reason)
+                ck.check(
+                    join_path(pp, "protocol"), syntax.check_protocol(proto, syntax.CILIUM_PROTOCOLS)
+                )
             end = ck.get_int(port, "endPort", pp)
             if end is None:
                 continue
@@ -158,9 +156,7 @@ def _cnp_rule(ck: Checker, rule: dict[str, Any], p: str, pre: str, cluster: bool
         for sp, sel in ck.maps(rule, key, p):
             ck.selector(sel, sp, cilium=True)
     for cp, cidr in ck.strs(rule, f"{pre}CIDR", p):
-        reason = syntax.check_cidr(cidr)
-        if reason:
-            ck.error(cp, reason)
+        ck.check(cp, syntax.check_cidr(cidr))
     for sp, cs in ck.maps(rule, f"{pre}CIDRSet", p):
         set_cidr = ck.get_str(cs, "cidr", sp)
         if set_cidr is None and not cs.get("cidrGroupRef") and not cs.get("cidrGroupSelector"):
