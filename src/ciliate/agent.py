@@ -22,8 +22,10 @@ Theory of operation:
    arrived together and reconciles once per batch; between batches it polls the
    workload supervisor (restartPolicy).
 3. ``stop`` (SIGTERM/SIGINT): processes, programs, pins, namespaces -- everything goes.
-   A start that fails *cleanly* (an exception: a program does not load, a netlink call
-   is refused) does the same and leaves the reason in ``kernel/error``: rollback.
+   A fresh start that fails *cleanly* (an exception: a program does not load, a netlink
+   call is refused) does the same and leaves the reason in ``kernel/error``: rollback.
+   A start that fails while adopting an earlier agent's datapath leaves that datapath
+   forwarding as it was (fail static) and says so in ``kernel/error``.
 4. Restart without disruption (docs/decisions/0005-restart.md). The datapath never
    depends on the agent being alive: programs stay attached to their tc hooks and maps
    stay pinned, so while no agent runs (kill -9, or SIGUSR1 sent by ``up --restart``,
@@ -579,7 +581,19 @@ def serve(state_dir: Path, on_ready: Callable[[Agent], None] | None = None) -> i
             agent.start()
         except Exception as e:
             log.exception("start failed")
-            agent.keep_datapath = False  # a failed start rolls back, adopted or not
+            if agent.adopted:
+                # A datapath an earlier agent left keeps forwarding (fail static, as
+                # Cilium's does while its agent crash-loops): tearing it down because
+                # its successor failed would be the disruption a restart must avoid.
+                agent.keep_datapath = True
+                agent.stop()
+                kp.error.write_text(
+                    f"kernel datapath: start failed: {e}; the running datapath was left "
+                    "in place (fix the cause and run `ciliate up` again to adopt it, or "
+                    "`ciliate down` to remove it)\n"
+                )
+                return 1
+            agent.keep_datapath = False  # a fresh start that failed rolls back
             agent.stop()
             kp.error.write_text(f"kernel datapath: start failed, rolled back: {e}\n")
             return 1

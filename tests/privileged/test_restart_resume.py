@@ -13,6 +13,7 @@ state directory, so names and IDs are the same as the reference's.
 from __future__ import annotations
 
 import io
+import os
 from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
@@ -24,6 +25,8 @@ from restart_lab import (
     CLUSTER,
     Leftovers,
     cli,
+    connects,
+    connects_eventually,
     kernel_snapshot,
     leftovers,
     ok,
@@ -136,6 +139,32 @@ def test_down_after_a_crash_removes_everything(
     state = ref.state
     try:
         _crash_at(state, "pod-veth", monkeypatch)
+    finally:
+        ok(state, "down")
+    assert leftovers(state) == Leftovers()
+
+
+def test_failed_up_while_adopting_leaves_the_datapath_forwarding(
+    ref: Reference, monkeypatch: pytest.MonkeyPatch, tmp_path: Path
+) -> None:
+    """A clean failure of a fresh up rolls back (test_agent); a clean failure of an up
+    that adopts a running datapath leaves that datapath forwarding (fail static)."""
+    state = ref.state
+    try:
+        ok(state, "up")
+        st = status(state)
+        eps = {e["pod"]: e for e in st["endpoints"] if e["pod"]}
+        client, server_ip = eps["rs/client"]["netns"], eps["rs/server"]["ip"]
+        assert connects_eventually(client, server_ip)
+        os.kill(st["agents"][0]["pid"], 9)
+        assert wait_for(lambda: runtime.agent_pid(runtime.KernelPaths(state)) is None)
+        with monkeypatch.context() as m:
+            m.setenv("CILIATE_BPF_DIR", str(tmp_path / "no-such-bpf-dir"))
+            rc, _, err = cli(state, "up")
+        assert rc != 0 and "left in place" in err, err
+        assert connects(client, server_ip), "the adopted datapath stopped forwarding"
+        assert "adopted the running datapath" in ok(state, "up")
+        assert connects(client, server_ip)
     finally:
         ok(state, "down")
     assert leftovers(state) == Leftovers()
