@@ -76,24 +76,30 @@ def _np_peer(ck: Checker, peer: dict[str, Any], p: str) -> None:
         return
 
 
+def _end_port(ck: Checker, port: dict[str, Any], pp: str, num: int | str | None) -> None:
+    """``endPort``, the same rule for NetworkPolicy ports and Cilium's toPorts: only
+    after a numeric ``port``, itself a valid port number, and not below ``port``."""
+    end = ck.get_int(port, "endPort", pp)
+    if end is None:
+        return
+    if num is None and port.get("port") is not None:
+        return  # the port itself is already reported
+    ep = join_path(pp, "endPort")
+    if not isinstance(num, int):
+        ck.error(ep, "may only be given with a numeric port")
+    elif (reason := syntax.check_port_number(end)) is not None:
+        ck.error(ep, reason)
+    elif end < num:
+        ck.error(ep, f"must be greater than or equal to port ({end} < {num})")
+
+
 def _np_ports(ck: Checker, rule: dict[str, Any], p: str) -> None:
     for pp, port in ck.maps(rule, "ports", p):
         proto = ck.get_str(port, "protocol", pp)
         if proto is not None:
             ck.check(join_path(pp, "protocol"), syntax.check_protocol(proto))
         num = ck.port_value(port.get("port"), join_path(pp, "port"))
-        end = ck.get_int(port, "endPort", pp)
-        if end is None:
-            continue
-        ep = join_path(pp, "endPort")
-        if num is None and port.get("port") is not None:
-            continue  # the port itself is already reported
-        if not isinstance(num, int):
-            ck.error(ep, "may only be given with a numeric port")
-        elif (reason := syntax.check_port_number(end)) is not None:
-            ck.error(ep, reason)
-        elif end < num:
-            ck.error(ep, f"must be greater than or equal to port ({end} < {num})")
+        _end_port(ck, port, pp, num)
 
 
 def validate_network_policy(doc: dict[str, Any], ck: Checker) -> None:
@@ -128,18 +134,7 @@ def _cnp_ports(ck: Checker, rule: dict[str, Any], p: str) -> None:
                 ck.check(
                     join_path(pp, "protocol"), syntax.check_protocol(proto, syntax.CILIUM_PROTOCOLS)
                 )
-            end = ck.get_int(port, "endPort", pp)
-            if end is None:
-                continue
-            ep = join_path(pp, "endPort")
-            if num is None and port.get("port") is not None:
-                continue  # the port itself is already reported
-            if not isinstance(num, int):
-                ck.error(ep, "may only be given with a numeric port")
-            elif (reason := syntax.check_port_number(end)) is not None:
-                ck.error(ep, reason)
-            elif end < num:
-                ck.error(ep, f"must be greater than or equal to port ({end} < {num})")
+            _end_port(ck, port, pp, num)
         rules = ck.get_map(port_rule, "rules", tp)
         if rules:
             rp = join_path(tp, "rules")
