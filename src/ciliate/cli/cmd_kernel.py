@@ -159,6 +159,9 @@ def _print_up(ctx: Context, st: dict[str, Any]) -> None:
         )
     if st.get("adopted"):
         ctx.out(f"  adopted the running datapath ({st['adopted']} namespaces): nothing was flushed")
+        kept = [w for w in st.get("workloads", []) if w.get("adopted")]
+        if kept:
+            ctx.out(f"  adopted {len(kept)} running pod processes (not restarted)")
     if not st.get("programs", False):
         ctx.out("  note: eBPF programs are not loaded (loader unavailable): no pod forwarding")
     for e in st.get("errors", []):
