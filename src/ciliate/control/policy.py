@@ -33,6 +33,7 @@ from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
 from ipaddress import IPv4Address, IPv4Network, ip_address
 
+from ciliate.control import peers as P
 from ciliate.control import rules as R
 from ciliate.control.mapstate import MapStateBuilder
 from ciliate.control.portrange import split_range
@@ -487,77 +488,20 @@ class PolicyCompiler:
     # --- peers ------------------------------------------------------------------------
 
     def _cidr_peer_ids(self, c: R.CIDRPeer) -> set[int]:
-        out: set[int] = set()
-        if c.net == WORLD_NET and not any(c.net == e for e in c.excepts):
-            out.add(int(ReservedIdentity.WORLD))
-        for net, cident in self.cidr_identities.items():
-            if c.contains(net):
-                out.add(cident.id)
-        if c.match_pods:
-            base, mask = int(c.net.network_address), int(c.net.netmask)
-            exc = [(int(e.network_address), int(e.netmask)) for e in c.excepts]
-            for ident, members in self._ident_pods.items():
-                if ident not in out and members and self._inside(members, base, mask, exc):
-                    out.add(ident)
-        return out
+        return P.cidr_peer_ids(c, self.cidr_identities, self._ident_pods, self.pod_ip)
 
     def _inside(
         self, members: Iterable[str], base: int, mask: int, exc: Sequence[tuple[int, int]]
     ) -> bool:
-        """Every pod of an identity has an address inside the block (see CIDRPeer)."""
-        for p in members:
-            ip = self.pod_ip.get(p)
-            if ip is None:
-                return False
-            n = int(ip)
-            if n & mask != base or any(n & m == b for b, m in exc):
-                return False
-        return True
+        return P.identity_inside(members, self.pod_ip, base, mask, exc)
 
     def _selectorless_service_nets(self, s: R.ServicePeer) -> list[IPv4Network]:
-        out: list[IPv4Network] = []
-        for svc in self._services_of(s):
-            if svc.spec.selector is not None:
-                continue
-            for sl in self.slices:
-                m = sl.get("metadata") or {}
-                labels = m.get("labels") or {}
-                if (
-                    m.get("namespace") == svc.meta.namespace
-                    and labels.get("kubernetes.io/service-name") == svc.meta.name
-                ):
-                    for ep in sl.get("endpoints") or ():
-                        for a in ep.get("addresses") or ():
-                            with contextlib.suppress(ValueError):
-                                out.append(IPv4Network(f"{a}/32"))
-        return out
-
-    def _services_of(self, s: R.ServicePeer) -> list[Service]:
-        if s.name:
-            svc = self.services.get(f"{s.namespace}/{s.name}")
-            return [] if svc is None else [svc]
-        if s.selector is None:
-            return []
-        return [
-            svc
-            for svc in self.services.values()
-            if svc.meta.namespace == s.namespace and s.selector.matches(svc.meta.labels)
-        ]
+        return P.selectorless_service_nets(s, self.services, self.slices)
 
     def _service_peer_ids(self, s: R.ServicePeer) -> set[int]:
-        out: set[int] = set()
-        for svc in self._services_of(s):
-            sel = svc.selector
-            if sel is None:
-                continue
-            for p, pod in self.pods.items():
-                if pod.meta.namespace == svc.meta.namespace and sel.matches(pod.meta.labels):
-                    out.add(self.pod_identity[p])
-        for net in self._selectorless_service_nets(s):
-            ident = self.cidr_identities.get(net)
-            if ident is not None:
-                out.add(ident.id)
-        return out
+        return P.service_peer_ids(
+            s, self.services, self.slices, self.pods, self.pod_identity, self.cidr_identities
+        )
 
     def peer_identities(self, peers: R.Peers) -> frozenset[int]:
         """The identities a peer set selects; {0} for the wildcard."""
