@@ -14,6 +14,7 @@ from __future__ import annotations
 
 import io
 import os
+import subprocess
 from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
@@ -166,5 +167,33 @@ def test_failed_up_while_adopting_leaves_the_datapath_forwarding(
         assert "adopted the running datapath" in ok(state, "up")
         assert connects(client, server_ip)
     finally:
+        ok(state, "down")
+    assert leftovers(state) == Leftovers()
+
+
+def test_a_real_sigkill_while_wiring_pods_is_resumed(ref: Reference) -> None:
+    """The same without the hook: the agent (in the foreground, no daemon) is SIGKILLed
+    as soon as the first pod namespace exists, wherever it is then."""
+    state = ref.state
+    names = runtime.KernelPaths(state).names
+    pod_prefix = f"{names.tag}-p-"
+    agent = subprocess.Popen(
+        [*runtime.agent_argv(state, daemon=False)],
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.DEVNULL,
+    )
+    try:
+        assert wait_for(lambda: bool(nl.list_netns(pod_prefix)), timeout=60), "no pod built"
+        agent.kill()
+        agent.wait(timeout=10)
+        out = ok(state, "up")
+        assert "adopted the running datapath" in out
+        wait_for(lambda: workload_marks(state) == ref.snapshot["workloads"])
+        got = kernel_snapshot(state)
+        assert not _diff(got, ref.snapshot), "\n".join(_diff(got, ref.snapshot))
+    finally:
+        if agent.poll() is None:
+            agent.kill()
+            agent.wait()
         ok(state, "down")
     assert leftovers(state) == Leftovers()
