@@ -102,10 +102,10 @@ def register(sub: Any) -> None:
     create = csub.add_parser(
         "create",
         help="create a cluster from a file or kind-style from a name",
-        description="Create a cluster: from a cluster file (-f), or kind-style from a name\n"
-        "and a node count (NAME-control-plane, NAME-worker, NAME-worker2, ...; nodes on\n"
-        "172.18.0.0/16, pods from 10.10.0.0/16 with a /24 per node, services from\n"
-        "10.96.0.0/12). The state directory must not hold a cluster yet.",
+        description="Create a cluster: from a cluster file (-f), or kind-style from a "
+        "name and a node count (NAME-control-plane, NAME-worker, NAME-worker2, ...; "
+        "nodes on 172.18.0.0/16, pods from 10.10.0.0/16 with a /24 per node, "
+        "services from 10.96.0.0/12).",
         epilog=CREATE_EPILOG,
         formatter_class=_FMT,
     )
@@ -140,7 +140,7 @@ def register(sub: Any) -> None:
     show = csub.add_parser(
         "show",
         help="print the cluster configuration",
-        description="Print the stored cluster configuration (cluster file format, with\n"
+        description="Print the stored cluster configuration (cluster file format, with "
         "every node's podCIDR and CiliumInternalIP resolved).",
         epilog=SHOW_EPILOG,
         formatter_class=_FMT,
