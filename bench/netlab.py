@@ -163,13 +163,25 @@ def parse_sockperf(text: str) -> RR:
     return RR(pct.get(50.0, math.nan), pct.get(99.0, math.nan), rr)
 
 
-def parse_iperf3(text: str) -> float:
-    """Gbit/s received from ``iperf3 -J`` output; NaN when the test failed."""
+@dataclass(frozen=True, slots=True)
+class Stream:
+    """One iperf3 run: Gbit/s received and the sender's TCP retransmissions."""
+
+    gbps: float
+    retransmits: float
+
+
+NO_STREAM = Stream(math.nan, math.nan)
+
+
+def parse_iperf3(text: str) -> Stream:
+    """``iperf3 -J`` output; NaN fields when the test failed."""
     try:
-        doc = json.loads(text)
-        return float(doc["end"]["sum_received"]["bits_per_second"]) / 1e9
-    except (ValueError, KeyError, TypeError):
-        return math.nan
+        end = json.loads(text)["end"]
+        return Stream(float(end["sum_received"]["bits_per_second"]) / 1e9,
+                      float(end["sum_sent"].get("retransmits", math.nan)))  # fmt: skip
+    except (ValueError, KeyError, TypeError, AttributeError):
+        return NO_STREAM
 
 
 # --- namespaces, processes, clusters -----------------------------------------------------
@@ -208,13 +220,13 @@ def sockperf_pp(ns: str, ip: str, port: int, secs: float, cpu: int = 1) -> RR:
     return parse_sockperf(proc.stdout + proc.stderr)
 
 
-def iperf3(ns: str, ip: str, port: int, secs: float, cpu: int | None = 0) -> float:
-    """Single-stream TCP throughput in Gbit/s from ``ns`` (client pinned to ``cpu``)."""
+def iperf3(ns: str, ip: str, port: int, secs: float, cpu: int | None = 0) -> Stream:
+    """Single-stream TCP throughput from ``ns`` (client pinned to ``cpu``)."""
     argv = ["iperf3", "-c", ip, "-p", str(port), "-t", str(secs), "-J"]
     try:
         proc = run(in_netns(ns, argv, cpu), timeout=secs + 20, check=False)
     except subprocess.TimeoutExpired:
-        return math.nan
+        return NO_STREAM
     return parse_iperf3(proc.stdout)
 
 

@@ -226,12 +226,13 @@ def build_ciliate(lab: nl.Lab, short: str, n_policies: int) -> list[Target]:
 def measure(t: Target, rr_secs: float, stream_secs: float, conns: int) -> dict[str, float]:
     rr = nl.sockperf_pp(t.client_ns, t.server_ip, RR_PORT, rr_secs, cpu=1)
     conn = nl.connect_latency(t.client_ns, t.server_ip, ECHO_PORT, conns, cpu=1)
-    gbps = nl.iperf3(t.client_ns, t.server_ip, IPERF_PORT, stream_secs, cpu=0)
+    stream = nl.iperf3(t.client_ns, t.server_ip, IPERF_PORT, stream_secs, cpu=0)
     return {"rr_p50": rr.p50, "rr_p99": rr.p99, "rr_per_s": rr.rr_per_s,
-            "conn_p50": nl.median(conn), "conn_p99": nl.quantile(conn, 0.99), "gbps": gbps}  # fmt: skip
+            "conn_p50": nl.median(conn), "conn_p99": nl.quantile(conn, 0.99),
+            "gbps": stream.gbps, "retransmits": stream.retransmits}  # fmt: skip
 
 
-METRICS = ("rr_p50", "rr_p99", "rr_per_s", "conn_p50", "conn_p99", "gbps")
+METRICS = ("rr_p50", "rr_p99", "rr_per_s", "conn_p50", "conn_p99", "gbps", "retransmits")
 
 
 def run(reps: int, quick: bool) -> dict[str, Any]:
@@ -331,9 +332,10 @@ def summarize_results(order: list[Target], raw: dict[str, dict[str, list[float]]
             return f"{nl.fmt(r)}x"
 
         rows.append([t.name, t.group, cell("rr_p50"), nl.fmt(e["rr_p99"]["median"]), rat("rr_p50"),
-                     cell("conn_p50"), rat("conn_p50"), cell("gbps"), rat("gbps")])  # fmt: skip
+                     cell("conn_p50"), rat("conn_p50"), cell("gbps"), rat("gbps"),
+                     nl.fmt(e["retransmits"]["median"])])  # fmt: skip
     headers = ["variant", "node", "RR p50 µs [IQR]", "RR p99", "xbase", "connect p50 µs [IQR]",
-               "xbase", "Gbit/s [IQR]", "xbase"]  # fmt: skip
+               "xbase", "Gbit/s [IQR]", "xbase", "retr"]  # fmt: skip
     print(nl.table(headers, rows))
     for k, v in errors.items():
         print(f"   {k}: NOT MEASURED: {v}")
