@@ -54,6 +54,7 @@ from ciliate.store.api import Change
 SERVICE_NAME_LABEL = "kubernetes.io/service-name"
 MANAGED_BY_LABEL = "endpointslice.kubernetes.io/managed-by"
 MANAGED_BY = "endpointslice-controller.k8s.io"
+HEADLESS_LABEL = "service.kubernetes.io/headless"
 MAX_ENDPOINTS_PER_SLICE = 100
 _ALPHABET = "bcdfghjklmnpqrstvwxz2456789"
 
@@ -179,6 +180,8 @@ def _service_slices(
             assigned[i] = (free.pop(0), ports, eps)
     out.extend(delete(s) for s in free)
     labels = {**labels_of(svc), SERVICE_NAME_LABEL: name, MANAGED_BY_LABEL: MANAGED_BY}
+    if (svc.get("spec") or {}).get("clusterIP") == "None":
+        labels[HEADLESS_LABEL] = ""  # as the endpointslice controller marks them
     for slot, ports, eps in assigned:
         if slot is None:
             while True:
