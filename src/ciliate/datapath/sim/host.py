@@ -125,15 +125,7 @@ def from_netdev(w: Walk, node: str, p: Packet) -> Outcome:
                 egress=False,
                 lookups=(lk,),
             )
-        sel = lb.select_backend(
-            ns,
-            fe,
-            p,
-            ct_backend=0,
-            affinity=w.affinity_of(node),
-            now=w.clock.monotonic(),
-            rng=w.rng,
-        )
+        sel = w.select_backend(node, fe, p)
         if sel.backend is None:
             return w.drop(
                 node,
@@ -259,15 +251,7 @@ def from_host(w: Walk, node: str, p: Packet) -> Outcome:
     w.trace_event(node, ObsPoint.FROM_HOST, p, host_id, 0, "cilium_host", 0, None, False)
     fe, lk = lb.lookup_service(ns, p.dst, p.dport, int(p.proto), internal=True)
     if fe is not None:
-        sel = lb.select_backend(
-            ns,
-            fe,
-            p,
-            ct_backend=0,
-            affinity=w.affinity_of(node),
-            now=w.clock.monotonic(),
-            rng=w.rng,
-        )
+        sel = w.select_backend(node, fe, p)
         if sel.backend is None:
             return w.drop(
                 node,

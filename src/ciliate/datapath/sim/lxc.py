@@ -112,15 +112,7 @@ def from_container(w: Walk, node: str, ep: EndpointState, p: Packet) -> Outcome:
     fe, lk = lb.lookup_service(ns, p.dst, p.dport, int(p.proto), internal=True)
     if fe is not None:
         svc_entry = ct.lookup_service(p)
-        sel = lb.select_backend(
-            ns,
-            fe,
-            p,
-            ct_backend=svc_entry.backend_id if svc_entry else 0,
-            affinity=w.affinity_of(node),
-            now=w.clock.monotonic(),
-            rng=w.rng,
-        )
+        sel = w.select_backend(node, fe, p, svc_entry.backend_id if svc_entry else 0)
         if sel.backend is None:
             return w.drop(
                 node,

@@ -32,7 +32,7 @@ from ciliate.datapath.api import (
 )
 from ciliate.datapath.conntrack import CTStatus, CTTable
 from ciliate.datapath.packet import IPProto, Packet
-from ciliate.datapath.sim import keys
+from ciliate.datapath.sim import keys, lb
 from ciliate.datapath.sim.lb import RNG, AffinityMap
 from ciliate.desired import (
     DesiredState,
@@ -204,6 +204,21 @@ class Walk:
 
     def affinity_of(self, node: str) -> AffinityMap:
         return self.affinity.setdefault(node, {})
+
+    def select_backend(
+        self, node: str, fe: lb.Frontend, p: Packet, ct_backend: int = 0
+    ) -> lb.Selection:
+        """``lb.select_backend`` on ``node``'s maps with this walk's affinity map for the
+        node, clock and RNG (every program that translates a service asks the same way)."""
+        return lb.select_backend(
+            self.topo.nodes[node].state,
+            fe,
+            p,
+            ct_backend=ct_backend,
+            affinity=self.affinity_of(node),
+            now=self.clock.monotonic(),
+            rng=self.rng,
+        )
 
     def nodeport_orig(self, node: str, reply: Packet) -> tuple[IPv4Address, int] | None:
         """The frontend a NodePort request was sent to, for the reply ``reply``."""
