@@ -52,8 +52,8 @@ def _hash16(text: str) -> str:
 
 
 def service_ip(i: int) -> str:
-    """The i-th service address in 10.96.0.0/12, skipping .0 of each /24 (10.96.0.1 is
-    the API server's in Kubernetes, so start at 10.96.0.10)."""
+    """The i-th service address in 10.96.0.0/12, from 10.96.0.10 on (the low addresses
+    are the API server's and DNS's in Kubernetes)."""
     n = (10 << 24) | (96 << 16)
     n += 10 + i
     return f"{n >> 24 & 255}.{n >> 16 & 255}.{n >> 8 & 255}.{n & 255}"
