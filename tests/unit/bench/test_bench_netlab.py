@@ -11,9 +11,9 @@ import pytest
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[3]))  # the repo root holds bench/
 
-from bench import netlab as nl  # noqa: E402
-from bench.suite_datapath import iptables_policy, policies_manifest  # noqa: E402
-from bench.suite_services import kube_proxy_rules, service_ip  # noqa: E402
+from bench import netlab as nl
+from bench.suite_datapath import iptables_policy, policies_manifest
+from bench.suite_services import kube_proxy_rules, service_ip
 
 
 def test_quantile_interpolates_like_numpy_linear() -> None:
