@@ -156,6 +156,10 @@ static __always_inline void ct_lookup4(const struct ipv4_ct_tuple *tuple, __u8 t
 
 	__builtin_memset(res, 0, sizeof(*res));
 	e = bpf_map_lookup_elem(map, tuple);
+	/* A SYN without ACK opens a new connection even when its tuple was used before (a
+	 * reused source port): CT_NEW, so policy decides it again (Cilium: CT_REOPENED). */
+	if (e && (tcp_flags & (TCP_FLAG_SYN_ | TCP_FLAG_ACK_)) == TCP_FLAG_SYN_)
+		e = NULL;
 	if (e) {
 		res->status = CT_ESTABLISHED;
 		res->rev_nat_index = e->rev_nat_index;
