@@ -198,6 +198,7 @@ def _claim_explicit(batch: _Batch, alloc: _Allocations, i: int, doc: Doc, store:
     stype = str(spec.get("type") or "ClusterIP")
     old = _existing(store, doc)
     old_ip = str(((old or {}).get("spec") or {}).get("clusterIP") or "")
+    _check_families(batch, i, doc)
     ip = str(spec.get("clusterIP") or "")
     if ip and ip != "None" and stype != "ExternalName":
         try:
@@ -243,6 +244,28 @@ def _claim_explicit(batch: _Batch, alloc: _Allocations, i: int, doc: Doc, store:
                     f"spec.ports[{j}].nodePort",
                     f"Forbidden: may not be used when `type` is '{stype}'",
                 )
+
+
+def _check_families(batch: _Batch, i: int, doc: Doc) -> None:
+    """The cluster is single-stack IPv4: IPv6 families and required dual stack are
+    refused the way an API server without an IPv6 service CIDR refuses them."""
+    spec = doc["spec"]
+    for j, fam in enumerate(spec.get("ipFamilies") or ()):
+        if fam != "IPv4":
+            batch.add(
+                i,
+                doc,
+                f"spec.ipFamilies[{j}]",
+                f'Invalid value: "{fam}": not configured on this cluster (IPv4 only)',
+            )
+    if spec.get("ipFamilyPolicy") == "RequireDualStack":
+        batch.add(
+            i,
+            doc,
+            "spec.ipFamilyPolicy",
+            'Invalid value: "RequireDualStack": this cluster is not configured for '
+            "dual-stack services",
+        )
 
 
 def _check_ip(

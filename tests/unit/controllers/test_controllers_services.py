@@ -380,3 +380,11 @@ def test_session_affinity_and_health_check_node_port(example_cluster, apply):
     with pytest.raises(DiagnosticError) as e:
         apply([service("x", type_="NodePort", ports=[{"port": 80, "nodePort": hc}])])
     assert "already allocated" in e.value.diagnostics[0].reason
+
+
+def test_ipv6_families_are_refused(example_cluster, apply):
+    with pytest.raises(DiagnosticError) as e:
+        apply([service("v6", ipFamilies=["IPv6"], ipFamilyPolicy="RequireDualStack")])
+    assert [d.path for d in e.value.diagnostics] == ["spec.ipFamilies[0]", "spec.ipFamilyPolicy"]
+    apply([service("v4", ipFamilies=["IPv4"], ipFamilyPolicy="PreferDualStack")])
+    assert svc(example_cluster, "v4")["spec"]["ipFamilies"] == ["IPv4"]
