@@ -72,9 +72,10 @@ def dump(files: list[Path]) -> str:
                 + (f" ({Path(p.file).name}:{p.line})" if p.file else "")
                 for p in e.provenance
             )
+            l7 = f"  l7=[{', '.join(describe(r) for r in e.l7_rules)}]" if e.l7_rules else ""
             out.append(
                 f"{'Egress ' if k.egress else 'Ingress'}  {peer}  {format_key(k)}  "
-                f"{verdict}  proxy={e.proxy_port}  {prov}"
+                f"{verdict}  proxy={e.proxy_port}{l7}  {prov}"
             )
         out.append("")
     return "\n".join(out)
