@@ -56,7 +56,7 @@ def _setns(fd: int) -> None:
 def _checksum(data: bytes) -> int:
     if len(data) % 2:
         data += b"\0"
-    s = sum(struct.unpack(f"!{len(data) // 2}H", data))
+    s = sum(int(x) for x in struct.unpack(f"!{len(data) // 2}H", data))
     s = (s >> 16) + (s & 0xFFFF)
     s += s >> 16
     return ~s & 0xFFFF
@@ -204,20 +204,18 @@ def run(reps: int, quick: bool) -> dict[str, Any]:
     stats = {k: {"n": len(v), "p50_ms": nl.median(v), "p99_ms": nl.quantile(v, 0.99),
                  "max_ms": max(v) if v else float("nan")}
              for k, v in (*samples.items(), ("all", everything))}  # fmt: skip
-    agent = {
-        "reconcile_ms": nl.summarize([r["reconcile_ms"] for r in added]).as_dict(),
-        "wiring_ms": nl.summarize([r["wiring_ms"] for r in added]).as_dict(),
-        "rounds": len(added),
-    }
+    reconcile = nl.summarize([r["reconcile_ms"] for r in added])
+    wiring = nl.summarize([r["wiring_ms"] for r in added])
+    agent = {"reconcile_ms": reconcile.as_dict(), "wiring_ms": wiring.as_dict(),
+             "rounds": len(added)}  # fmt: skip
     rows = [[k, str(s["n"]), nl.fmt(s["p50_ms"]), nl.fmt(s["p99_ms"]), nl.fmt(s["max_ms"])]
             for k, s in stats.items()]  # fmt: skip
     headers = ["new pod vs prober", "pods", "apply→first packet p50 ms", "p99 ms", "max ms"]
     print(nl.table(headers, rows))
     print(
         f"   apply transaction alone: p50 {nl.fmt(nl.median(apply_ms))} ms; agent per pod: "
-        f"reconcile p50 {nl.fmt(agent['reconcile_ms']['median'])} ms "
-        f"(max {nl.fmt(agent['reconcile_ms']['max'])}), plumbing p50 "
-        f"{nl.fmt(agent['wiring_ms']['median'])} ms (max {nl.fmt(agent['wiring_ms']['max'])})"
+        f"reconcile p50 {nl.fmt(reconcile.median)} ms (max {nl.fmt(reconcile.hi)}), "
+        f"plumbing p50 {nl.fmt(wiring.median)} ms (max {nl.fmt(wiring.hi)})"
     )
     for f in failures:
         print(f"   NOT FORWARDED: {f}")
