@@ -173,6 +173,10 @@ def owned(snap: Snapshot, kind: str, owner: Doc) -> list[Doc]:
 # --- Deployment --------------------------------------------------------------------
 
 
+def _revision(rs: Doc) -> int:
+    return int((meta(rs).get("annotations") or {}).get(REVISION_ANNOTATION, 0) or 0)
+
+
 def replicaset_name(deploy: Doc) -> str:
     return f"{name_of(deploy)}-{pod_template_hash(_template(deploy))}"
 
@@ -193,7 +197,7 @@ def _deployment(snap: Snapshot, d: Doc) -> list[Change]:
     rs_name = f"{name_of(d)}-{h}"
     rses = owned(snap, "ReplicaSet", d)
     current = snap.find("ReplicaSet", namespace_of(d), rs_name)
-    revisions = [int((meta(r).get("annotations") or {}).get(REVISION_ANNOTATION, 0)) for r in rses]
+    revisions = [_revision(r) for r in rses]
     if current is None:
         tmeta = dict(template.get("metadata") or {})
         labels = {**labels_of({"metadata": tmeta}), POD_TEMPLATE_HASH: h}
@@ -222,12 +226,19 @@ def _deployment(snap: Snapshot, d: Doc) -> list[Change]:
         new = _with_replicas(current, want)
         if new is not None:
             out.append(put(new))
-    for r in rses:
-        if name_of(r) == rs_name:
-            continue
+    old_rses = [r for r in rses if name_of(r) != rs_name]
+    for r in old_rses:
         new = _with_replicas(r, 0)
         if new is not None:
             out.append(put(new))
+    # revisionHistoryLimit (default 10): the oldest scaled-down ReplicaSets beyond it
+    # go, once their pods are gone.
+    history = spec.get("revisionHistoryLimit")
+    limit = 10 if history is None else max(int(history), 0)
+    idle = [r for r in old_rses if not int((r.get("status") or {}).get("replicas", 0) or 0)]
+    idle.sort(key=_revision)
+    for r in idle[: max(len(old_rses) - limit, 0)]:
+        out.append(delete(r))
     # Status from the ReplicaSets' own status (computed from pods by the RS controller).
     total = ready = updated = 0
     for r in rses:

@@ -250,3 +250,16 @@ def test_statefulset_template_change_replaces_pods_in_place(example_cluster, app
     assert sorted(p["metadata"]["name"] for p in pods) == ["db-0", "db-1"]
     assert all(p["spec"]["containers"][0]["image"] == "db:2" for p in pods)
     assert all(p["status"]["phase"] == "Running" for p in pods)
+
+
+def test_revision_history_limit_prunes_old_replicasets(example_cluster, apply):
+    for i in range(4):
+        d = deployment(image=f"nginx:{i}")
+        d["spec"]["revisionHistoryLimit"] = 1
+        apply([d])
+    rses = example_cluster.list("ReplicaSet")
+    revisions = sorted(
+        int(r["metadata"]["annotations"]["deployment.kubernetes.io/revision"]) for r in rses
+    )
+    assert revisions == [3, 4]  # the current one and one old one
+    assert len(pods_of(example_cluster, "web")) == 2
