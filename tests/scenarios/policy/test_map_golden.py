@@ -16,7 +16,8 @@ from ciliate.control.mapstate import format_key
 from ciliate.control.policy import compute_policy
 from ciliate.control.reach import build_view
 
-EXAMPLES = Path("/work/shared/examples")
+# Copies of ../shared/examples/{network-policy,ebook}, so the suite runs from a clone.
+EXAMPLES = Path(__file__).resolve().parent / "examples"
 NP = EXAMPLES / "network-policy"
 HERE = Path(__file__).parent
 GOLDEN = HERE / "golden"
