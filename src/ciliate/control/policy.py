@@ -270,6 +270,21 @@ class PolicyCompiler:
             out |= self._groups[g]
         return out
 
+    def set_services(self, services: Sequence[Service], endpoint_slices: Sequence[Doc]) -> set[str]:
+        """Services or EndpointSlices changed: the rules with ``toServices`` peers (and
+        the CIDR identities of selector-less services) are recomputed."""
+        self.services = {s.key: s for s in services}
+        self.slices = list(endpoint_slices)
+        self._peer_memo.clear()
+        for pid, rules in self.rules.items():
+            if any(e.peers.services for r in rules for e in r.elements):
+                self._policy_cidrs[pid] = self._cidrs_of(rules)
+        ids = self._sync_cidr_identities()
+        for r in self._all_rules():
+            if any(e.peers.services for e in r.elements):
+                ids |= self.cache.select(r.subject)
+        return self._recompile_identities(ids)
+
     def set_namespace_pods(self, pods: Iterable[tuple[Pod, Identity]]) -> set[str]:
         """A namespace label change: every pod of it with its new identity."""
         out: set[str] = set()

@@ -176,3 +176,31 @@ def test_namespace_label_change() -> None:
         y_labeled if d["kind"] == "Namespace" and d["metadata"]["name"] == "y" else d for d in docs
     ]
     assert state(c) == full(after)
+
+
+def test_service_changes_recompile_to_services_users() -> None:
+    from ciliate.model.core import Service
+
+    docs = world()
+    cnp = {
+        "apiVersion": "cilium.io/v2",
+        "kind": "CiliumNetworkPolicy",
+        "metadata": {"name": "to-svc", "namespace": "x"},
+        "spec": {
+            "endpointSelector": {"matchLabels": {"app": "web"}},
+            "egress": [{"toServices": [{"k8sService": {"serviceName": "s", "namespace": "y"}}]}],
+        },
+    }
+    svc = {
+        "apiVersion": "v1",
+        "kind": "Service",
+        "metadata": {"name": "s", "namespace": "y"},
+        "spec": {"selector": {"app": "db"}, "ports": [{"port": 80}]},
+    }
+    docs += [cnp, svc]
+    c = PolicyCompiler.from_inputs(build_view(CFG, docs).inputs())
+    moved = {**svc, "spec": {"selector": {"app": "api"}, "ports": [{"port": 80}]}}
+    changed = c.set_services([Service.from_doc(moved)], [])
+    assert changed == {"x/web-0", "x/web-1", "x/web-2"}
+    after = [moved if d is svc else d for d in docs]
+    assert state(c) == full(after)
