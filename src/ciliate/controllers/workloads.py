@@ -223,14 +223,24 @@ def _deployment(snap: Snapshot, d: Doc) -> list[Change]:
         }
         out.append(put(current))
     else:
-        new = _with_replicas(current, want)
-        if new is not None:
+        new = _with_replicas(current, want) or current
+        others = [_revision(r) for r in rses if name_of(r) != rs_name]
+        if others and _revision(current) < max(others):
+            # A rollback to an earlier template: that ReplicaSet becomes the newest
+            # revision again, as `kubectl rollout undo` shows it.
+            m = dict(new["metadata"])
+            m["annotations"] = {
+                **(m.get("annotations") or {}),
+                REVISION_ANNOTATION: str(max(others) + 1),
+            }
+            new = {**new, "metadata": m}
+        if new is not current:
             out.append(put(new))
     old_rses = [r for r in rses if name_of(r) != rs_name]
     for r in old_rses:
-        new = _with_replicas(r, 0)
-        if new is not None:
-            out.append(put(new))
+        scaled = _with_replicas(r, 0)
+        if scaled is not None:
+            out.append(put(scaled))
     # revisionHistoryLimit (default 10): the oldest scaled-down ReplicaSets beyond it
     # go, once their pods are gone.
     history = spec.get("revisionHistoryLimit")

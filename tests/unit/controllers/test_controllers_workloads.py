@@ -263,3 +263,14 @@ def test_revision_history_limit_prunes_old_replicasets(example_cluster, apply):
     )
     assert revisions == [3, 4]  # the current one and one old one
     assert len(pods_of(example_cluster, "web")) == 2
+
+
+def test_rollback_reuses_the_old_replicaset_as_newest_revision(example_cluster, apply):
+    apply([deployment(image="nginx:1")])
+    (first,) = example_cluster.list("ReplicaSet")
+    apply([deployment(image="nginx:2")])
+    apply([deployment(image="nginx:1")])
+    rs = example_cluster.get(ObjectKey("ReplicaSet", "default", first["metadata"]["name"]))
+    assert rs["spec"]["replicas"] == 2
+    assert rs["metadata"]["annotations"]["deployment.kubernetes.io/revision"] == "3"
+    assert len(example_cluster.list("ReplicaSet")) == 2
