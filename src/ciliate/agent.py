@@ -188,10 +188,13 @@ class Agent:
         for node in state.nodes.values():
             self.programs[node.name].sync(node)
         crash_point("maps")
-        for pod, place in pod_places(state).items():
-            self._start_workloads(pod, place)  # adopts the running ones
         if existing:
+            # adopt what runs, stop leftovers nobody owns (they may hold the ports)...
+            for pod, place in pod_places(state).items():
+                self._start_workloads(pod, place, adopt_only=True)
             self._kill_orphans(state)
+        for pod, place in pod_places(state).items():
+            self._start_workloads(pod, place)  # ...then start the rest
         crash_point("workloads")
         for node in state.nodes.values():
             self._start_pump(node.name)
@@ -285,7 +288,7 @@ class Agent:
     def _spec_of(self, pod: str) -> str:
         return json.dumps((self.pod_docs.get(pod) or {}).get("spec"), sort_keys=True)
 
-    def _start_workloads(self, pod: str, place: PodPlace) -> None:
+    def _start_workloads(self, pod: str, place: PodPlace, adopt_only: bool = False) -> None:
         doc = self.pod_docs.get(pod)
         if doc is None:
             return
@@ -295,7 +298,7 @@ class Agent:
             p, place.node, str(place.endpoint.ip), self.names.pod(pod), self.kp.pod_dir(pod)
         )
         try:
-            self.sup.start_pod(specs, p.meta.namespace)
+            self.sup.start_pod(specs, p.meta.namespace, adopt_only=adopt_only)
         except OSError as e:  # a workload that cannot start is status, not a crash
             self.errors.append(f"{pod}: {e}")
             log.warning("workload %s: %s", pod, e)

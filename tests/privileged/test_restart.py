@@ -115,6 +115,8 @@ def seen(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Observed]:
         ok(state, "apply", "-f", str(files / "late.yaml"))
         ok(state, "apply", "-f", str(files / "deny.yaml"))
         ok(state, "delete", "service", "svc", "-n", "rs")
+        # an agent killed between spawning a process and recording it: no record
+        (runtime.KernelPaths(state).pod_dir("rs/blocked") / "main.proc.json").unlink()
         d["blocked->server (store changed)"] = connects(blocked, server_ip)
         d["stream (store changed)"] = stream.advances()
         d["server_alive"] = os.path.exists(f"/proc/{b['pids']['server']}")
@@ -129,6 +131,11 @@ def seen(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Observed]:
         a["pids"] = _pids(st)
         a["adopted_workloads"] = sorted(
             w["pod"].split("/", 1)[1] for w in st["workloads"] if w.get("adopted")
+        )
+        old_blocked = b["pids"]["blocked"]
+        a["unrecorded_gone"] = wait_for(lambda: not os.path.exists(f"/proc/{old_blocked}"))
+        a["blocked_procs"] = runtime.namespace_pids(
+            runtime.KernelPaths(state).names, [eps["blocked"]["netns"]]
         )
         a["late_wired"] = "late" in eps and os.path.exists(f"/run/netns/{eps['late']['netns']}")
         a["client->late"] = "late" in eps and connects_eventually(client, eps["late"]["ip"])
@@ -186,10 +193,17 @@ def test_plain_up_adopts_without_flushing(seen: Observed) -> None:
 
 def test_pod_processes_are_adopted_not_restarted(seen: Observed) -> None:
     before, after = seen.before["pids"], seen.after["pids"]
-    for pod in ("server", "other", "client", "blocked"):
+    for pod in ("server", "other", "client"):
         assert after[pod] == before[pod], (pod, before, after)
-    assert set(seen.after["adopted_workloads"]) == {"server", "other", "client", "blocked"}
+    assert set(seen.after["adopted_workloads"]) == {"server", "other", "client"}
     assert "late" in after and after["late"] not in before.values()
+
+
+def test_an_unrecorded_leftover_process_is_replaced_not_duplicated(seen: Observed) -> None:
+    before, after = seen.before["pids"], seen.after["pids"]
+    assert after["blocked"] != before["blocked"]
+    assert seen.after["unrecorded_gone"], "the unowned leftover still runs"
+    assert seen.after["blocked_procs"] == [after["blocked"]]
 
 
 def test_new_pod_made_while_down_is_wired_and_reachable(seen: Observed) -> None:

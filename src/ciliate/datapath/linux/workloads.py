@@ -276,10 +276,14 @@ class Supervisor:
     _procs: dict[tuple[str, str], _Running] = field(default_factory=dict)
     _lock: threading.Lock = field(default_factory=threading.Lock)
 
-    def start_pod(self, specs: tuple[ProcessSpec, ...], namespace: str) -> None:
+    def start_pod(
+        self, specs: tuple[ProcessSpec, ...], namespace: str, adopt_only: bool = False
+    ) -> None:
         """Run the pod's containers: a container already running its spec is left
         alone (or, after an agent restart, adopted from its record); one running an
-        older spec is replaced."""
+        older spec is replaced. ``adopt_only``: take over what runs, start nothing (the
+        agent first adopts, then stops unowned leftovers that could hold the ports,
+        then starts the rest)."""
         for spec in specs:
             spec.resolv_conf.parent.mkdir(parents=True, exist_ok=True)
             # rewritten in place: a running process has this file bind-mounted
@@ -295,10 +299,15 @@ class Supervisor:
                 if old is not None and old.spec == spec and not old.stopped:
                     continue
                 if old is not None:
+                    if adopt_only:
+                        continue
                     self._kill(old)
                     run = _Running(spec)
                 else:
-                    run = self._adopt(spec) or _Running(spec)
+                    adopted = self._adopt(spec)
+                    if adopted is None and adopt_only:
+                        continue
+                    run = adopted or _Running(spec)
                 self._procs[key] = run
                 if not run.adopted_pid:
                     self._spawn(run)

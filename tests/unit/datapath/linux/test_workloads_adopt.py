@@ -190,3 +190,17 @@ def test_release_leaves_processes_running_and_stop_kills_adopted_ones(
     sup2.stop_pod("ns/p")
     assert _gone(proc)
     assert not spec.record.exists()
+
+
+def test_adopt_only_takes_over_what_runs_and_starts_nothing(
+    tmp_path: Path, proc: subprocess.Popen[bytes], spawned: list[ProcessSpec]
+) -> None:
+    running = _spec(tmp_path)
+    missing = _spec(tmp_path, container="side")
+    _record(running, proc.pid, process_start_time(proc.pid))
+    sup = Supervisor()
+    sup.start_pod((running, missing), "ns", adopt_only=True)
+    assert spawned == [] and sup.pids() == [proc.pid]
+    assert [w["container"] for w in sup.status()] == ["main"]
+    sup.start_pod((running, missing), "ns")  # the second pass starts the rest
+    assert spawned == [missing] and proc.poll() is None
