@@ -175,7 +175,7 @@ def cilium_element(draw: st.DrawFn, prefix: str, deny: bool) -> Doc:
         ports = []
         for _ in range(draw(st.integers(min_value=1, max_value=2))):
             p: Doc = {
-                "port": str(draw(st.sampled_from([*PORTS, 0]))),
+                "port": str(draw(st.sampled_from([*PORTS, 0, "web"]))),
                 "protocol": draw(st.sampled_from(["TCP", "UDP", "ANY"])),
             }
             if draw(st.booleans()) and p["port"] == "80":

@@ -490,9 +490,11 @@ class Evaluator:
             return []
         ports = self._cnp_ports(el, dst_pod, proto, port)
         out: list[tuple[bool, int, tuple[L7Rule, ...] | None]] = []
-        for lpm, l7 in ports:
+        for lpm, l7, named in ports:
             for k in kinds:
-                out.append((k, lpm, l7))
+                # An egress named port is resolved per destination identity, so even a
+                # wildcard peer yields an entry keyed by that identity (L3).
+                out.append((k or (named and egress), lpm, l7))
         return out
 
     def _cnp_peer(self, pol: CiliumPolicy, el: RuleElement, peer: Endpoint) -> bool:
@@ -573,10 +575,11 @@ class Evaluator:
 
     def _cnp_ports(
         self, el: RuleElement, dst_pod: Endpoint, proto: str, port: int
-    ) -> list[tuple[int, tuple[L7Rule, ...] | None]]:
+    ) -> list[tuple[int, tuple[L7Rule, ...] | None, bool]]:
+        """(prefix length, L7 rules, named port?) of each port spec matching the packet."""
         if not el.to_ports and not el.icmps:
-            return [(0, None)]
-        out: list[tuple[int, tuple[L7Rule, ...] | None]] = []
+            return [(0, None, False)]
+        out: list[tuple[int, tuple[L7Rule, ...] | None, bool]] = []
         for pr in el.to_ports:
             l7 = _l7_of(pr)
             for pp in pr.ports:
@@ -594,14 +597,14 @@ class Evaluator:
                 else:
                     first = None
                 if pp.protocol == "ANY" and first is None:
-                    out.append((0, l7))
+                    out.append((0, l7, False))
                     continue
                 lpm = _port_lpm(first, pp.end_port, proto, port, dst_pod)
                 if lpm is not None:
-                    out.append((lpm, l7))
+                    out.append((lpm, l7, isinstance(first, str)))
         for icmp in el.icmps:
             if proto == "ICMP" and icmp.family.upper() == "IPV4" and icmp.type == port:
-                out.append((24, None))
+                out.append((24, None, False))
         return out
 
 
