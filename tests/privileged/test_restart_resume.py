@@ -15,6 +15,7 @@ from __future__ import annotations
 import io
 import os
 import subprocess
+import sys
 from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
@@ -195,5 +196,34 @@ def test_a_real_sigkill_while_wiring_pods_is_resumed(ref: Reference) -> None:
         if agent.poll() is None:
             agent.kill()
             agent.wait()
+        ok(state, "down")
+    assert leftovers(state) == Leftovers()
+
+
+def test_up_killed_while_its_agent_starts_is_completed_by_the_next_up(ref: Reference) -> None:
+    """kill -9 of the `ciliate up` command (not the agent): the agent goes on; the next
+    `up` waits for it instead of failing or starting a second one."""
+    state = ref.state
+    kp = runtime.KernelPaths(state)
+    ciliate = Path(sys.executable).with_name("ciliate")
+    cmd = subprocess.Popen(
+        [str(ciliate), "--state", str(state), "up"],
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.DEVNULL,
+    )
+    try:
+        assert wait_for(lambda: runtime.agent_pid(kp) is not None, timeout=30), "no agent"
+        first = runtime.agent_pid(kp)
+        cmd.kill()
+        cmd.wait(timeout=10)
+        ok(state, "up")
+        assert status(state)["agents"][0]["pid"] == first  # the same agent, not a second
+        wait_for(lambda: workload_marks(state) == ref.snapshot["workloads"])
+        got = kernel_snapshot(state)
+        assert not _diff(got, ref.snapshot), "\n".join(_diff(got, ref.snapshot))
+    finally:
+        if cmd.poll() is None:
+            cmd.kill()
+            cmd.wait()
         ok(state, "down")
     assert leftovers(state) == Leftovers()

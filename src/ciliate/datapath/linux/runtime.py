@@ -214,10 +214,17 @@ def up(ctx: Context, timeout: float = READY_TIMEOUT) -> dict[str, Any]:
     ``DatapathError`` with that reason: a clean failure rolls back, a crash resumes."""
     kp = paths(ctx)
     pid = agent_pid(kp)
+    if pid is not None and not kp.ready.exists():
+        # An agent is starting (an earlier `up` was interrupted, not its agent) or
+        # stopping: wait for it to be ready, or gone -- then start one that adopts.
+        deadline = time.monotonic() + timeout
+        while time.monotonic() < deadline and _pid_alive(pid) and not kp.ready.exists():
+            time.sleep(0.05)
+        if _pid_alive(pid) and not kp.ready.exists():
+            raise ConflictError(f"an agent (pid {pid}) is still starting or stopping here")
+        pid = agent_pid(kp)
     if pid is not None and kp.ready.exists():
         return read_status(kp)
-    if pid is not None:
-        raise ConflictError(f"an agent (pid {pid}) is starting or stopping here; retry shortly")
     require_kernel()
     kp.dir.mkdir(parents=True, exist_ok=True)
     # Leftovers of a crashed agent (its pid is not alive): the new one writes its own.
