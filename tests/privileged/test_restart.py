@@ -111,6 +111,7 @@ def seen(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Observed]:
         d["stream"] = stream.advances(by=20)
         d["client->server (new)"] = connects(client, server_ip)
         d["blocked->server"] = connects(blocked, server_ip)
+        d["client->svc (new)"] = connects(client, SVC_IP)
         # the store changes while no agent runs
         ok(state, "apply", "-f", str(files / "late.yaml"))
         ok(state, "apply", "-f", str(files / "deny.yaml"))
@@ -170,6 +171,7 @@ def test_established_and_new_connections_flow_while_the_agent_is_dead(seen: Obse
     assert d["agent_gone"]
     assert d["stream"] and d["stream (store changed)"], "the established stream stalled"
     assert d["client->server (new)"], "a new connection failed on the pinned maps"
+    assert d["client->svc (new)"], "the service stopped load-balancing"
     assert d["server_alive"], "the pod's server died with the agent"
 
 
