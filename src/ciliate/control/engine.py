@@ -362,15 +362,18 @@ class Engine:
             self.compiler = None
             self.ep_policy = dict.fromkeys(self.pods, _FALLBACK_POLICY)
             return
+        uses_svc = self._policies_use_services()
         inputs = _policy.PolicyInputs(
             config=self.config,
             namespaces=list(self.namespaces.values()),
             pods=[r.pod for r in self.pods.values()],
             pod_identity={k: r.identity for k, r in self.pods.items()},
             identities=self._identity_objects(),
-            policies=[d for k, d in self.docs.items() if k[0] in POLICY_KINDS],
-            services=[Service.from_doc(d) for d in self._kind("Service")],
-            endpoint_slices=self._kind("EndpointSlice"),
+            policies=list(self.policy_docs.values()),
+            # only toServices peers read services and slices; a policy naming one later
+            # brings the compiler up to date (_policy_doc)
+            services=[Service.from_doc(d) for d in self._kind("Service")] if uses_svc else [],
+            endpoint_slices=self._kind("EndpointSlice") if uses_svc else [],
             pod_ips={k: str(r.ip) for k, r in self.pods.items()},
         )
         self.compiler = _policy.PolicyCompiler.from_inputs(inputs)
@@ -492,10 +495,14 @@ class Engine:
         """Apply changed (put) and deleted documents; return the map changes made."""
         kinds = {str(d.get("kind", "")) for d in [*changed, *deleted]}
         incremental = {"Pod", "Service", "EndpointSlice"}
+        services_in_policy = False
         if self.compiler is not None:
             incremental |= POLICY_KINDS
             if kinds & {"Service", "EndpointSlice"} and self._policies_use_services():
-                incremental -= {"Service", "EndpointSlice"}  # toServices peers: rebuild
+                if hasattr(self.compiler, "set_services"):
+                    services_in_policy = True  # toServices peers follow below
+                else:
+                    incremental -= {"Service", "EndpointSlice"}
         for d in changed:
             if d.get("kind") == "Cluster" and isinstance(d.get("spec"), Mapping):
                 self.config = ClusterConfig.from_doc(d["spec"])
@@ -533,6 +540,12 @@ class Engine:
         nodes = list(self.nodes.values())
         for key in sorted(svc_touched - {""}):
             out += self.lb.recompute(key, nodes, self.config)
+        if services_in_policy:
+            pods = self.compiler.set_services(
+                list(self.lb.services.values()), self._kind("EndpointSlice")
+            )
+            self._sync_policy(set(pods), out)
+            self._follow_cidr_identities(out)
         self._state = None
         return out
 
@@ -676,14 +689,20 @@ class Engine:
             pods = self.compiler.remove_policy(kind, ns, name)
         else:
             self.policy_docs[doc_key(d)] = d
-            if _uses_services(d):
+            if _uses_services(d) and hasattr(self.compiler, "set_services"):
                 # Service and slice changes skip the compiler while no policy names a
                 # service (see update); bring it up to date before one does.
-                with contextlib.suppress(AttributeError):
-                    self.compiler.services = dict(self.lb.services)
-                    self.compiler.slices = self._kind("EndpointSlice")
+                pods = self.compiler.set_services(
+                    list(self.lb.services.values()), self._kind("EndpointSlice")
+                )
+                self._sync_policy(set(pods), out)
             pods = self.compiler.set_policy(d)
         self._sync_policy(set(pods), out)
+        self._follow_cidr_identities(out)
+        return out
+
+    def _follow_cidr_identities(self, out: list[MapChange]) -> None:
+        """CIDR identities the compiler added or dropped, into every ipcache."""
         new_cidrs: dict[IPv4Network, Identity] = dict(self.compiler.cidr_identities)
         old_cidrs = self.cidr_identities
         if new_cidrs != old_cidrs:
@@ -714,7 +733,6 @@ class Engine:
                     out.extend(
                         MapChange(name, MapName.IPCACHE.value, k, None) for k in sorted(dels)
                     )
-        return out
 
 
 def compute_desired(

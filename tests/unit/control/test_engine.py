@@ -256,3 +256,34 @@ def test_shared_backend_survives_one_service_dropping_it() -> None:
     ch2 = eng.update([C.endpoint_slice("networking101", "b", eps[:1], port)])
     assert len(eng.state.nodes[W1].lb4_backends) == 1
     assert map_contents(apply_delta(s1, ch2)) == map_contents(eng.state)
+
+
+def test_to_services_policy_follows_slice_changes_incrementally() -> None:
+    cfg = C.config()
+    cnp = {
+        "apiVersion": "cilium.io/v2",
+        "kind": "CiliumNetworkPolicy",
+        "metadata": {"name": "to-web", "namespace": "networking101"},
+        "spec": {
+            "endpointSelector": {"matchLabels": {"app": "busybox"}},
+            "egress": [{"toServices": [{"k8sService": {"serviceName": "web", "namespace": "networking101"}}]}],
+        },
+    }  # fmt: skip
+    port = [{"name": "http", "port": 8080, "protocol": "TCP"}]
+    svc = C.service("networking101", "web", "10.96.0.50", [{"name": "http", "port": 80}], None)
+    base = C.node_docs(cfg) + C.networking101() + [svc]
+    sl1 = C.endpoint_slice("networking101", "web", [("10.10.2.121", W1, True)], port)
+    sl2 = C.endpoint_slice("networking101", "web", [("10.10.1.155", W2, True)], port)
+    eng = Engine(cfg)
+    s0 = eng.load([*base, sl1])
+    ch = eng.update([cnp])
+    assert map_contents(apply_delta(s0, ch)) == map_contents(eng.state)
+    assert map_contents(eng.state) == map_contents(
+        compute_desired([*base, sl1, cnp], cfg, previous=s0)
+    )
+    s1 = eng.state
+    ch2 = eng.update([sl2])
+    assert map_contents(apply_delta(s1, ch2)) == map_contents(eng.state)
+    assert map_contents(eng.state) == map_contents(
+        compute_desired([*base, sl2, cnp], cfg, previous=s0)
+    )
