@@ -2,8 +2,8 @@
 keep the config in the store.
 
 Role: ``load_cluster_file`` / ``parse_cluster_text`` turn the cluster.yaml format
-(../shared/examples/cluster.yaml; ``model.cluster`` documents it) into a
-``ClusterConfig``, collecting every problem as a ``Diagnostic`` with file:line:col
+(../shared/examples/cluster.yaml; ``model.cluster`` documents it), or a kind cluster
+file (``kindconfig``), into a ``ClusterConfig``, collecting every problem as a ``Diagnostic`` with file:line:col
 before failing; ``kind_cluster`` builds the config kind would give a cluster of N
 nodes; ``cluster_doc`` / ``get_cluster_config`` store and read it as the
 cluster-scoped object ``Cluster/cluster``.
@@ -23,6 +23,7 @@ from pathlib import Path
 from typing import Any
 
 from ciliate.control.ipam import IPAMError, resolve_config
+from ciliate.controllers.kindconfig import from_kind_config, is_kind_config
 from ciliate.errors import Diagnostic, DiagnosticError, NotFoundError
 from ciliate.manifest.yaml import SourceMap, load_yaml
 from ciliate.model.cluster import (
@@ -184,6 +185,8 @@ def validate_cluster(
     """Check a parsed cluster.yaml document; return the resolved config or raise
     ``DiagnosticError`` with every problem found."""
     ck = _Checker(filename, source)
+    if is_kind_config(data):
+        return _from_kind(ck, data)
     top = ck.mapping(data, "")
     if top is None:
         if data is None:
@@ -254,6 +257,24 @@ def validate_cluster(
         return resolve_config(config)
     except IPAMError as e:
         raise DiagnosticError([_diag(ck, "cluster.podCIDR", str(e))]) from e
+
+
+def _from_kind(ck: _Checker, data: Mapping[str, Any]) -> ClusterConfig:
+    """A kind cluster file (``kindconfig``), with the checks both formats share."""
+    got = from_kind_config(data, ck.filename, ck.source)
+    if isinstance(got, list):
+        raise DiagnosticError(sorted(got, key=lambda d: (d.line, d.col)))
+    if not (len(got.name) <= 50 and _DNS1123_LABEL.match(got.name)):
+        ck.add("name", f'Invalid value: "{got.name}": must be a lowercase RFC 1123 label')
+    pods, services = IPv4Network(got.pod_cidr), IPv4Network(got.service_cidr)
+    if pods.overlaps(services):
+        ck.add("networking.serviceSubnet", f"{services} overlaps podSubnet {pods}")
+    if ck.diags:
+        raise DiagnosticError(ck.diags)
+    try:
+        return resolve_config(got)
+    except IPAMError as e:
+        raise DiagnosticError([_diag(ck, "networking.podSubnet", str(e))]) from e
 
 
 def _diag(ck: _Checker, path: str, reason: str) -> Diagnostic:

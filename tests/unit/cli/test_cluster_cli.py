@@ -119,3 +119,15 @@ def test_help_has_examples(sub, capsys):
         main(["cluster", sub, "--help"], Context(stdout=io.StringIO()))
     assert e.value.code == 0
     assert "Examples:" in capsys.readouterr().out
+
+
+def test_create_from_a_kind_file(tmp_path):
+    kind = tmp_path / "kind.yaml"
+    kind.write_text(
+        "kind: Cluster\napiVersion: kind.x-k8s.io/v1alpha4\nname: lab\n"
+        "nodes:\n- role: control-plane\n- role: worker\n"
+        "networking:\n  disableDefaultCNI: true\n"
+    )
+    rc, out, err = run(tmp_path / "state", "cluster", "create", "-f", str(kind))
+    assert rc == 0, err
+    assert " ✓ Nodes: lab-control-plane, lab-worker" in out

@@ -199,3 +199,55 @@ def test_stored_config_round_trips(store, example_config):
         "Cluster",
         {"name": "cluster"},
     )
+
+
+KIND = """\
+kind: Cluster
+apiVersion: kind.x-k8s.io/v1alpha4
+name: mycluster
+nodes:
+- role: control-plane
+- role: control-plane
+- role: worker
+  labels:
+    zone: a
+  extraPortMappings:
+  - containerPort: 80
+    hostPort: 8080
+- role: worker
+networking:
+  disableDefaultCNI: true
+  kubeProxyMode: none
+  podSubnet: 10.10.0.0/16
+"""
+
+
+def test_kind_cluster_files_are_accepted():
+    c = parse_cluster_text(KIND, "kind.yaml")
+    assert [(n.name, n.role, n.internal_ip) for n in c.nodes] == [
+        ("mycluster-control-plane", "control-plane", "172.18.0.2"),
+        ("mycluster-control-plane2", "control-plane", "172.18.0.3"),
+        ("mycluster-worker", "worker", "172.18.0.4"),
+        ("mycluster-worker2", "worker", "172.18.0.5"),
+    ]
+    assert c.nodes[2].labels == {"zone": "a"}
+    assert (c.pod_cidr, c.service_cidr) == ("10.10.0.0/16", "10.96.0.0/12")
+    assert [n.pod_cidr for n in c.nodes][:2] == ["10.10.0.0/24", "10.10.1.0/24"]
+
+
+def test_kind_defaults_to_one_node_named_kind():
+    c = parse_cluster_text("kind: Cluster\napiVersion: kind.x-k8s.io/v1alpha4\n")
+    assert [n.name for n in c.nodes] == ["kind-control-plane"]
+
+
+def test_kind_file_problems_are_located():
+    bad = KIND.replace("- role: worker\n", "- role: master\n", 1).replace(
+        "  podSubnet: 10.10.0.0/16", "  podSubnet: 10.10.0.0/16\n  ipFamily: ipv6\n  bogus: 1"
+    )
+    assert problems(bad) == [
+        'c.yaml:7:9: Cluster: nodes[2].role: Unsupported value: "master": '
+        'supported values: "control-plane", "worker"',
+        'c.yaml:18:13: Cluster: networking.ipFamily: Unsupported value: "ipv6": '
+        "only ipv4 clusters are supported",
+        'c.yaml:19:10: Cluster: networking.bogus: unknown field "bogus" in a kind cluster file',
+    ]
