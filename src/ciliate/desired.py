@@ -449,7 +449,9 @@ class LayeredMap(Mapping[K, V], Generic[K, V]):
     def __len__(self) -> int:
         if self._len < 0:
             base = self.base
-            self._len = len(base) - len(self.deletes) + sum(1 for k in self.upserts if k not in base)
+            self._len = (
+                len(base) - len(self.deletes) + sum(1 for k in self.upserts if k not in base)
+            )
         return self._len
 
     def __repr__(self) -> str:

@@ -10,10 +10,10 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "unit" / "control"))
-import cluster_docs as C  # noqa: E402
+import cluster_docs as C
 
-from ciliate.control.engine import Engine, compute_desired  # noqa: E402
-from ciliate.desired import apply_delta, diff, map_contents  # noqa: E402
+from ciliate.control.engine import Engine, compute_desired
+from ciliate.desired import apply_delta, diff, map_contents
 
 NODES = ["mycluster-worker", "mycluster-worker2", "mycluster-control-plane"]
 CIDR = {
@@ -32,7 +32,7 @@ backends = st.lists(st.integers(1, 30), max_size=5, unique=True)
 
 def _docs(p: dict[int, tuple[str, str]], b: list[int], np: bool) -> list[dict[str, object]]:
     cfg = C.config()
-    out = C.node_docs(cfg) + [C.namespace("t")]
+    out = [*C.node_docs(cfg), C.namespace("t")]
     for i, (node, app) in sorted(p.items()):
         out.append(C.pod("t", f"p{i}", node, f"{CIDR[node]}.{100 + i}", {"app": app}))
     port = {"name": "h", "port": 80, "protocol": "TCP", **({"nodePort": 30500} if np else {})}

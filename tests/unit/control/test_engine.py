@@ -134,13 +134,13 @@ def _svc_docs() -> list[dict[str, object]]:
             "10.96.0.20",
             [{"name": "http", "port": 80, "targetPort": 8080}],
             {"app": "netshoot"},
-        ),  # fmt: skip
+        ),
         C.endpoint_slice(
             "networking101",
             "web",
             [("10.10.2.121", W1, True), ("10.10.1.155", W2, True)],
             [{"name": "http", "port": 8080, "protocol": "TCP"}],
-        ),  # fmt: skip
+        ),
     ]
 
 
