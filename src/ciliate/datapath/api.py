@@ -132,10 +132,6 @@ class EventType(enum.IntEnum):
     L7 = 129
 
 
-# Drop file ids -> names (drop_notify.file).
-SOURCE_FILES = {1: "bpf_host.c", 2: "bpf_lxc.c", 3: "bpf_overlay.c"}
-
-
 @dataclass(frozen=True, slots=True)
 class MapLookup:
     """One map lookup made by a program: which map, the key bytes, what it returned."""

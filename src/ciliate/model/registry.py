@@ -97,8 +97,3 @@ def parse(doc: Doc) -> Any:
     if fn is None:
         raise KeyError(f"no typed view for {doc.get('apiVersion')} {doc.get('kind')}")
     return fn(doc)
-
-
-def typed_kinds() -> list[tuple[str, str]]:
-    """(group, kind) of every kind with a typed view (lazy ones included)."""
-    return sorted({*_STATIC, *_LAZY})

@@ -170,9 +170,6 @@ CT_MAP_INSERTION_FAILED = 155
 AUTH_REQUIRED = 189
 TTL_EXCEEDED = 196
 
-DROP_MIN = 130
-"""Codes below this are not drops (0 = forwarded; metrics-only reasons)."""
-
 
 def drop_reason_name(code: int) -> str:
     """flow.proto DropReason name; ``DROP_REASON_UNKNOWN`` for codes it lacks."""
@@ -279,11 +276,6 @@ _SUBTYPE_BY_POINT = {i.point: i.subtype for i in TRACE_POINTS.values()}
 def trace_point_of_subtype(subtype: int) -> TraceObservationPoint:
     info = TRACE_POINTS.get(subtype)
     return info.point if info else TraceObservationPoint.UNKNOWN_POINT
-
-
-def subtype_of_trace_point(point: TraceObservationPoint) -> int:
-    """The datapath subtype of a Hubble observation point (TO_ENDPOINT → 0)."""
-    return _SUBTYPE_BY_POINT.get(point, 0)
 
 
 def trace_point_name(point: TraceObservationPoint) -> str:
