@@ -23,6 +23,7 @@ or raises ``DiagnosticError`` with every problem of the batch (nothing is writte
      Cluster, externalTrafficPolicy Cluster (NodePort/LoadBalancer), ports[].protocol
      TCP, targetPort = port, and ``status.loadBalancer: {}`` when the object has no
      status yet.
+- Deployment, ReplicaSet, DaemonSet, StatefulSet: spec.selector cannot change.
 - Pod: a re-applied pod keeps the node it is bound to; a pod given with
   ``status.podIP`` must carry an address inside some node's podCIDR (inside its own
   node's when spec.nodeName is given) that no other pod holds.
@@ -44,6 +45,7 @@ from __future__ import annotations
 import contextlib
 import copy
 import itertools
+import json
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
 from ipaddress import IPv4Address, IPv4Network
@@ -60,6 +62,7 @@ from ciliate.store.api import ObjectKey, Store
 
 Locate = Callable[[int, str], tuple[str, int, int]]
 _NODEPORT_TYPES = ("NodePort", "LoadBalancer")
+_WORKLOAD_KINDS = ("Deployment", "ReplicaSet", "DaemonSet", "StatefulSet")
 
 
 def _static_band(size: int, divisor: int, cap: int) -> int:
@@ -137,9 +140,27 @@ def admit(
             out[i] = namespace_label(d)
         elif kind == "Pod":
             _admit_pod(batch, i, d, store, out)
+        elif kind in _WORKLOAD_KINDS:
+            _check_selector_unchanged(batch, i, d, store)
     if batch.diags:
         raise DiagnosticError(batch.diags)
     return out
+
+
+def _check_selector_unchanged(batch: _Batch, i: int, doc: Doc, store: Store) -> None:
+    """apps/v1 workloads: spec.selector is immutable once created."""
+    old = _existing(store, doc)
+    if old is None:
+        return
+    before = (old.get("spec") or {}).get("selector")
+    after = (doc.get("spec") or {}).get("selector")
+    if before != after:
+        batch.add(
+            i,
+            doc,
+            "spec.selector",
+            f"Invalid value: {json.dumps(after, sort_keys=True)}: field is immutable",
+        )
 
 
 def _owner(doc: Mapping[str, Any]) -> str:

@@ -274,3 +274,19 @@ def test_rollback_reuses_the_old_replicaset_as_newest_revision(example_cluster, 
     assert rs["spec"]["replicas"] == 2
     assert rs["metadata"]["annotations"]["deployment.kubernetes.io/revision"] == "3"
     assert len(example_cluster.list("ReplicaSet")) == 2
+
+
+def test_selector_is_immutable(example_cluster, apply):
+    import pytest
+
+    from ciliate.errors import DiagnosticError
+
+    apply([deployment()])
+    d = deployment()
+    d["spec"]["selector"] = {"matchLabels": {"app": "web", "tier": "x"}}
+    d["spec"]["template"]["metadata"]["labels"]["tier"] = "x"
+    with pytest.raises(DiagnosticError) as e:
+        apply([d])
+    (diag,) = e.value.diagnostics
+    assert diag.path == "spec.selector"
+    assert diag.reason.endswith(": field is immutable")
