@@ -298,7 +298,10 @@ class Agent:
             p, place.node, str(place.endpoint.ip), self.names.pod(pod), self.kp.pod_dir(pod)
         )
         try:
-            self.sup.start_pod(specs, p.meta.namespace, adopt_only=adopt_only)
+            if adopt_only:
+                self.sup.start_pod(specs, p.meta.namespace, adopt_only=True)
+            else:
+                self.sup.start_pod(specs, p.meta.namespace)
         except OSError as e:  # a workload that cannot start is status, not a crash
             self.errors.append(f"{pod}: {e}")
             log.warning("workload %s: %s", pod, e)
