@@ -11,8 +11,11 @@
  *   4. No hit is CT_NEW; the caller runs policy and then ct_create4() stores the tuple,
  *      keeping the service's backend and rev-NAT index for load-balanced connections.
  * Replies and established packets skip policy (issue 6), so a connection allowed when it was
- * opened survives policy changes and agent restarts.  Entries are not aged by the program:
- * the LRU evicts the oldest when a table is full; `lifetime` is written for the dump.
+ * opened survives policy changes and agent restarts.  Every hit pushes `lifetime` forward
+ * by Cilium's default timeouts (TCP established 8000 s, TCP before its first ACK 60 s, TCP
+ * closing 10 s, other protocols 60 s); an entry found past its lifetime is treated as
+ * absent (CT_NEW), so a stale entry never lets a new flow skip policy.  The LRU evicts the
+ * oldest entries when a table is full.
  */
 #ifndef CILIATE_CONNTRACK_H
 #define CILIATE_CONNTRACK_H
@@ -32,6 +35,8 @@
 
 #define CT_REPORT_INTERVAL 5 /* seconds, monitor-aggregation-interval */
 #define CT_LIFETIME_TCP 8000
+#define CT_LIFETIME_TCP_SYN 60
+#define CT_LIFETIME_TCP_CLOSE 10
 #define CT_LIFETIME_NONTCP 60
 
 /* 14 B, packed.  0 daddr | 4 saddr | 8 dport | 10 sport | 12 nexthdr | 13 flags */
@@ -121,7 +126,19 @@ static __always_inline void ct_tuple_reverse(const struct ipv4_ct_tuple *t,
 }
 
 /* Account the packet on entry and decide whether it is worth a notification. */
-static __always_inline __u8 ct_touch(struct ct_entry *e, __u8 tcp_flags, __u32 len, int reply)
+static __always_inline __u32 ct_lifetime(const struct ct_entry *e, __u8 nexthdr)
+{
+	if (nexthdr != IPPROTO_TCP)
+		return CT_LIFETIME_NONTCP;
+	if (e->flags & (CT_F_RX_CLOSING | CT_F_TX_CLOSING))
+		return CT_LIFETIME_TCP_CLOSE;
+	if (!(e->flags & CT_F_SEEN_NON_SYN))
+		return CT_LIFETIME_TCP_SYN;
+	return CT_LIFETIME_TCP;
+}
+
+static __always_inline __u8 ct_touch(struct ct_entry *e, __u8 tcp_flags, __u32 len, int reply,
+				     __u8 nexthdr)
 {
 	__u32 now = bpf_sec();
 	__u32 *last = reply ? &e->last_rx_report : &e->last_tx_report;
@@ -144,6 +161,9 @@ static __always_inline __u8 ct_touch(struct ct_entry *e, __u8 tcp_flags, __u32 l
 	}
 	if (tcp_flags & (TCP_FLAG_FIN_ | TCP_FLAG_RST_))
 		e->flags |= reply ? CT_F_RX_CLOSING : CT_F_TX_CLOSING;
+	if (tcp_flags & TCP_FLAG_ACK_)
+		e->flags |= CT_F_SEEN_NON_SYN;
+	e->lifetime = now + ct_lifetime(e, nexthdr);
 	return monitor;
 }
 
@@ -154,8 +174,12 @@ static __always_inline void ct_lookup4(const struct ipv4_ct_tuple *tuple, __u8 t
 	struct ct_entry *e;
 	void *map = ct_map(tuple->nexthdr);
 
+	__u32 now = bpf_sec();
+
 	__builtin_memset(res, 0, sizeof(*res));
 	e = bpf_map_lookup_elem(map, tuple);
+	if (e && (__s32)(e->lifetime - now) < 0)
+		e = NULL; /* expired: as if absent (ct_create4 overwrites it) */
 	/* A SYN without ACK opens a new connection even when its tuple was used before (a
 	 * reused source port): CT_NEW, so policy decides it again (Cilium: CT_REOPENED). */
 	if (e && (tcp_flags & (TCP_FLAG_SYN_ | TCP_FLAG_ACK_)) == TCP_FLAG_SYN_)
@@ -165,11 +189,16 @@ static __always_inline void ct_lookup4(const struct ipv4_ct_tuple *tuple, __u8 t
 		res->rev_nat_index = e->rev_nat_index;
 		res->backend_id = (__u32)e->backend_id;
 		res->src_sec_id = e->src_sec_id;
-		res->monitor = ct_touch(e, tcp_flags, len, 0);
+		res->monitor = ct_touch(e, tcp_flags, len, 0, tuple->nexthdr);
 		return;
 	}
 	ct_tuple_reverse(tuple, &rev);
 	e = bpf_map_lookup_elem(map, &rev);
+	if (e && (__s32)(e->lifetime - now) < 0)
+		e = NULL;
+	/* nor is a pure SYN ever a reply: it opens a connection the other way round */
+	if (e && (tcp_flags & (TCP_FLAG_SYN_ | TCP_FLAG_ACK_)) == TCP_FLAG_SYN_)
+		e = NULL;
 	if (e) {
 		res->status = CT_REPLY;
 		res->rev_nat_index = e->rev_nat_index;
@@ -177,7 +206,7 @@ static __always_inline void ct_lookup4(const struct ipv4_ct_tuple *tuple, __u8 t
 		res->src_sec_id = e->src_sec_id;
 		if (e->flags & CT_F_FROM_TUNNEL)
 			res->tunnel_src = (__be32)e->reserved0;
-		res->monitor = ct_touch(e, tcp_flags, len, 1);
+		res->monitor = ct_touch(e, tcp_flags, len, 1, tuple->nexthdr);
 		return;
 	}
 	res->status = CT_NEW;
@@ -203,7 +232,9 @@ static __always_inline int ct_create4_from(const struct ipv4_ct_tuple *tuple, __
 	e.bytes = len;
 	e.tx_flags_seen = tcp_flags;
 	e.last_tx_report = now;
-	e.lifetime = now + (tuple->nexthdr == IPPROTO_TCP ? CT_LIFETIME_TCP : CT_LIFETIME_NONTCP);
+	if (tcp_flags & TCP_FLAG_ACK_)
+		e.flags |= CT_F_SEEN_NON_SYN;
+	e.lifetime = now + ct_lifetime(&e, tuple->nexthdr);
 	return bpf_map_update_elem(ct_map(tuple->nexthdr), tuple, &e, BPF_ANY);
 }
 
