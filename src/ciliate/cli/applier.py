@@ -3,8 +3,8 @@ then the controllers.
 
 1. the decoded batch must be free of diagnostics;
 2. admission against the store: namespaces exist or are created by the batch; then
-   ``controllers.admission.admit`` (clusterIP/nodePort allocation and checks) when that
-   module is present, else the local check that a clusterIP lies in the service CIDR;
+   ``controllers.admission.admit`` (clusterIP/nodePort allocation and checks: a
+   clusterIP must lie in the service CIDR);
 3. kubectl's three-way merge with the live object (``manifest.merge``), then one
    ``store.apply`` of every changed object (policies carry ``ciliate.io/source`` and
    ``ciliate.io/source-lines`` annotations for provenance; namespaces their
@@ -18,13 +18,13 @@ batch's source maps. Output: (object, "created" | "configured" | "unchanged") pa
 from __future__ import annotations
 
 import difflib
-import importlib
-import ipaddress
 from collections.abc import Sequence
-from types import ModuleType
 
 import yaml
 
+from ciliate.controllers.admission import admit
+from ciliate.controllers.clusterconfig import get_cluster_config
+from ciliate.controllers.reconcile import reconcile as run_controllers
 from ciliate.errors import ConflictError, Diagnostic, DiagnosticError
 from ciliate.manifest.decode import Batch, Decoded, check_namespaces, with_provenance
 from ciliate.manifest.merge import is_unchanged, merge_applied, strip_server_fields
@@ -36,29 +36,14 @@ NAMESPACE_NAME_LABEL = "kubernetes.io/metadata.name"
 MAX_ATTEMPTS = 20  # optimistic-concurrency retries against concurrent writers
 
 
-# -- optional parts of other layers ----------------------------------------------------------
-
-
-def optional_module(module: str) -> ModuleType | None:
-    try:
-        return importlib.import_module(module)
-    except ModuleNotFoundError as e:
-        if e.name == module:
-            return None
-        raise
-
-
 def cluster_config(store: Store) -> ClusterConfig:
     """The cluster of this store (``NotFoundError`` naming ``ciliate cluster create``)."""
-    from ciliate.controllers.clusterconfig import get_cluster_config
-
     return get_cluster_config(store)
 
 
 def reconcile(store: Store, config: ClusterConfig) -> None:
-    mod = optional_module("ciliate.controllers.reconcile")
-    if mod is not None:
-        mod.reconcile(store, config)
+    """Run the controllers to a fixed point (``controllers.reconcile``)."""
+    run_controllers(store, config)
 
 
 # -- apply ---------------------------------------------------------------------------------
@@ -74,35 +59,6 @@ def _locate(diags: Sequence[Diagnostic], batch: Batch) -> list[Diagnostic]:
             out.append(diag)
             continue
         out.append(obj.diagnostic(diag.path, diag.reason))
-    return out
-
-
-def check_service_cidr(objects: Sequence[Decoded], config: ClusterConfig) -> list[Diagnostic]:
-    """A Service's clusterIP must lie inside the service CIDR (used when the controllers'
-    admission is not there; it performs the same check)."""
-    try:
-        net = ipaddress.ip_network(config.service_cidr, strict=False)
-    except ValueError:
-        return []
-    out: list[Diagnostic] = []
-    for d in objects:
-        if d.kind != "Service":
-            continue
-        cip = (d.doc.get("spec") or {}).get("clusterIP")
-        if not cip or cip == "None":
-            continue
-        try:
-            inside = ipaddress.ip_address(cip) in net
-        except ValueError:
-            continue
-        if not inside:
-            out.append(
-                d.diagnostic(
-                    "spec.clusterIP",
-                    f"failed to allocate IP {cip}: the provided IP ({cip}) is not in the "
-                    f"valid range. The range of valid IPs is {config.service_cidr}",
-                )
-            )
     return out
 
 
@@ -130,16 +86,10 @@ def _admit(
     # kubectl apply's three-way merge keeps what controllers set (nodeName, clusterIP,
     # annotations) and drops only what the user removed from the manifest.
     docs = [merge_applied(live, _prepare(d)) for d, live in zip(batch.objects, lives, strict=True)]
-    admission = optional_module("ciliate.controllers.admission")
-    if admission is not None:
-        try:
-            docs = list(admission.admit(docs, store, config))
-        except DiagnosticError as e:
-            raise DiagnosticError(_locate(e.diagnostics, batch)) from None
-    else:
-        diags = check_service_cidr(batch.objects, config)
-        if diags:
-            raise DiagnosticError(diags)
+    try:
+        docs = list(admit(docs, store, config))
+    except DiagnosticError as e:
+        raise DiagnosticError(_locate(e.diagnostics, batch)) from None
     changes: list[Change] = []
     results: list[tuple[Decoded, str]] = []
     for d, key, live, doc in zip(batch.objects, keys, lives, docs, strict=True):

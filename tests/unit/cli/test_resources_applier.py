@@ -1,12 +1,12 @@
-"""cli.applier pieces that do not need a store: the local service-CIDR check and the
-location of admission diagnostics raised without a position."""
+"""cli.applier pieces that do not need a store: the location of admission diagnostics
+raised without a position. (A clusterIP outside the service CIDR, through the whole
+apply path: tests/scenarios/test_examples_apply.py, services-fixed-ip.yaml.)"""
 
 from __future__ import annotations
 
-from ciliate.cli.applier import _locate, check_service_cidr
+from ciliate.cli.applier import _locate
 from ciliate.errors import Diagnostic
 from ciliate.manifest.decode import decode_text
-from ciliate.model.cluster import ClusterConfig
 
 SVC = """\
 apiVersion: v1
@@ -18,15 +18,6 @@ spec:
   ports:
   - port: 80
 """
-
-
-def test_cluster_ip_outside_the_service_cidr() -> None:
-    config = ClusterConfig(name="c", service_cidr="10.96.0.0/12")
-    (d,) = check_service_cidr(decode_text(SVC % "10.0.171.239", "s.yaml").objects, config)
-    assert d.render().startswith("s.yaml:6:14: Service default/fixed: spec.clusterIP: ")
-    assert "10.96.0.0/12" in d.reason
-    for ok in ("10.96.0.10", "None", "''"):
-        assert check_service_cidr(decode_text(SVC % ok).objects, config) == []
 
 
 def test_admission_diagnostics_get_their_position() -> None:
