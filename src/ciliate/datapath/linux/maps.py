@@ -80,6 +80,7 @@ _RUNTIME = struct.Struct("<4s4sIIII6s2x")
 _EP_PREFIX = struct.Struct("<II")
 _MAGLEV_KEY = struct.Struct("<HxxI")
 _U32 = struct.Struct("<I")
+_MAGLEV = MapName.LB4_MAGLEV.value
 
 
 @dataclass(frozen=True, slots=True)
@@ -175,6 +176,7 @@ class KernelMaps:
     def __init__(self, pin_dir: str | Path) -> None:
         self.pin_dir = Path(pin_dir)
         self._open: dict[str, bpf.Map] = {}
+        self._ep_of: dict[str, int | None] = {}  # map name -> endpoint ID of a policy view
 
     # --- plumbing ---------------------------------------------------------------------
 
@@ -195,7 +197,7 @@ class KernelMaps:
         return sorted(p.name for p in self.pin_dir.iterdir()) if self.pin_dir.exists() else []
 
     def close(self) -> None:
-        for m in self._open.values():
+        for m in {id(m): m for m in self._open.values()}.values():
             m.close()
         self._open.clear()
 
@@ -222,13 +224,22 @@ class KernelMaps:
         return ops
 
     def _apply_one(self, map_name: str, key: Any, value: Any) -> int:
-        if map_name == MapName.LB4_MAGLEV.value:
+        if map_name == _MAGLEV:
             return self._apply_maglev(int(key), value)
-        ep = parse_policy_map_name(map_name)
-        kb, vb = self.encode(map_name, key, value)
-        m = self.map(map_name)
+        m = self._open.get(map_name)  # fast path: per-endpoint names are cached too
+        if m is None:
+            m = self._open[map_name] = self.map(map_name)
+        ep = self._ep_of.get(map_name, -1)
+        if ep == -1:
+            ep = self._ep_of[map_name] = parse_policy_map_name(map_name)
         if ep is not None:
-            kb = policy_shared_key(ep, kb)
+            kb = policy_shared_key(ep, codec.build_policy_key(key))
+            if value is None:
+                m.delete(kb)
+            else:
+                m.update(kb, codec.build_policy_entry(key, value))
+            return 1
+        kb, vb = self.encode(map_name, key, value)
         if vb is None:
             m.delete(kb)
         else:
