@@ -203,3 +203,40 @@ def test_policy_verdict_events_for_new_connections(
 
 def _with(obj: object, **changes: object) -> object:
     return type(obj)(**{**_fields(obj), **changes})
+
+
+def test_a_reused_source_port_does_not_skip_a_new_deny(lab: Lab) -> None:
+    """A connection's CT entry outlives it; a new SYN on the same tuple after a deny was
+    added is a new connection, decided by policy again (not waved through by CT)."""
+    import socket
+    import struct
+
+    from bpf_lab import NameServer
+
+    from ciliate.datapath.linux import netns
+
+    set_policy(lab, "a1", ALLOW_ALL_EGRESS)
+    set_policy(lab, "a2", ALLOW_ALL_INGRESS)
+    server = NameServer(lab, "a2", 8090)
+
+    def connect_from(port: int) -> socket.socket:
+        def make() -> socket.socket:
+            s = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
+            s.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+            # close with RST: no TIME_WAIT, so the same 4-tuple can be used again at once
+            s.setsockopt(socket.SOL_SOCKET, socket.SO_LINGER, struct.pack("ii", 1, 0))
+            s.settimeout(1.0)
+            s.bind(("10.77.1.11", port))
+            s.connect(("10.77.1.12", 8090))
+            return s
+
+        return netns.run_in_netns(lab.pods["a1"].netns, make)
+
+    try:
+        s = connect_from(45678)
+        s.close()
+        set_policy(lab, "a2", {PolicyKey(30001, False): PolicyEntry(deny=True)})
+        with pytest.raises(OSError):
+            connect_from(45678).close()
+    finally:
+        server.close()
