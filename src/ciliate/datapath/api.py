@@ -10,8 +10,9 @@ Public entry points (implemented in ``datapath.sim``):
 * ``trace(state, src, dst, port, protocol, http=None, clock=None, rng=None) -> TraceResult``
 * ``probe(state, src, dst, port, protocol, http=None) -> ProbeResult``
 
-Inputs: nothing but the standard library and ``desired``. Must not import the control
-plane's engines, the kernel datapath or any I/O.
+Inputs: nothing but the standard library, ``desired`` and ``observe.reasons`` (the drop
+reason texts). Must not import the control plane's engines, the kernel datapath or any
+I/O.
 """
 
 from __future__ import annotations
@@ -22,6 +23,7 @@ from ipaddress import IPv4Address
 from typing import Any, Protocol
 
 from ciliate.desired import DesiredState
+from ciliate.observe.reasons import DROP_REASONS
 
 
 class DropReason(enum.IntEnum):
@@ -51,36 +53,13 @@ class DropReason(enum.IntEnum):
 
     @property
     def text(self) -> str:
-        return DROP_TEXT.get(int(self), self.name)
-
-
-DROP_TEXT: dict[int, str] = {
-    132: "Invalid source ip",
-    133: "Policy denied",
-    134: "Invalid packet",
-    137: "CT: Unknown L4 protocol",
-    139: "Unsupported L3 protocol",
-    142: "Unknown L4 protocol",
-    150: "Unknown L3 target address",
-    151: "Stale or unroutable IP",
-    158: "Service backend not found",
-    160: "No tunnel/encapsulation endpoint (datapath BUG!)",
-    163: "Unknown connection tracking state",
-    169: "FIB lookup failed",
-    170: "Encapsulation traffic is prohibited",
-    171: "Invalid identity",
-    172: "Unknown sender",
-    174: "Is a ClusterIP",
-    177: "Denied by LB src range check",
-    181: "Policy denied by denylist",
-    189: "Authentication required",
-    196: "TTL exceeded",
-    203: "Endpoint policy program not available",
-}
+        return drop_text(int(self))
 
 
 def drop_text(code: int) -> str:
-    return DROP_TEXT.get(code, f"{code}")
+    """Cilium's text for a drop reason (``observe.reasons``, the one table), else the code."""
+    info = DROP_REASONS.get(code)
+    return info.text if info is not None else f"{code}"
 
 
 def drop_name(code: int) -> str:
