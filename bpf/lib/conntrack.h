@@ -81,7 +81,9 @@ struct {
 	__uint(type, BPF_MAP_TYPE_LRU_HASH);
 	__uint(key_size, sizeof(struct ipv4_ct_tuple));
 	__uint(value_size, sizeof(struct ct_entry));
-	__uint(max_entries, 524288);
+	/* Cilium: 524288 (or sized from memory); LRU maps are preallocated, so every node
+	 * of every cluster on this machine pays for them at load: 128K keeps `up` fast */
+	__uint(max_entries, 131072);
 	__uint(pinning, LIBBPF_PIN_BY_NAME);
 } cilium_ct4_global SEC(".maps");
 
@@ -89,7 +91,7 @@ struct {
 	__uint(type, BPF_MAP_TYPE_LRU_HASH);
 	__uint(key_size, sizeof(struct ipv4_ct_tuple));
 	__uint(value_size, sizeof(struct ct_entry));
-	__uint(max_entries, 262144);
+	__uint(max_entries, 65536);
 	__uint(pinning, LIBBPF_PIN_BY_NAME);
 } cilium_ct_any4_global SEC(".maps");
 

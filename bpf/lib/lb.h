@@ -104,6 +104,7 @@ struct {
 	__uint(key_size, sizeof(struct lb4_key));
 	__uint(value_size, sizeof(struct lb4_service));
 	__uint(max_entries, 65536);
+	__uint(map_flags, BPF_F_NO_PREALLOC);
 	__uint(pinning, LIBBPF_PIN_BY_NAME);
 } cilium_lb4_services_v2 SEC(".maps");
 
@@ -112,6 +113,7 @@ struct {
 	__uint(key_size, sizeof(__u32));
 	__uint(value_size, sizeof(struct lb4_backend));
 	__uint(max_entries, 65536);
+	__uint(map_flags, BPF_F_NO_PREALLOC);
 	__uint(pinning, LIBBPF_PIN_BY_NAME);
 } cilium_lb4_backends_v3 SEC(".maps");
 
@@ -120,6 +122,7 @@ struct {
 	__uint(key_size, sizeof(__u16));
 	__uint(value_size, sizeof(struct lb4_reverse_nat));
 	__uint(max_entries, 65536);
+	__uint(map_flags, BPF_F_NO_PREALLOC);
 	__uint(pinning, LIBBPF_PIN_BY_NAME);
 } cilium_lb4_reverse_nat SEC(".maps");
 
@@ -137,7 +140,7 @@ struct {
 	__uint(type, BPF_MAP_TYPE_LRU_HASH);
 	__uint(key_size, sizeof(struct lb4_affinity_key));
 	__uint(value_size, sizeof(struct lb_affinity_val));
-	__uint(max_entries, 65536);
+	__uint(max_entries, 16384);
 	__uint(pinning, LIBBPF_PIN_BY_NAME);
 } cilium_lb4_affinity SEC(".maps");
 

@@ -53,6 +53,7 @@ struct {
 	__uint(key_size, sizeof(struct endpoint_key));
 	__uint(value_size, sizeof(struct endpoint_info));
 	__uint(max_entries, 65535);
+	__uint(map_flags, BPF_F_NO_PREALLOC);
 	__uint(pinning, LIBBPF_PIN_BY_NAME);
 } cilium_lxc SEC(".maps");
 

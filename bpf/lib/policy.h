@@ -55,7 +55,8 @@ struct {
 	__uint(type, BPF_MAP_TYPE_LPM_TRIE);
 	__uint(key_size, sizeof(struct policy_key));
 	__uint(value_size, sizeof(struct policy_entry));
-	__uint(max_entries, 65536);
+	/* all endpoints of the node share it (Cilium: 16384 per endpoint) */
+	__uint(max_entries, 1 << 20);
 	__uint(map_flags, BPF_F_NO_PREALLOC);
 	__uint(pinning, LIBBPF_PIN_BY_NAME);
 } cilium_policy_v2 SEC(".maps");
