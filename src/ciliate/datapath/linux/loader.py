@@ -25,6 +25,7 @@ control plane or the store; netlink goes through ``datapath.linux.netns``.
 from __future__ import annotations
 
 import contextlib
+import fcntl
 import os
 import shutil
 import subprocess
@@ -83,7 +84,12 @@ def ensure_objects() -> Path:
         if all(o.exists() for o in objs):
             return out
         raise bpf.BPFError(2, "eBPF objects are not built and clang is missing (make setup)")
-    proc = subprocess.run(["make", "-s", "-C", str(src)], capture_output=True, text=True)
+    out.mkdir(parents=True, exist_ok=True)
+    # Agents and test runs may start together: one builds, the others wait for it, so
+    # nobody loads a half-written object.
+    with open(out / ".build.lock", "w") as lock:
+        fcntl.flock(lock, fcntl.LOCK_EX)
+        proc = subprocess.run(["make", "-s", "-C", str(src)], capture_output=True, text=True)
     if proc.returncode != 0:
         raise bpf.BPFError(8, f"make -C bpf failed:\n{proc.stderr.strip()}")
     return out
