@@ -259,18 +259,47 @@ class SQLiteStore:
     # --- writes ---------------------------------------------------------------------
 
     def apply(self, changes: Sequence[Change], *, if_version: int | None = None) -> int:
+        def body(rv: int) -> int:
+            if if_version is not None and rv != if_version:
+                raise VersionConflictError(if_version, rv)
+            for change in changes:
+                rv = self._apply_one(change, rv)
+            return rv
+
+        return self._write(body)
+
+    def update_status(self, key: ObjectKey, status: Any) -> int:
+        """Replace an object's status (a MODIFIED event; generation unchanged).
+
+        Raises ``KeyError`` when the object does not exist. Atomic: the read and the
+        write happen in one transaction, so a concurrent spec update is not lost.
+        """
+
+        def body(rv: int) -> int:
+            row = self._conn.execute(
+                "SELECT doc FROM objects WHERE kind = ? AND namespace = ? AND name = ?",
+                (key.kind, key.namespace, key.name),
+            ).fetchone()
+            if row is None:
+                raise KeyError(str(key))
+            doc = load(row[0])
+            doc["status"] = status
+            return self._apply_one(Change(key, doc), rv)
+
+        return self._write(body)
+
+    def _write(self, body: Callable[[int], int]) -> int:
+        """One write transaction: ``body(rv)`` makes its changes inside ``BEGIN
+        IMMEDIATE`` and returns the rv after them; the new rv, the compaction and the
+        commit follow, or everything rolls back. Watchers are woken after the commit."""
         if self._closed:
             raise RuntimeError("store is closed")
         with self._lock:
             conn = self._conn
             conn.execute("BEGIN IMMEDIATE")
             try:
-                rv = self._meta("rv")
-                if if_version is not None and rv != if_version:
-                    raise VersionConflictError(if_version, rv)
-                start = rv
-                for change in changes:
-                    rv = self._apply_one(change, rv)
+                rv = start = self._meta("rv")
+                rv = body(rv)
                 if rv != start:
                     conn.execute("UPDATE meta SET value = ? WHERE key = 'rv'", (rv,))
                     self._compact(rv)
@@ -279,38 +308,6 @@ class SQLiteStore:
                 if conn.in_transaction:
                     conn.execute("ROLLBACK")
                 raise StoreError(f"{self.path}: {e}") from e
-            except BaseException:
-                if conn.in_transaction:
-                    conn.execute("ROLLBACK")
-                raise
-        if rv != start:
-            self._notifier.notify()
-        return rv
-
-    def update_status(self, key: ObjectKey, status: Any) -> int:
-        """Replace an object's status (a MODIFIED event; generation unchanged).
-
-        Raises ``KeyError`` when the object does not exist. Atomic: the read and the
-        write happen in one transaction, so a concurrent spec update is not lost.
-        """
-        with self._lock:
-            conn = self._conn
-            conn.execute("BEGIN IMMEDIATE")
-            try:
-                row = conn.execute(
-                    "SELECT doc FROM objects WHERE kind = ? AND namespace = ? AND name = ?",
-                    (key.kind, key.namespace, key.name),
-                ).fetchone()
-                if row is None:
-                    raise KeyError(str(key))
-                doc = load(row[0])
-                doc["status"] = status
-                rv = start = self._meta("rv")
-                rv = self._apply_one(Change(key, doc), rv)
-                if rv != start:
-                    conn.execute("UPDATE meta SET value = ? WHERE key = 'rv'", (rv,))
-                    self._compact(rv)
-                conn.execute("COMMIT")
             except BaseException:
                 if conn.in_transaction:
                     conn.execute("ROLLBACK")
