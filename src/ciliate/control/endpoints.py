@@ -73,13 +73,18 @@ def allocate_endpoint_ids(keys: Iterable[str], existing: Mapping[str, int]) -> d
     return result
 
 
-def lxc_name(pod_key: str) -> str:
+def _digest(node: str, pod_key: str) -> bytes:
+    return hashlib.sha256(f"{node}/{pod_key}".encode()).digest()
+
+
+def lxc_name(pod_key: str, node: str = "") -> str:
     """``lxc`` + 12 hex chars: 15 characters, the Linux interface-name limit."""
-    return "lxc" + hashlib.sha256(pod_key.encode()).hexdigest()[:12]
+    return "lxc" + _digest(node, pod_key)[12:18].hex()
 
 
 def _mac(b: bytes) -> str:
-    return ":".join(f"{x:02x}" for x in bytes([(b[0] & 0xFC) | 0x02]) + b[1:6])
+    """Six bytes as a locally administered unicast MAC (bit 1 set, bit 0 clear)."""
+    return (bytes(((b[0] & 0xFC) | 0x02,)) + b[1:6]).hex(":")
 
 
 def pod_endpoint(
@@ -90,15 +95,16 @@ def pod_endpoint(
     identity: int,
     labels: tuple[str, ...],
 ) -> EndpointState:
-    # One digest of node and pod gives both MACs (bytes 0-5 pod side, 6-11 lxc side):
+    # One digest of node and pod gives both MACs (bytes 0-5 pod side, 6-11 lxc side)
+    # and the lxc name:
     # stable, distinct per pod, and a single hash per pod at 100,000 pods.
-    d = hashlib.sha256(f"{node.name}/{pod_key}".encode()).digest()
+    d = _digest(node.name, pod_key)  # bytes 12-17 name the lxc link (see lxc_name)
     return EndpointState(
         id=endpoint_id,
         pod=pod_key,
         ip=ip,
         identity=identity,
-        lxc_name=lxc_name(pod_key),
+        lxc_name="lxc" + d[12:18].hex(),
         lxc_ifindex=lxc_ifindex(endpoint_id),
         lxc_mac=_mac(d[6:12]),
         pod_ifindex=pod_eth0_ifindex(endpoint_id),

@@ -144,6 +144,7 @@ class PodRecord:
     ip: IPv4Address
     labels: LabelSet
     identity: int
+    ipcache_key: IPCacheKey  # ip/32, built once (IPv4Network construction is not cheap)
 
 
 @dataclass(frozen=True, slots=True)
@@ -201,7 +202,7 @@ class Engine:
         self.config = config
         self.cluster_name = config.name or "default"
         self.previous = previous
-        self.docs: dict[tuple[str, str, str], Doc] = {}
+        self.docs: dict[str, dict[tuple[str, str, str], Doc]] = {}  # kind -> key -> doc
         self.nodes: dict[str, NodeInfo] = {}
         self.parts: dict[str, _NodeParts] = {}
         self.namespaces: dict[str, Namespace] = {}
@@ -278,12 +279,22 @@ class Engine:
 
     def load(self, docs: Iterable[Doc]) -> DesiredState:
         with _gc_paused():
-            self.docs = {doc_key(d): d for d in docs}
+            self.docs = {}
+            for d in docs:
+                self._put(d)
             self._rebuild()
             return self.state
 
     def _kind(self, kind: str) -> list[Doc]:
-        return [d for k, d in self.docs.items() if k[0] == kind]
+        return list(self.docs.get(kind, {}).values())
+
+    def _put(self, d: Doc) -> None:
+        k = doc_key(d)
+        self.docs.setdefault(k[0], {})[k] = d
+
+    def _drop(self, d: Doc) -> None:
+        k = doc_key(d)
+        self.docs.get(k[0], {}).pop(k, None)
 
     def _rebuild(self) -> None:
         cfg = self.config
@@ -301,7 +312,15 @@ class Engine:
             pods.append((pod, ip, self._labels(pod)))
         self.label_ids = allocate_identities((p[2] for p in pods), self.label_ids)
         self.pods = {
-            p.key: PodRecord(p.key, p, p.spec.node_name, ip, labels, self.label_ids[labels])
+            p.key: PodRecord(
+                p.key,
+                p,
+                p.spec.node_name,
+                ip,
+                labels,
+                self.label_ids[labels],
+                IPCacheKey(host_prefix(ip)),
+            )
             for p, ip, labels in pods
         }
         self.ident_refs = {}
@@ -309,7 +328,9 @@ class Engine:
             self.ident_refs[rec.identity] = self.ident_refs.get(rec.identity, 0) + 1
         self.label_ids = {k: v for k, v in self.label_ids.items() if v in self.ident_refs}
         # 2. policy
-        self.policy_docs = {k: d for k, d in self.docs.items() if k[0] in POLICY_KINDS}
+        self.policy_docs = {
+            k: d for kind in POLICY_KINDS for k, d in self.docs.get(kind, {}).items()
+        }
         self._compute_policy_full()
         self._refresh_identities()
         # 3. per-node endpoints and maps
@@ -322,7 +343,7 @@ class Engine:
         for info in self.nodes.values():
             shared.update(remote_view(info))
         for rec in self.pods.values():
-            shared[IPCacheKey(host_prefix(rec.ip))] = RemoteEndpointInfo(
+            shared[rec.ipcache_key] = RemoteEndpointInfo(
                 rec.identity, self.nodes[rec.node].internal_ip, IPCACHE_F_HAS_TUNNEL_EP
             )
         self.shared_ipcache = shared
@@ -415,7 +436,7 @@ class Engine:
             endpoints[ep.id] = ep
             k, v = E.lxc_entry(ep, cfg.cluster_id)
             lxc[k] = v
-            own[IPCacheKey(host_prefix(rec.ip))] = RemoteEndpointInfo(rec.identity)
+            own[rec.ipcache_key] = RemoteEndpointInfo(rec.identity)
             policy[ep.id] = self.ep_policy.get(rec.key, _FALLBACK_POLICY).map
             pods[rec.key] = E.pod_net(ep, info, cfg.mtu, proutes)
         return _NodeParts(
@@ -509,9 +530,9 @@ class Engine:
         if not kinds <= incremental:
             before = self.state
             for d in deleted:
-                self.docs.pop(doc_key(d), None)
+                self._drop(d)
             for d in changed:
-                self.docs[doc_key(d)] = d
+                self._put(d)
             with _gc_paused():
                 self._rebuild()
             from ciliate.desired import diff
@@ -520,7 +541,7 @@ class Engine:
         out: list[MapChange] = []
         svc_touched: set[str] = set()
         for d in deleted:
-            self.docs.pop(doc_key(d), None)
+            self._drop(d)
             kind = d.get("kind")
             if kind == "Pod":
                 out += self._remove_pod(doc_key(d)[1] + "/" + doc_key(d)[2])
@@ -529,7 +550,7 @@ class Engine:
             else:
                 svc_touched.add(self.lb.set_doc(d, delete=True))
         for d in changed:
-            self.docs[doc_key(d)] = d
+            self._put(d)
             kind = d.get("kind")
             if kind == "Pod":
                 out += self._set_pod(Pod.from_doc(d))
@@ -575,7 +596,9 @@ class Engine:
         self.ident_refs[ident] = self.ident_refs.get(ident, 0) + 1
         if new_ident:
             self.identities = layered(self.identities, {ident: Identity(ident, labels)})
-        rec = PodRecord(pod.key, pod, pod.spec.node_name, ip, labels, ident)
+        rec = PodRecord(
+            pod.key, pod, pod.spec.node_name, ip, labels, ident, IPCacheKey(host_prefix(ip))
+        )
         self.pods[pod.key] = rec
         recompiled: set[str] = set()
         if self.compiler is not None:
@@ -590,7 +613,7 @@ class Engine:
             self._sync_policy(recompiled | {pod.key}, out)
         ep = self._endpoint(info, rec, ids[pod.key])
         k, v = E.lxc_entry(ep, self.config.cluster_id)
-        ick = IPCacheKey(host_prefix(ip))
+        ick = rec.ipcache_key
         local = RemoteEndpointInfo(ident)
         remote = RemoteEndpointInfo(ident, info.internal_ip, IPCACHE_F_HAS_TUNNEL_EP)
         parts.endpoints = layered(parts.endpoints, {ep.id: ep})
@@ -622,7 +645,7 @@ class Engine:
             recompiled = self.compiler.remove_pod(key)
             self._sync_policy(recompiled - {key}, out)
         self.ep_policy.pop(key, None)
-        ick = IPCacheKey(host_prefix(rec.ip))
+        ick = rec.ipcache_key
         self.shared_ipcache = layered(self.shared_ipcache, {}, [ick])
         ipc = IPCACHE_MAP
         out.extend([MapChange(n, ipc, ick, None) for n in self.parts])

@@ -65,7 +65,7 @@ def derived_mac(seed: str) -> str:
     """A stable, locally administered unicast MAC from a seed string."""
     b = bytearray(hashlib.sha256(seed.encode()).digest()[:6])
     b[0] = (b[0] & 0xFC) | 0x02
-    return ":".join(f"{x:02x}" for x in b)
+    return bytes(b).hex(":")
 
 
 def _ip(text: str) -> IPv4Address | None:
