@@ -13,6 +13,9 @@ then the controllers.
 
 Diagnostics raised by admission without a file position are located through the
 batch's source maps. Output: (object, "created" | "configured" | "unchanged") pairs.
+
+Imports ``manifest``, ``store``, ``controllers`` and ``model``; must not import
+``datapath`` or ``agent``.
 """
 
 from __future__ import annotations

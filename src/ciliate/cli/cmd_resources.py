@@ -5,6 +5,9 @@ batch, reconcile) is ``cli.applier``; the table columns ``cli.resource_tables``;
 ``describe``'s layout ``cli.describe``. ``get`` consults ``cli.virtual`` (computed kinds
 such as ciliumendpoints and endpoints) before the store, and prints tables, ``-o
 wide|yaml|json|name|jsonpath=``, kubectl's List shape and its NotFound messages.
+
+Imports ``manifest``, ``store``, ``model`` and the ``cli`` helpers; must not import
+``datapath`` or ``agent``, so these commands work on any machine.
 """
 
 from __future__ import annotations

@@ -9,6 +9,9 @@ reads like the networking101 walkthrough, ``-o json`` (shape documented in
 
 Exit codes: 0 the probe was delivered, or printed as dropped (a drop is a result, not
 an error); 1 invalid input; 2 an unknown pod, node or service.
+
+Imports ``cli.state`` (the DesiredState), ``datapath.sim``, ``datapath.render``/``svg``;
+must not import ``datapath.linux`` or ``agent``: a trace is the model's walk.
 """
 
 from __future__ import annotations

@@ -4,6 +4,9 @@ Common header (Name, Namespace, Labels, Annotations), kind-specific lines for po
 services and workloads (as kubectl's describers print them), then the rest of the spec
 and status as indented YAML, and ``Events: <none>`` (ciliate keeps no event log).
 The store, when given, is read for related objects (a service's endpoints).
+
+Imports ``store.api``, ``model.meta`` and the standard library; must not import
+``datapath`` or ``agent``.
 """
 
 from __future__ import annotations

@@ -6,6 +6,9 @@ Supported: literal text around ``{...}`` expressions; paths of ``.field``,
 escapes in literal text. Several results of one expression are joined by a space, as
 kubectl does. Raises ``ValueError`` on a template it cannot parse. Pure: documents in,
 text out.
+
+Standard library only; must not import the store or any other layer (a pure function of
+a document).
 """
 
 from __future__ import annotations

@@ -4,6 +4,9 @@ Role: read the object, change one field (``spec.replicas``; ``metadata.labels``)
 it back in one store batch, then run the controllers (a scaled Deployment gets or loses
 pods; a relabelled pod changes identity and policy). Inputs: the store and arguments;
 outputs kubectl's lines (``deployment.apps/x scaled``, ``pod/x labeled``).
+
+Imports ``manifest``, ``store.api``, ``model.meta`` and ``errors``; must not import
+``datapath`` or ``agent``.
 """
 
 from __future__ import annotations

@@ -4,6 +4,9 @@ Role: ``table_for(kind)(docs, wide, now) -> (headers, rows)`` with the columns k
 prints (its printers in pkg/printers/internalversion, and the CRDs' printer columns for
 Cilium and Gateway API kinds); ``-A`` adds NAMESPACE in front, done by the caller.
 Reads documents (through the typed views where they exist); never the store.
+
+Pure functions of stored documents: imports ``cli.render``, ``model.meta`` and the
+standard library; must not read the store or import ``datapath``.
 """
 
 from __future__ import annotations

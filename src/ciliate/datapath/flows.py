@@ -8,6 +8,9 @@ shifted by one, drops have no ``is_reply``, policies whose allow (or deny) match
 ``*_allowed_by`` (``*_denied_by``) by direction.
 
 Inputs: ``FlowEvent``. Outputs: ``Flow``. No I/O.
+
+Imports ``datapath.api`` and ``observe`` only; must not import either datapath's walkers
+or readers (both feed it).
 """
 
 from __future__ import annotations

@@ -20,6 +20,9 @@ JSON (``trace_to_json``), version 1 of a documented shape::
            "lookups": [{"map", "key", "result", "hit", "value"}]}
 
 Inputs: ``datapath.api`` records. Outputs: text and dicts. No I/O.
+
+Imports ``datapath.api``/``datapath.flows``, ``observe`` and the standard library; pure.
+Must not import ``datapath.linux``, the engines or the CLI.
 """
 
 from __future__ import annotations

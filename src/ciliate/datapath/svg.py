@@ -9,6 +9,10 @@ all nodes; an outside client or destination is a "world" box at the right end of
 bar. A hop list on the right repeats each step (node, interface, program, decision).
 
 Inputs: ``DesiredState`` and a ``TraceResult``. Output: SVG text (no I/O, no deps).
+
+Imports ``datapath.api``/``datapath.render``, ``desired`` and the standard library; pure
+(returns the SVG text; the CLI writes the file). Must not import ``datapath.linux``, the
+engines or the CLI.
 """
 
 from __future__ import annotations

@@ -6,6 +6,9 @@ internalIP and optional podCIDR and ciliumInternalIP. Optional knobs mirror Cili
 agent flags (``policyEnforcement``, ``lbAlgorithm``, ``maglevTableSize``, ``clusterID``).
 It is stored in the store as a cluster-scoped object of kind ``Cluster`` named
 ``cluster``.
+
+Imports only ``model.meta`` and the standard library: the model is the bottom layer and
+must not import anything above it.
 """
 
 from __future__ import annotations

@@ -1,4 +1,8 @@
-"""Core v1 kinds: Namespace, Pod, Service, Node, ConfigMap (typed read-only views)."""
+"""Core v1 kinds: Namespace, Pod, Service, Node, ConfigMap (typed read-only views).
+
+Imports only ``model.meta`` and the standard library: the model is the bottom layer and
+must not import anything above it.
+"""
 
 from __future__ import annotations
 

@@ -1,4 +1,7 @@
-"""Object metadata and label selectors (metav1.ObjectMeta, metav1.LabelSelector)."""
+"""Object metadata and label selectors (metav1.ObjectMeta, metav1.LabelSelector).
+
+Standard library only; every layer above imports it, so it must not import any of them.
+"""
 
 from __future__ import annotations
 

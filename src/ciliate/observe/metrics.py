@@ -14,6 +14,9 @@ follow Hubble's metric handlers (``flow``, ``drop``, ``tcp``, ``port-distributio
 - ``hubble_port_distribution_total{protocol, port}`` (destination ports of new requests)
 - ``hubble_icmp_total{family, type}``
 - ``hubble_policy_verdicts_total{direction, match, action}``
+
+Imports ``observe.flow``/``observe.reasons`` and the standard library; no I/O (the
+caller serves the text). Must not import the datapaths or the CLI.
 """
 
 from __future__ import annotations

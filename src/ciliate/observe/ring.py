@@ -10,6 +10,9 @@ LostEvent HUBBLE_RING_BUFFER).
 The default capacity is 4095 flows, Hubble's default (2^n − 1). Sequence numbers start
 at 1 and never repeat, so a cursor stays meaningful across wrap-around. Pure: only the
 standard library's ``threading``/``collections`` (no I/O, no clock reads).
+
+Imports ``observe.flow`` and the standard library (``threading`` for the lock); no I/O.
+Must not import the datapaths or the CLI.
 """
 
 from __future__ import annotations

@@ -13,6 +13,9 @@ Aggregation rules:
    ``ns/pod`` from the pod name, else the service, else a reserved identity's name
    (``world``, ``host``, …), else the IP.
 3. An edge's key is (source node, destination node, L4 protocol, destination port).
+
+Imports ``observe.flow``/``observe.reasons`` and the standard library; no I/O. Must not
+import the datapaths or the CLI.
 """
 
 from __future__ import annotations

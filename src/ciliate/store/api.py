@@ -5,6 +5,9 @@ Objects are documents (``Doc``) identified by ``ObjectKey`` (kind, namespace, na
 The store sets metadata.uid, resourceVersion (a global, strictly increasing integer as
 a string), generation (bumped when anything but status/metadata changes) and
 creationTimestamp. ``apply`` is atomic: all changes of a batch land together or none.
+
+Imports ``ciliate.errors``, ``model.meta`` and the standard library; must not import a
+backend (``sqlite3``) or any layer above the store.
 """
 
 from __future__ import annotations

@@ -16,6 +16,10 @@
   tunnel (VNI = host, seen as remote-node on the far side).
 
 Inputs: a ``Walk``, node names, packets. Outputs: ``Outcome``s. No I/O.
+
+Imports ``desired``, ``datapath.api``/``packet``/``conntrack`` and sibling ``sim``
+modules; no I/O. Must not import ``datapath.linux``, sockets or subprocess (an import
+contract: the model never touches the kernel).
 """
 
 from __future__ import annotations

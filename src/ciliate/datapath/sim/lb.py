@@ -21,6 +21,10 @@ Stages (cilium.md §4 step 2, §7):
 The hash is CRC-32 over the packed 5-tuple (Cilium uses jhash with the Maglev seed; the
 model only needs a stable, well-spread function of the tuple). Inputs: a node's
 ``NodeState`` and a packet. Outputs: lookups and translations as data. No I/O.
+
+Imports ``desired``, ``datapath.api``/``packet``/``conntrack`` and sibling ``sim``
+modules; no I/O. Must not import ``datapath.linux``, sockets or subprocess (an import
+contract: the model never touches the kernel).
 """
 
 from __future__ import annotations

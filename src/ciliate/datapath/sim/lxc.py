@@ -17,6 +17,10 @@ of cilium.md §4:
 
 Inputs: a ``Walk``, the node name, the sending endpoint and packet. Output: ``Outcome``.
 No I/O.
+
+Imports ``desired``, ``datapath.api``/``packet``/``conntrack`` and sibling ``sim``
+modules; no I/O. Must not import ``datapath.linux``, sockets or subprocess (an import
+contract: the model never touches the kernel).
 """
 
 from __future__ import annotations

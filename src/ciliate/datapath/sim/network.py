@@ -16,6 +16,10 @@ relation, protocol, port, HTTP request) when no service is involved.
 
 Inputs: a ``DesiredState``, an injected clock and RNG. Outputs: ``TraceResult`` /
 ``ProbeResult``. Raises ``NotFoundError`` for names that do not resolve. No I/O.
+
+Imports ``desired``, ``clock``, ``datapath.api``/``packet`` and sibling ``sim`` modules.
+Must not import ``datapath.linux``, sockets or subprocess (an import contract: the model
+never touches the kernel).
 """
 
 from __future__ import annotations

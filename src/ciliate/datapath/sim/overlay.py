@@ -7,6 +7,10 @@ endpoint found in the ipcache, UDP destination port 8472, and the VNI carries th
 ipcache lookup. On the far side a VNI of ``host`` (1) becomes ``remote-node`` (6).
 
 Inputs: a ``Walk``, node names, packets. Outputs: ``Outcome``s. No I/O.
+
+Imports ``desired``, ``datapath.api``/``packet``/``conntrack`` and sibling ``sim``
+modules; no I/O. Must not import ``datapath.linux``, sockets or subprocess (an import
+contract: the model never touches the kernel).
 """
 
 from __future__ import annotations

@@ -11,6 +11,10 @@ denied`` and the request never reaches the endpoint.
 
 Inputs: a ``Walk``, a node name, endpoints and packets. Outputs: ``Outcome``s plus the
 recorded steps and flows. No I/O.
+
+Imports ``control.mapstate`` (the one policy lookup both datapaths use), ``codec``,
+``desired``, ``datapath.api``/``packet``/``conntrack`` and sibling ``sim`` modules; no
+I/O. Must not import ``datapath.linux`` (an import contract).
 """
 
 from __future__ import annotations

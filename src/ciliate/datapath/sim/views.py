@@ -20,6 +20,9 @@ Formats (iproute2 ``ip -d``-less output):
 
 ``run_pod``/``run_node`` take an argv and return the text, or raise ``UnsupportedError``
 (exit 4) for commands the model cannot answer. Pure: no I/O.
+
+Imports ``desired`` and ``errors`` only; pure text. Must not import ``datapath.linux``
+(the real commands run there when the cluster is up).
 """
 
 from __future__ import annotations
