@@ -3,8 +3,9 @@
  * other protocol in cilium_ct_any4_global, both LRU hashes of ipv4_ct_tuple -> ct_entry.
  *
  * Theory of operation (a reduced ct_lookup4/ct_create4):
- *   1. A packet's tuple is {daddr, saddr, dport, sport, nexthdr, flags=TUPLE_F_OUT}; ICMP
- *      echo uses the identifier as a port (l4.h).
+ *   1. A packet's tuple is {daddr = its source, saddr = its destination, dport, sport,
+ *      nexthdr, flags=TUPLE_F_OUT} (Cilium's reply-named addresses, as the model datapath
+ *      and the codec print them); ICMP echo uses the identifier as a port (l4.h).
  *   2. Lookup of the tuple itself: a hit is CT_ESTABLISHED (the packet travels the way the
  *      connection was opened).
  *   3. Lookup of the reversed tuple (addresses and ports swapped): a hit is CT_REPLY.
@@ -250,8 +251,10 @@ static __always_inline int ct_create4(const struct ipv4_ct_tuple *tuple, __u32 s
 static __always_inline void ct_build_tuple(struct ipv4_ct_tuple *t, __be32 saddr, __be32 daddr,
 					   __u8 proto, const struct l4_info *l4)
 {
-	t->daddr = daddr;
-	t->saddr = saddr;
+	/* Cilium's naming: the address fields are named for the reply (daddr holds the
+	 * packet's source), the port fields for the packet's own direction. */
+	t->daddr = saddr;
+	t->saddr = daddr;
 	t->dport = l4->dport;
 	t->sport = l4->sport;
 	t->nexthdr = proto;

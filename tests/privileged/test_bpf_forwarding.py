@@ -273,3 +273,17 @@ def _create_map(map_type: int, key_size: int, value_size: int, max_entries: int)
     attr = ctypes.create_string_buffer(128)
     struct.pack_into("<IIII", attr, 0, map_type, key_size, value_size, max_entries)
     return bpf._bpf(0, attr)  # BPF_MAP_CREATE
+
+
+def test_conntrack_entries_use_ciliums_tuple_naming(lab: Lab) -> None:
+    """ipv4_ct_tuple as Cilium (and the model) name it: the address fields are named for
+    the reply (daddr holds the client), the ports for the original direction."""
+    assert lab.ping("a1", "10.77.1.12", count=1)
+    node = lab.nodes["na"].bpf
+    assert node is not None
+    tuples = [codec.parse_ct_tuple(k) for k, _ in node.maps.dump("cilium_ct_any4_global")]
+    icmp = [t for t in tuples if t.nexthdr == 1 and t.saddr == IPv4Address("10.77.1.12")]
+    assert icmp and icmp[0].daddr == IPv4Address("10.77.1.11") and icmp[0].flags == 0
+    entries = dict(node.maps.dump("cilium_ct_any4_global"))
+    e = codec.parse_ct_entry(entries[codec.build_ct_tuple(icmp[0])])
+    assert e.packets >= 2 and e.src_sec_id == 30001 and e.lifetime > 0
