@@ -9,9 +9,9 @@ computed state, in iproute2's formats; anything else prints one line and exits 4
 Exit codes: the command's own status in kernel mode; 0, 2 (unknown pod or node) or 4
 (not answerable in model mode) otherwise.
 
-Imports ``datapath.sim.views`` for the model views and, only when the cluster is up,
-``datapath.linux.runtime`` (inside the function, so the model path loads nothing of the
-kernel); must not import ``agent``.
+Imports ``datapath.sim.views`` for the model views and ``datapath.linux.runtime``
+inside ``_runtime`` (to ask whether the cluster is up; a missing or broken kernel side
+falls back to the model); must not import ``agent``.
 """
 
 from __future__ import annotations
