@@ -211,7 +211,10 @@ def up(ctx: Context, timeout: float = READY_TIMEOUT) -> dict[str, Any]:
     crash or a kill -9 the datapath is taken over without a flush, and a start that
     died half-way is completed). If it *fails* (an error, not a crash) it removes what
     it made, writes the reason to ``kernel/error`` and exits, and this raises
-    ``DatapathError`` with that reason: a clean failure rolls back, a crash resumes."""
+    ``DatapathError`` with that reason: a clean failure rolls back (a fresh start) or
+    leaves the adopted datapath forwarding (see the agent), a crash resumes. An agent
+    that is already starting (the ``up`` that spawned it was interrupted) is waited
+    for, not duplicated."""
     kp = paths(ctx)
     pid = agent_pid(kp)
     if pid is not None and not kp.ready.exists():
