@@ -46,6 +46,7 @@ from ciliate.desired import (
     PolicyMap,
     Provenance,
     ReservedIdentity,
+    layered,
 )
 from ciliate.model.cluster import ClusterConfig
 from ciliate.model.core import Namespace, Pod, Service
@@ -144,6 +145,7 @@ class PolicyCompiler:
         self._peer_memo: dict[R.Peers, frozenset[int]] = {}
         self._policy_cidrs: dict[tuple[str, str, str], set[IPv4Network]] = {}
         self._pod_deps: _PodDeps | None = None
+        self._wild_denies: dict[GroupKey, dict[PolicyKey, PolicyEntry]] = {}
         self._elem_keys: dict[
             tuple[int, frozenset[int]], tuple[R.Element, list[tuple[PolicyKey, PolicyEntry]]]
         ] = {}
@@ -261,13 +263,20 @@ class PolicyCompiler:
             old = self._maps.get(g)
             if not rules or g[0] in skip or old is None:
                 continue
-            b = MapStateBuilder.from_map(old.map)
+            # The new identity has no keys yet; its keys interact only with identity-0
+            # denies (coverage, §6.5). Build them against those alone, then layer them
+            # over the old map (shared, not copied).
+            b = MapStateBuilder.from_map(self._wild_denies.get(g, {}))
             for r in rules:
                 for e in r.elements:
                     if any(s in ch for s in e.peers.selectors):
                         self._add_element(b, e, g, only=frozenset({ident}))
-            self._maps[g] = EndpointPolicy(b.build(), old.ingress_enforced, old.egress_enforced)
-            out |= self._groups[g]
+            ups = {k: v for k, v in b.build().items() if k.identity == ident}
+            if ups:
+                self._maps[g] = EndpointPolicy(
+                    layered(old.map, ups), old.ingress_enforced, old.egress_enforced
+                )
+                out |= self._groups[g]
         return out
 
     def set_services(self, services: Sequence[Service], endpoint_slices: Sequence[Doc]) -> set[str]:
@@ -321,6 +330,7 @@ class PolicyCompiler:
         if not members:
             self._groups.pop(g, None)
             self._maps.pop(g, None)
+            self._wild_denies.pop(g, None)
         self.pods.pop(key, None)
         self.pod_identity.pop(key, None)
         self.pod_ip.pop(key, None)
@@ -342,8 +352,12 @@ class PolicyCompiler:
             old = self._maps.get(g)
             if g[0] not in users or old is None:
                 continue
-            m = {k: v for k, v in old.map.items() if k.identity != ident}
-            self._maps[g] = EndpointPolicy(m, old.ingress_enforced, old.egress_enforced)
+            gone = [k for k in old.map if k.identity == ident]
+            if not gone:
+                continue
+            self._maps[g] = EndpointPolicy(
+                layered(old.map, {}, gone), old.ingress_enforced, old.egress_enforced
+            )
             out |= self._groups[g]
         return out
 
@@ -616,7 +630,9 @@ class PolicyCompiler:
                 PolicyKey(0, True),
                 PolicyEntry(provenance=(Provenance("derived", "", "", "allow-any-egress"),)),
             )
-        return EndpointPolicy(b.build(), ing, eg)
+        built = b.build()
+        self._wild_denies[g] = {k: v for k, v in built.items() if k.identity == 0 and v.deny}
+        return EndpointPolicy(built, ing, eg)
 
     def _add_element(
         self,

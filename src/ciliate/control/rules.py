@@ -42,7 +42,7 @@ from ciliate.model.cilium import CCNP_KIND, CiliumPolicy, CiliumRule, PortRule, 
 from ciliate.model.meta import Doc, LabelSelector, Requirement, SelectorOp
 from ciliate.model.netpol import NetworkPolicy, NetworkPolicyPeer, NetworkPolicyPort, SourceMap
 
-PROTOCOLS = {"TCP": 6, "UDP": 17, "SCTP": 132, "ICMP": 1}
+PROTOCOLS = {"TCP": 6, "UDP": 17, "SCTP": 132, "ICMP": 1, "VRRP": 112, "IGMP": 2}
 PROTOCOL_NAMES = {v: k for k, v in PROTOCOLS.items()}
 ANY_PROTOCOLS = (6, 17, 132)
 
@@ -179,7 +179,9 @@ def _k8s_peer(peer: NetworkPolicyPeer, ns: str) -> IdentitySelector | CIDRPeer |
 def _k8s_ports(ports: Sequence[NetworkPolicyPort], path: str) -> tuple[PortSpec, ...]:
     out: list[PortSpec] = []
     for i, p in enumerate(ports):
-        proto = PROTOCOLS.get(p.protocol, 6)
+        if p.protocol not in ("TCP", "UDP", "SCTP"):
+            continue  # the API allows only these; anything else matches nothing
+        proto = PROTOCOLS[p.protocol]
         ppath = f"{path}.ports[{i}]"
         if p.port is None:
             out.append(PortSpec(proto, path=ppath))
@@ -215,13 +217,12 @@ def _from_netpol(np: NetworkPolicy) -> Rule:
                     elif got is not None:
                         sels.append(got)
                 peers = Peers(selectors=tuple(sels), cidrs=tuple(cidrs))
+            ports = _k8s_ports(r.ports, path)
+            if r.ports and not ports:
+                continue  # ports were given and none is valid: the rule matches nothing
             elements.append(
                 Element(
-                    egress,
-                    False,
-                    peers,
-                    _k8s_ports(r.ports, path),
-                    _prov(np.kind, ns, np.meta.name, path, np.source),
+                    egress, False, peers, ports, _prov(np.kind, ns, np.meta.name, path, np.source)
                 )
             )
     return Rule(
@@ -292,7 +293,13 @@ def _cilium_ports(e: RuleElement, deny: bool) -> tuple[PortSpec, ...]:
         ports = pr.ports or ()
         for j, pp in enumerate(ports):
             path = f"{e.path}.toPorts[{i}].ports[{j}]"
-            protos = ANY_PROTOCOLS if pp.protocol == "ANY" else (PROTOCOLS.get(pp.protocol, 6),)
+            protos: tuple[int, ...]
+            if pp.protocol == "ANY":
+                protos = ANY_PROTOCOLS
+            elif pp.protocol in PROTOCOLS:
+                protos = (PROTOCOLS[pp.protocol],)
+            else:
+                continue  # an unknown protocol matches nothing (never widened to TCP)
             name = "" if pp.port.isdigit() or pp.port == "" else pp.port
             first = int(pp.port) if pp.port.isdigit() else 0
             last = pp.end_port if pp.end_port >= first else first
@@ -353,12 +360,15 @@ def _from_cilium_rule(pol: CiliumPolicy, rule: CiliumRule, cluster: str) -> Rule
         for e in section or ():
             if e.is_empty:
                 continue  # `- {}` selects nothing (but the section enables default deny)
+            ports = _cilium_ports(e, deny)
+            if (e.to_ports or e.icmps) and not ports:
+                continue  # ports/icmps given but none usable (IPv6 only, bad protocol)
             elements.append(
                 Element(
                     egress,
                     deny,
                     _cilium_peers(e, pol, cluster),
-                    _cilium_ports(e, deny),
+                    ports,
                     _prov(pol.kind, pol.meta.namespace, pol.meta.name, e.path, pol.source),
                 )
             )

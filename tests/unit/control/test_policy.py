@@ -556,3 +556,30 @@ def test_ipblock_on_pods_requires_every_pod_of_the_identity_inside() -> None:
 def test_host_is_allowed_into_enforced_pods(mode: str) -> None:
     w = World([np_("p", "x", {"podSelector": {}})], mode=mode)
     assert w.ok("host", "x/a")
+
+
+def test_unusable_ports_never_widen_a_rule() -> None:
+    # An IPv6-only icmps block or an unknown protocol selects nothing: the element
+    # must not turn into an allow-everything L3 rule.
+    w = World(
+        [
+            cnp(
+                "p",
+                "x",
+                {
+                    "endpointSelector": {},
+                    "ingress": [
+                        {
+                            "fromEntities": ["all"],
+                            "icmps": [{"fields": [{"type": 128, "family": "IPv6"}]}],
+                        },
+                        {
+                            "fromEntities": ["all"],
+                            "toPorts": [{"ports": [{"port": "80", "protocol": "VRRP"}]}],
+                        },
+                    ],
+                },
+            )
+        ]
+    )
+    assert not w.ok("y/a", "x/a", 80) and not w.ok("y/a", "x/a", 128, "ICMP")
