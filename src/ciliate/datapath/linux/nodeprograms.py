@@ -19,7 +19,7 @@ from pathlib import Path
 from typing import Any
 
 from ciliate.datapath.linux.runtime import optional_module
-from ciliate.desired import DesiredState, MapChange, NodeState
+from ciliate.desired import DesiredState, MapChange, NodeState, policy_map_name
 
 log = logging.getLogger("ciliate.agent")
 
@@ -67,9 +67,23 @@ class NodePrograms:
 
     def sync(self, node: NodeState) -> None:
         """Make the maps hold exactly the node's entries (adopting pins after a restart
-        writes only what differs)."""
-        if self.impl is not None:
-            self.impl.maps.sync_node(node)
+        writes only what differs).
+
+        The desired deny entries are written first: a full sync writes entry by entry,
+        and an allow (say a wildcard) landing before the deny that narrows it would
+        open, for a moment, what both the old and the new state deny -- e.g. when a
+        deny policy was added while no agent ran. Denying early only closes."""
+        if self.impl is None:
+            return
+        denies = [
+            MapChange(node.name, policy_map_name(ep), key, entry)
+            for ep, pmap in node.policy.items()
+            for key, entry in pmap.items()
+            if getattr(entry, "deny", False)
+        ]
+        if denies:
+            self.impl.maps.apply(denies)
+        self.impl.maps.sync_node(node)
 
     def apply(self, changes: list[MapChange]) -> None:
         if self.impl is not None and changes:
