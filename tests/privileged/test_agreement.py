@@ -25,6 +25,7 @@ reason when not root or the kernel datapath is unavailable).
 from __future__ import annotations
 
 import io
+import json
 import sys
 import time
 from collections.abc import Iterator, Mapping, Sequence
@@ -40,6 +41,7 @@ from ciliate.cli.context import Context
 from ciliate.cli.main import main
 from ciliate.control.reach import Matrix, build_view
 from ciliate.controllers.clusterconfig import get_cluster_config
+from ciliate.datapath.linux import netns as nl
 from ciliate.datapath.linux import reach, runtime
 from ciliate.datapath.linux.reach import KernelMatrix
 from ciliate.store.sqlite import SQLiteStore
@@ -172,7 +174,11 @@ def up_cluster(state: Path, docs: Sequence[Doc] = (), files: Sequence[Path] = ()
 
 
 def down_cluster(live: Live) -> None:
+    """Down, and nothing of the cluster left behind (namespaces, pins)."""
     runtime.down(Context(state_dir=live.state, stdout=io.StringIO(), stderr=io.StringIO()))
+    names = runtime.KernelPaths(live.state).names
+    assert not nl.list_netns(names.prefix), nl.list_netns(names.prefix)
+    assert not names.pin_root.exists(), names.pin_root
 
 
 def timed(name: str) -> Any:
@@ -439,3 +445,35 @@ def test_ebook_redis_ipblock_agreement(tmp_path: Path) -> None:
             [Probe(6379), Probe(6380), Probe(9999)],
         )
     assert not failures, "\n".join(failures)
+
+
+# --- the CLI -------------------------------------------------------------------------------
+
+
+def test_cli_reach_datapath_kernel(monkeypatch: pytest.MonkeyPatch, tmp_path: Path) -> None:
+    """``ciliate reach --datapath kernel -f ... -o json``: the model's JSON shape, every
+    pair probed, and nothing left behind (the ephemeral cluster is torn down)."""
+    _skip_without_kernel()
+    pods = SCENARIO_DATA / "frontends.yaml"
+    _need(pods)
+    downed: list[Path] = []
+    real_down = runtime.down
+
+    def down(ctx: Any, timeout: float = 20.0) -> list[str]:
+        downed.append(Path(ctx.state_dir))
+        return real_down(ctx, timeout)
+
+    monkeypatch.setattr(reach.runtime, "down", down)
+    out, err = io.StringIO(), io.StringIO()
+    ctx = Context(state_dir=tmp_path / "unused", stdout=out, stderr=err)
+    with timed("cli reach --datapath kernel"):
+        rc = main(["reach", "--datapath", "kernel", "-f", str(pods), "--port", "80",
+                   "-o", "json"], ctx)  # fmt: skip
+    assert rc == 0, err.getvalue()
+    doc = json.loads(out.getvalue())
+    assert list(doc) == ["port", "protocol", "pods", "matrix"]
+    assert doc["pods"] == ["default/fe1", "default/fe2", "default/other"]
+    assert all(doc["matrix"][a][b] is True for a in doc["pods"] for b in doc["pods"])
+    assert len(downed) == 1 and not downed[0].exists()  # state directory removed
+    names = runtime.KernelPaths(downed[0]).names
+    assert not nl.list_netns(names.prefix) and not names.pin_root.exists()
