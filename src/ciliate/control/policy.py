@@ -111,6 +111,7 @@ GroupKey = tuple[int, tuple[tuple[str, str, int], ...]]
 class _PodDeps:
     """Rules whose peers depend on pods other than through selectors, by trigger."""
 
+    peers: dict[IdentitySelector, list[R.Rule]]  # peer selector -> rules using it
     cidrs: dict[R.CIDRPeer, list[IdentitySelector]]  # pod-matching ipBlocks
     service_ns: dict[str, list[IdentitySelector]]  # toServices, by service namespace
     named: dict[str, list[IdentitySelector]]  # egress named ports, by port name
@@ -253,10 +254,9 @@ class PolicyCompiler:
             return set()
         ch = set(changed)
         by_subject: dict[int, list[R.Rule]] = {}
-        for r in self._all_rules():
-            if any(s in ch for e in r.elements for s in e.peers.selectors):
-                for sid in self.cache.select(r.subject):
-                    by_subject.setdefault(sid, []).append(r)
+        for r in self._rules_peering(ch):
+            for sid in self.cache.select(r.subject):
+                by_subject.setdefault(sid, []).append(r)
         out: set[str] = set()
         for g in list(self._groups):
             rules = by_subject.get(g[0])
@@ -393,19 +393,33 @@ class PolicyCompiler:
 
     def _peer_users(self, changed: Iterable[IdentitySelector]) -> set[int]:
         """Subject identities of rules with a peer selector among ``changed``."""
-        ch = set(changed)
         out: set[int] = set()
-        for r in self._all_rules():
-            if any(s in ch for e in r.elements for s in e.peers.selectors):
-                out |= self.cache.select(r.subject)
+        for r in self._rules_peering(changed):
+            out |= self.cache.select(r.subject)
+        return out
+
+    def _rules_peering(self, changed: Iterable[IdentitySelector]) -> list[R.Rule]:
+        """Rules with one of these selectors among their peers (each once)."""
+        peers = self._deps().peers
+        seen: set[int] = set()
+        out: list[R.Rule] = []
+        for sel in changed:
+            for r in peers.get(sel, ()):
+                if id(r) not in seen:
+                    seen.add(id(r))
+                    out.append(r)
         return out
 
     def _deps(self) -> _PodDeps:
         """Which rules depend on pods beyond selectors (rebuilt after rule changes)."""
         if self._pod_deps is None:
-            d = _PodDeps({}, {}, {})
+            d = _PodDeps({}, {}, {}, {})
             for r in self._all_rules():
                 for e in r.elements:
+                    for sel in e.peers.selectors:
+                        users = d.peers.setdefault(sel, [])
+                        if not users or users[-1] is not r:
+                            users.append(r)
                     for c in e.peers.cidrs:
                         if c.match_pods:
                             d.cidrs.setdefault(c, []).append(r.subject)

@@ -18,7 +18,7 @@ Sans-IO; imports only ``ciliate.model.meta`` and ``ciliate.desired``.
 from __future__ import annotations
 
 from collections.abc import Callable, Iterable, Mapping
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 
 from ciliate.desired import Identity
 from ciliate.model.meta import LabelSelector, Requirement, SelectorOp
@@ -52,6 +52,14 @@ class IdentitySelector:
     """A selector over normalized identity label keys; no requirements = every identity."""
 
     requirements: tuple[Requirement, ...] = ()
+    _hash: int = field(default=0, init=False, repr=False, compare=False)
+
+    def __post_init__(self) -> None:
+        # Selectors key every cache and index of the compiler: hash once, not per lookup.
+        object.__setattr__(self, "_hash", hash(self.requirements))
+
+    def __hash__(self) -> int:
+        return self._hash
 
     @classmethod
     def from_label_selector(cls, sel: LabelSelector) -> IdentitySelector:
