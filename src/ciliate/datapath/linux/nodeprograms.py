@@ -18,8 +18,9 @@ from collections.abc import Iterable, Sequence
 from pathlib import Path
 from typing import Any
 
+from ciliate import codec
 from ciliate.datapath.linux.runtime import optional_module
-from ciliate.desired import DesiredState, MapChange, NodeState, policy_map_name
+from ciliate.desired import DesiredState, MapChange, MapName, NodeState, policy_map_name
 
 log = logging.getLogger("ciliate.agent")
 
@@ -69,10 +70,13 @@ class NodePrograms:
         """Make the maps hold exactly the node's entries (adopting pins after a restart
         writes only what differs).
 
-        The desired deny entries are written first: a full sync writes entry by entry,
-        and an allow (say a wildcard) landing before the deny that narrows it would
-        open, for a moment, what both the old and the new state deny -- e.g. when a
-        deny policy was added while no agent ran. Denying early only closes."""
+        Policy goes in the order that never opens (fail closed), since a full sync
+        writes entry by entry and the datapath reads the map meanwhile: (1) the desired
+        deny entries are written, (2) kernel allow entries the desired state does not
+        have are deleted, (3) the diff-sync writes the new allows and deletes the old
+        denies. Every intermediate map allows at most what both the old and the new
+        state allow, and denies at least what either denies -- e.g. a deny policy
+        added while no agent ran lands before any allow it narrows."""
         if self.impl is None:
             return
         denies = [
@@ -83,7 +87,30 @@ class NodePrograms:
         ]
         if denies:
             self.impl.maps.apply(denies)
+        self._drop_undesired_allows(node)
         self.impl.maps.sync_node(node)
+
+    def _drop_undesired_allows(self, node: NodeState) -> None:
+        # the loader (there, since impl is) imports maps: this import cannot fail here
+        from ciliate.datapath.linux.maps import policy_shared_key
+
+        kmaps = self.impl.maps
+        want: set[bytes] = set()
+        for ep, pmap in node.policy.items():
+            name = policy_map_name(ep)
+            for key, entry in pmap.items():
+                kb, _ = kmaps.encode(name, key, entry)
+                want.add(policy_shared_key(ep, kb))
+        try:
+            m = kmaps.map(MapName.POLICY.value)
+        except FileNotFoundError:
+            return  # not pinned yet: nothing to drop
+        for kb in list(m.keys()):
+            if kb in want:
+                continue
+            value = m.lookup(kb)
+            if value is not None and not codec.parse_policy_entry(value).deny:
+                m.delete(kb)
 
     def apply(self, changes: list[MapChange]) -> None:
         if self.impl is not None and changes:
