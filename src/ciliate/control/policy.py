@@ -139,6 +139,7 @@ class PolicyCompiler:
         self.slices: list[Doc] = []
         self.cidr_identities: dict[IPv4Network, Identity] = {}
         self._groups: dict[GroupKey, set[str]] = {}
+        self._ident_groups: dict[int, set[GroupKey]] = {}  # identity -> its groups
         self._group_of: dict[str, GroupKey] = {}
         self._ident_pods: dict[int, set[str]] = {}
         self._maps: dict[GroupKey, EndpointPolicy] = {}
@@ -258,7 +259,7 @@ class PolicyCompiler:
             for sid in self.cache.select(r.subject):
                 by_subject.setdefault(sid, []).append(r)
         out: set[str] = set()
-        for g in list(self._groups):
+        for g in [g for sid in by_subject for g in self._ident_groups.get(sid, ())]:
             rules = by_subject.get(g[0])
             old = self._maps.get(g)
             if not rules or g[0] in skip or old is None:
@@ -316,6 +317,7 @@ class PolicyCompiler:
         g: GroupKey = (ident, named_port_key(pod))
         self._group_of[pod.key] = g
         self._groups.setdefault(g, set()).add(pod.key)
+        self._ident_groups.setdefault(ident, set()).add(g)
         self._ident_pods.setdefault(ident, set()).add(pod.key)
         self._peer_memo.clear()
 
@@ -331,6 +333,10 @@ class PolicyCompiler:
             self._groups.pop(g, None)
             self._maps.pop(g, None)
             self._wild_denies.pop(g, None)
+            ig = self._ident_groups.get(g[0], set())
+            ig.discard(g)
+            if not ig:
+                self._ident_groups.pop(g[0], None)
         self.pods.pop(key, None)
         self.pod_identity.pop(key, None)
         self.pod_ip.pop(key, None)
@@ -348,7 +354,7 @@ class PolicyCompiler:
             self._by_ident.pop(ident, None)
         out: set[str] = set()
         users = self._peer_users(changed) - skip
-        for g in list(self._groups):
+        for g in [g for u in users for g in self._ident_groups.get(u, ())]:
             old = self._maps.get(g)
             if g[0] not in users or old is None:
                 continue
@@ -474,7 +480,7 @@ class PolicyCompiler:
 
     def _recompile_identities(self, ids: set[int]) -> set[str]:
         out: set[str] = set()
-        for g in [g for g in self._groups if g[0] in ids]:
+        for g in [g for i in ids for g in self._ident_groups.get(i, ())]:
             self._maps[g] = self._compile_group(g)
             out |= self._groups[g]
         return out
@@ -582,9 +588,7 @@ class PolicyCompiler:
     def _named_ports(self, ident: int, name: str, proto: int) -> set[int]:
         out: set[int] = set()
         pname = R.PROTOCOL_NAMES.get(proto, "")
-        for g in self._groups:
-            if g[0] != ident:
-                continue
+        for g in self._ident_groups.get(ident, ()):
             for n, p, num in g[1]:
                 if n == name and p == pname:
                     out.add(num)
