@@ -77,9 +77,9 @@ def _digest(node: str, pod_key: str) -> bytes:
     return hashlib.sha256(f"{node}/{pod_key}".encode()).digest()
 
 
-def lxc_name(pod_key: str, node: str = "") -> str:
+def lxc_name(pod_key: str) -> str:
     """``lxc`` + 12 hex chars: 15 characters, the Linux interface-name limit."""
-    return "lxc" + _digest(node, pod_key)[12:18].hex()
+    return "lxc" + hashlib.sha256(pod_key.encode()).hexdigest()[:12]
 
 
 def _mac(b: bytes) -> str:
@@ -95,16 +95,15 @@ def pod_endpoint(
     identity: int,
     labels: tuple[str, ...],
 ) -> EndpointState:
-    # One digest of node and pod gives both MACs (bytes 0-5 pod side, 6-11 lxc side)
-    # and the lxc name:
+    # One digest of node and pod gives both MACs (bytes 0-5 pod side, 6-11 lxc side):
     # stable, distinct per pod, and a single hash per pod at 100,000 pods.
-    d = _digest(node.name, pod_key)  # bytes 12-17 name the lxc link (see lxc_name)
+    d = _digest(node.name, pod_key)
     return EndpointState(
         id=endpoint_id,
         pod=pod_key,
         ip=ip,
         identity=identity,
-        lxc_name="lxc" + d[12:18].hex(),
+        lxc_name=lxc_name(pod_key),
         lxc_ifindex=lxc_ifindex(endpoint_id),
         lxc_mac=_mac(d[6:12]),
         pod_ifindex=pod_eth0_ifindex(endpoint_id),
