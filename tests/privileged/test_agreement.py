@@ -287,6 +287,16 @@ def test_netpol_e2e_agreement(xyz: Live, case: Case) -> None:
             pytest.skip(f"SCTP not verified in the kernel: {reason}")
 
 
+def test_cli_reach_kernel_on_the_running_cluster(xyz: Live) -> None:
+    """Without -f, ``reach --datapath kernel`` probes the cluster that is up (no policy:
+    every pair allowed) and agrees with ``reach`` on the same state directory."""
+    kernel = json.loads(xyz.cli("reach", "--datapath", "kernel", "--port", "81", "-o", "json"))
+    model = json.loads(xyz.cli("reach", "--port", "81", "-o", "json"))
+    assert kernel == model
+    assert kernel["pods"] == list(ALL_PODS)
+    assert all(v for row in kernel["matrix"].values() for v in row.values())
+
+
 # --- the examples ---------------------------------------------------------------------------
 
 
