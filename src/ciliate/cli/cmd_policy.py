@@ -270,7 +270,9 @@ def cmd_explain(args: argparse.Namespace, ctx: Context) -> int:
             f"{e.args[0]!r} is not a pod (namespace/name) or an IPv4 address"
         ) from None
     datapath: dict[str, Any] | None = None
-    if importlib.util.find_spec("ciliate.datapath.sim") is not None:
+    # The model datapath probes ICMP with an echo request (type 8) only.
+    comparable = args.protocol != "ICMP" or args.port == 8
+    if comparable and importlib.util.find_spec("ciliate.datapath.sim") is not None:
         from ciliate.datapath.sim import probe
 
         try:
@@ -299,7 +301,7 @@ def cmd_explain(args: argparse.Namespace, ctx: Context) -> int:
 # --- registration ----------------------------------------------------------------------------
 
 
-def _common(p: argparse.ArgumentParser) -> None:
+def _common(p: argparse.ArgumentParser, protocols: tuple[str, ...] = PROTOCOLS) -> None:
     p.add_argument(
         "-f",
         "--filename",
@@ -310,7 +312,15 @@ def _common(p: argparse.ArgumentParser) -> None:
         "is built from them. Without -f: the current cluster",
     )
     p.add_argument("--port", type=int, default=80, help="destination port (default 80)")
-    p.add_argument("--protocol", type=str.upper, choices=PROTOCOLS, default="TCP")
+    p.add_argument(
+        "--protocol",
+        type=str.upper,
+        choices=protocols,
+        default="TCP",
+        help="IP protocol (for ICMP, --port is the ICMP type, e.g. 8 for echo request)"
+        if "ICMP" in protocols
+        else "IP protocol",
+    )
     p.add_argument(
         "--http",
         metavar="'METHOD /path'",
@@ -353,7 +363,7 @@ def register(sub: Any) -> None:
     )
     ex.add_argument("src")
     ex.add_argument("dst")
-    _common(ex)
+    _common(ex, (*PROTOCOLS, "ICMP"))
     ex.add_argument("-o", "--output", choices=("text", "json"), default="text")
     ex.set_defaults(func=cmd_explain)
     pol.set_defaults(func=lambda a, c: (pol.print_help(c.stdout), ExitCode.OK)[1])
