@@ -5,25 +5,27 @@ ingress policy for a local destination and delivers to it (cilium.md §3.3, §4)
 Every verdict comes from ``control.mapstate.lookup`` over the endpoint's compiled map:
 the model datapath never decides policy itself. An L7 redirect entry sends the request
 through the model of the proxy: the probe's HTTP request is checked against the entry's
-``l7_rules`` (method, path and host are regular expressions that must match fully, an
-empty field matches anything); no rule matches -> the proxy answers ``403 Access
-denied`` and the request never reaches the endpoint.
+``l7_rules`` with ``control.l7``'s matcher (method, path and host are regular
+expressions that must match fully, an empty field matches anything, required headers
+must be present); no rule matches -> the proxy answers ``403 Access denied`` and the
+request never reaches the endpoint.
 
 Inputs: a ``Walk``, a node name, endpoints and packets. Outputs: ``Outcome``s plus the
 recorded steps and flows. No I/O.
 
-Imports ``control.mapstate`` (the one policy lookup both datapaths use), ``codec``,
-``desired``, ``datapath.api``/``packet``/``conntrack`` and sibling ``sim`` modules; no
-I/O. Must not import ``datapath.linux`` (an import contract).
+Imports ``control.mapstate`` (the one policy lookup both datapaths use), ``control.l7``
+(the proxy's matcher, shared with explain and reach), ``codec``, ``desired``,
+``datapath.api``/``packet``/``conntrack`` and sibling ``sim`` modules; no I/O. Must not
+import ``datapath.linux`` (an import contract).
 """
 
 from __future__ import annotations
 
-import re
 from dataclasses import dataclass
 from ipaddress import IPv4Address
 
 from ciliate.codec import build_ct_tuple
+from ciliate.control.l7 import http_rule_matches
 from ciliate.control.mapstate import PolicyVerdict, lookup
 from ciliate.datapath.api import EventType, MapLookup, ObsPoint, Verdict
 from ciliate.datapath.conntrack import (
@@ -38,7 +40,7 @@ from ciliate.datapath.packet import HTTPRequest, IPProto, Packet
 from ciliate.datapath.sim import keys
 from ciliate.datapath.sim.lb import rev_nat
 from ciliate.datapath.sim.walk import Outcome, Walk, Where
-from ciliate.desired import EndpointState, L7Rule, PolicyEntry, ReservedIdentity
+from ciliate.desired import EndpointState, PolicyEntry, ReservedIdentity
 
 MATCH_TEXT = {
     0: "none",
@@ -83,15 +85,6 @@ def provenance_of(entry: PolicyEntry | None) -> tuple[str, ...]:
     return tuple(out)
 
 
-def _rule_matches(rule: L7Rule, req: HTTPRequest) -> bool:
-    if rule.kind != "http":
-        return False
-    for pattern, value in ((rule.method, req.method), (rule.path, req.path), (rule.host, req.host)):
-        if pattern and re.fullmatch(pattern, value) is None:
-            return False
-    return True
-
-
 def l7_decide(entry: PolicyEntry, req: HTTPRequest | None) -> tuple[bool, str]:
     """The proxy's answer: (allowed, why)."""
     if req is None:
@@ -100,7 +93,9 @@ def l7_decide(entry: PolicyEntry, req: HTTPRequest | None) -> tuple[bool, str]:
     if not http_rules:
         return True, "no HTTP rules on the redirect entry"
     for i, rule in enumerate(http_rules):
-        if _rule_matches(rule, req):
+        # The proxy's matcher is control.l7's, the one explain and reach use too (a
+        # probe carries no headers, so a rule that requires one does not match).
+        if http_rule_matches(rule, req.method, req.path, req.host):
             what = " ".join(x for x in (rule.method, rule.path, rule.host) if x) or "any"
             return True, f"{req.method} {req.path} matches L7 rule {i} ({what})"
     return False, f"{req.method} {req.path} matches none of {len(http_rules)} L7 rule(s)"

@@ -114,6 +114,26 @@ def test_l7_rules_allow_or_answer_403(make_state: Make) -> None:
     assert post.status == 403
 
 
+def test_l7_rules_use_the_oracles_matcher(make_state: Make) -> None:
+    """The model's proxy decides as control.l7 (explain, reach) does: a rule requiring a
+    header does not match a probe, which carries none; an empty rule allows all."""
+    from ciliate.control.l7 import http_allowed
+
+    header_rule = L7Rule("http", method="GET", headers=("X-Token",))
+    for rules, allowed in (((header_rule,), False), ((L7Rule("http"),), True)):
+        entry = PolicyEntry(proxy_port=15001, l7_rules=rules, provenance=L7_PROV)
+        pmap: PolicyMap = {
+            PolicyKey(3372, False, 6, 80, 16): entry,
+            PolicyKey(0, True): PolicyEntry(),
+        }
+        s = make_state(netshoot(pmap))
+        r = trace(s, BB_A, NS_B, 80, "tcp", http=("GET", "/"))
+        assert (http_allowed(rules, "GET", "/") is not None) is allowed
+        assert r.delivered is allowed and r.status == (200 if allowed else 403)
+        p = probe(s, BB_A, NS_B, 80, "tcp", ("GET", "/"))
+        assert (p.allowed, p.status) == (r.delivered, r.status)
+
+
 def test_probe_agrees_with_trace_for_every_pair(make_state: Make) -> None:
     pods = (BB_A, BB_B, NS_A, NS_B)
     for pol in (NETSHOOT_IN, NETSHOOT_DENY, NETSHOOT_L7):
