@@ -566,7 +566,11 @@ def serve(state_dir: Path, on_ready: Callable[[Agent], None] | None = None) -> i
     """Run the agent in this process until SIGTERM/SIGINT; 0 on a clean stop."""
     kp = KernelPaths(state_dir)
     kp.dir.mkdir(parents=True, exist_ok=True)
-    kp.pidfile.write_text(f"{os.getpid()}\n")
+    # atomically: `up` polls this file, and an empty one read between create and
+    # write looked like an agent that had already exited
+    tmp = kp.pidfile.with_suffix(".tmp")
+    tmp.write_text(f"{os.getpid()}\n")
+    tmp.replace(kp.pidfile)
     with contextlib.suppress(FileNotFoundError):
         kp.error.unlink()
     store = _open_store(state_dir)
