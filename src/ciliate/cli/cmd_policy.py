@@ -341,8 +341,21 @@ def register(sub: Any) -> None:
         formatter_class=fmt,
     )
     _common(reach)
-    reach.add_argument("-o", "--output", choices=("json", "table"), default="table")
-    reach.add_argument("--datapath", choices=("model", "kernel"), default="model")
+    reach.add_argument(
+        "-o",
+        "--output",
+        choices=("json", "table"),
+        default="table",
+        help="table: rows from, columns to, '.' allowed, 'X' denied; json: "
+        '{"port", "protocol", "pods", "matrix"}',
+    )
+    reach.add_argument(
+        "--datapath",
+        choices=("model", "kernel"),
+        default="model",
+        help="model: the compiled maps walked by the model datapath; kernel: real packets "
+        "through the eBPF datapath (root)",
+    )
     reach.set_defaults(func=cmd_reach)
 
     pol = sub.add_parser(
@@ -364,6 +377,12 @@ def register(sub: Any) -> None:
     ex.add_argument("src")
     ex.add_argument("dst")
     _common(ex, (*PROTOCOLS, "ICMP"))
-    ex.add_argument("-o", "--output", choices=("text", "json"), default="text")
+    ex.add_argument(
+        "-o",
+        "--output",
+        choices=("text", "json"),
+        default="text",
+        help='json adds the model datapath\'s own verdict under "datapath"',
+    )
     ex.set_defaults(func=cmd_explain)
     pol.set_defaults(func=lambda a, c: (pol.print_help(c.stdout), ExitCode.OK)[1])
