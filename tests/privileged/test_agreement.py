@@ -443,14 +443,17 @@ def test_ebook_three_tier_agreement(tmp_path: Path) -> None:
 
 
 def test_ebook_redis_ipblock_agreement(tmp_path: Path) -> None:
+    """The redis ipBlock policy, with the ebook's Multus pod (a macvlan second network)
+    among the peers: its primary address is what the policy sees."""
     _skip_without_kernel()
     eb = EXAMPLES / "ebook"
     clients = SCENARIO_DATA / "redis-clients.yaml"
     _need(eb / "redis-ingress-ipblock.yaml", clients)
+    multus = [eb / "multus-macvlan.yaml"] if (eb / "multus-macvlan.yaml").exists() else []
     with timed("ebook redis ipBlock"):
         failures = check_examples(
             tmp_path,
-            [clients],
+            [clients, *multus],
             {"no policy": [], "redis-ingress-ipblock": [eb / "redis-ingress-ipblock.yaml"]},
             [Probe(6379), Probe(6380), Probe(9999)],
         )
