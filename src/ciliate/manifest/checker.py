@@ -139,7 +139,7 @@ class Checker:
             return
         for k, v in labels.items():
             p = join_path(path, k)
-            self.check(p, syntax.check_label_key(_strip_source(k) if key_source else k))
+            self.check(p, syntax.check_label_key(syntax.strip_label_source(k) if key_source else k))
             if not isinstance(v, str):
                 self.error(p, f"label value must be a string, not {_type_name(v)}")
                 continue
@@ -159,7 +159,7 @@ class Checker:
             if key is not None:
                 self.check(
                     join_path(p, "key"),
-                    syntax.check_label_key(_strip_source(key) if cilium else key),
+                    syntax.check_label_key(syntax.strip_label_source(key) if cilium else key),
                 )
             op = self.get_str(e, "operator", p, required=True)
             values = self.strs(e, "values", p)
@@ -201,11 +201,3 @@ class Checker:
             self.error(path, reason)
             return None
         return name
-
-
-def _strip_source(key: str) -> str:
-    # "k8s:app" -> "app"; a key with "/" before any ":" has no source prefix.
-    src, colon, rest = key.partition(":")
-    if colon and "/" not in src and "." not in src:
-        return rest
-    return key

@@ -58,6 +58,15 @@ def check_path_segment(v: str) -> str | None:
     return None
 
 
+def strip_label_source(key: str) -> str:
+    """A Cilium label key without its source prefix (``k8s:app`` -> ``app``; also
+    ``any:``, ``reserved:``, ``cidr:``...). A key with "/" or "." before any ":" has none."""
+    src, colon, rest = key.partition(":")
+    if colon and "/" not in src and "." not in src:
+        return rest
+    return key
+
+
 def check_label_key(k: str) -> str | None:
     """A qualified name: optional DNS subdomain prefix and "/", then a name ≤ 63."""
     prefix, slash, name = k.rpartition("/")

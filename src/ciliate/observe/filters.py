@@ -7,7 +7,8 @@ it is re-exported here). Also usable without
 argparse: ``build_filter([Term(...), ...])``. Pure apart from one clock read: relative
 ``--since 5m`` needs the current time, which ``from_args`` takes from ``now_ns`` when
 given (tests) and reads once otherwise. Imports only the standard library,
-``ciliate.errors``, ``ciliate.model.meta`` and ``ciliate.observe``.
+``ciliate.errors``, ``ciliate.model.meta``, ``ciliate.manifest.selector`` (the label
+selector grammar ``get -l`` uses too) and ``ciliate.observe``.
 
 Semantics, as Hubble's FlowFilter lists:
 
@@ -35,7 +36,8 @@ from dataclasses import dataclass, replace
 from typing import Any
 
 from ciliate.errors import CiliateError
-from ciliate.model.meta import LabelSelector, Requirement, SelectorOp
+from ciliate.manifest.selector import parse_selector
+from ciliate.model.meta import LabelSelector
 from ciliate.observe.flow import (
     IPVersion,
     TCPFlags,
@@ -167,51 +169,13 @@ def _parse_event_type(v: str) -> EventTypeMatch:
     raise ValueError(f"unknown {name} subtype {sub!r}")
 
 
-_SEL_TERM = re.compile(
-    r"""^\s*(?:
-        (?P<not>!)\s*(?P<nkey>[^\s=!,()]+)                              # !key
-      | (?P<skey>[^\s=!,()]+)\s+(?P<op>in|notin)\s*\((?P<vals>[^)]*)\)  # key in (a,b)
-      | (?P<ekey>[^\s=!,()]+)\s*(?P<eq>==|=|!=)\s*(?P<val>[^\s,()]*)    # key=value
-      | (?P<xkey>[^\s=!,()]+)                                           # key
-    )\s*$""",
-    re.VERBOSE,
-)
-
-
 def parse_label_selector(text: str) -> LabelSelector:
-    """Kubernetes' label selector syntax (``app=web,tier!=db,env in (a,b),!legacy``)."""
-    parts: list[str] = []
-    depth, cur = 0, ""
-    for ch in text:
-        if ch == "(":
-            depth += 1
-        elif ch == ")":
-            depth -= 1
-        if ch == "," and depth == 0:
-            parts.append(cur)
-            cur = ""
-        else:
-            cur += ch
-    parts.append(cur)
-    reqs: list[Requirement] = []
-    for part in parts:
-        if not part.strip():
-            raise ValueError(f"empty term in selector {text!r}")
-        m = _SEL_TERM.match(part)
-        if m is None:
-            raise ValueError(f"cannot parse selector term {part.strip()!r}")
-        if m["not"]:
-            reqs.append(Requirement(m["nkey"], SelectorOp.DOES_NOT_EXIST))
-        elif m["skey"]:
-            vals = frozenset(x.strip() for x in m["vals"].split(",") if x.strip())
-            op = SelectorOp.IN if m["op"] == "in" else SelectorOp.NOT_IN
-            reqs.append(Requirement(m["skey"], op, vals))
-        elif m["ekey"]:
-            op = SelectorOp.NOT_IN if m["eq"] == "!=" else SelectorOp.IN
-            reqs.append(Requirement(m["ekey"], op, frozenset({m["val"]})))
-        else:
-            reqs.append(Requirement(m["xkey"], SelectorOp.EXISTS))
-    return LabelSelector(tuple(reqs))
+    """Kubernetes' label selector syntax (``app=web,tier!=db,env in (a,b),!legacy``),
+    keys with or without Cilium's source (``k8s:app``): ``manifest.selector``'s grammar,
+    the one ``get -l`` uses. An empty selector is an error here (a flag needs a value)."""
+    if not text.strip():
+        raise ValueError(f"empty selector {text!r}")
+    return parse_selector(text, label_sources=True)
 
 
 def _build_specs(terms: Sequence[Term]) -> tuple[FilterSpec, ...]:

@@ -80,6 +80,18 @@ def test_selector_language() -> None:
     assert parse_selector("x notin (a)").matches({})
 
 
+def test_selector_keys_with_cilium_label_sources() -> None:
+    # kubectl's -l refuses a source prefix; hubble's --label (label_sources) accepts it
+    # and keeps it in the key.
+    with pytest.raises(ValueError):
+        parse_selector("k8s:app=web")
+    sel = parse_selector("k8s:app=web,!reserved:world", label_sources=True)
+    assert sel.matches({"k8s:app": "web"})
+    assert not sel.matches({"k8s:app": "web", "reserved:world": ""})
+    with pytest.raises(ValueError):
+        parse_selector("k8s:bad key=x", label_sources=True)
+
+
 @pytest.mark.parametrize("bad", ["a in (", "a in ()", "=x", "a=b c", "a,,b", "k b"])
 def test_selector_errors(bad: str) -> None:
     with pytest.raises(ValueError):
