@@ -41,7 +41,7 @@ from ciliate.manifest.decode import (
 from ciliate.manifest.kinds import KindInfo
 from ciliate.manifest.selector import parse_selector
 from ciliate.model.cluster import ClusterConfig
-from ciliate.model.meta import Doc, LabelSelector
+from ciliate.model.meta import Doc, LabelSelector, name_of, namespace_of
 from ciliate.store.api import Change, ObjectKey, Store
 
 NAMESPACE_NAME_LABEL = "kubernetes.io/metadata.name"
@@ -424,28 +424,14 @@ def _list(r: Resolved, ctx: Context, namespace: str | None) -> list[Doc]:
     if isinstance(r, VirtualKind):
         docs = r.list(ctx)
         if r.namespaced and namespace is not None:
-            docs = [d for d in docs if (d.get("metadata") or {}).get("namespace") == namespace]
+            docs = [d for d in docs if namespace_of(d) == namespace]
     else:
         docs = ctx.store().list(r.kind, namespace if r.namespaced else None)
-    return sorted(
-        docs,
-        key=lambda d: (
-            str((d.get("metadata") or {}).get("namespace", "")),
-            str((d.get("metadata") or {}).get("name", "")),
-        ),
-    )
+    return sorted(docs, key=lambda d: (namespace_of(d), name_of(d)))
 
 
 def _labels(doc: Doc) -> dict[str, str]:
     return {str(k): str(v) for k, v in ((doc.get("metadata") or {}).get("labels") or {}).items()}
-
-
-def _name(doc: Doc) -> str:
-    return str((doc.get("metadata") or {}).get("name", ""))
-
-
-def _ns(doc: Doc) -> str:
-    return str((doc.get("metadata") or {}).get("namespace", "") or "")
 
 
 def _table_fn(r: Resolved) -> Callable[[Sequence[Doc], bool], tuple[list[str], list[list[str]]]]:
@@ -482,7 +468,7 @@ def run_get(args: argparse.Namespace, ctx: Context) -> int:
         docs = _list(r, ctx, namespace)
         docs = [d for d in docs if selector.matches(_labels(d))]
         if args.names:
-            by_name = {_name(d): d for d in docs}
+            by_name = {name_of(d): d for d in docs}
             picked: list[Doc] = []
             for n in args.names:
                 if n in by_name:
@@ -547,7 +533,7 @@ def _print(
     if args.output == "name":
         for r, docs in found:
             for d in docs:
-                ctx.out(_qualified(r, _name(d)))
+                ctx.out(_qualified(r, name_of(d)))
         return
     wide = args.output == "wide"
     blocks: list[str] = []
@@ -565,7 +551,7 @@ def _print(
             ]
         if args.all_namespaces and r.namespaced:
             headers = ["NAMESPACE", *headers]
-            rows = [[_ns(d), *row] for d, row in zip(docs, rows, strict=True)]
+            rows = [[namespace_of(d), *row] for d, row in zip(docs, rows, strict=True)]
         blocks.append(table(headers, rows))
     ctx.out("\n\n".join(blocks))
 
@@ -576,7 +562,7 @@ def _print(
 def run_describe(args: argparse.Namespace, ctx: Context) -> int:
     r = _resolve(args.kind)
     namespace = _namespace(args) if r.namespaced else None
-    docs = {_name(d): d for d in _list(r, ctx, namespace)}
+    docs = {name_of(d): d for d in _list(r, ctx, namespace)}
     missing = 0
     texts: list[str] = []
     for name in args.names:

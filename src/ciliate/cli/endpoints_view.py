@@ -13,39 +13,31 @@ from typing import TYPE_CHECKING
 from ciliate.cli import virtual
 from ciliate.cli.render import age
 from ciliate.cli.virtual import VirtualKind
-from ciliate.model.meta import Doc
+from ciliate.model.meta import Doc, name_of, namespace_of
 
 if TYPE_CHECKING:
     from ciliate.cli.context import Context
-
-
-def _name(doc: Doc) -> str:
-    return str((doc.get("metadata") or {}).get("name", ""))
-
-
-def _ns(doc: Doc) -> str:
-    return str((doc.get("metadata") or {}).get("namespace", "") or "")
 
 
 def _endpoints_docs(ctx: Context) -> list[Doc]:
     """v1 Endpoints per service, folded from its EndpointSlices (the controllers keep
     slices only; Kubernetes mirrors them the other way round, same content)."""
     store = ctx.store()
-    stored = {(_ns(d), _name(d)): d for d in store.list("Endpoints")}
+    stored = {(namespace_of(d), name_of(d)): d for d in store.list("Endpoints")}
     merged: dict[tuple[str, str], Doc] = {}
     for s in store.list("EndpointSlice"):
         meta = s.get("metadata") or {}
         svc = (meta.get("labels") or {}).get("kubernetes.io/service-name")
-        if not svc or (_ns(s), svc) in stored:
+        if not svc or (namespace_of(s), svc) in stored:
             continue
         ep = merged.setdefault(
-            (_ns(s), svc),
+            (namespace_of(s), svc),
             {
                 "apiVersion": "v1",
                 "kind": "Endpoints",
                 "metadata": {
                     "name": svc,
-                    "namespace": _ns(s),
+                    "namespace": namespace_of(s),
                     "creationTimestamp": meta.get("creationTimestamp", ""),
                     "labels": {
                         k: v
@@ -82,7 +74,7 @@ def _endpoints_table(docs: Sequence[Doc], wide: bool) -> tuple[list[str], list[l
         ]
         shown = ",".join(pairs[:3]) + (f" + {len(pairs) - 3} more..." if len(pairs) > 3 else "")
         created = str((d.get("metadata") or {}).get("creationTimestamp", "") or "")
-        rows.append([_name(d), shown or "<none>", age(created)])
+        rows.append([name_of(d), shown or "<none>", age(created)])
     return ["NAME", "ENDPOINTS", "AGE"], rows
 
 

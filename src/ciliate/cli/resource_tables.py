@@ -18,7 +18,7 @@ from datetime import datetime
 from typing import Any
 
 from ciliate.cli.render import age
-from ciliate.model.meta import Doc, LabelSelector
+from ciliate.model.meta import Doc, LabelSelector, name_of
 
 Table = tuple[list[str], list[list[str]]]
 TableFn = Callable[[Sequence[Doc], bool, datetime | None], Table]
@@ -29,10 +29,6 @@ NONE = "<none>"
 def _meta(d: Mapping[str, Any]) -> Mapping[str, Any]:
     m = d.get("metadata")
     return m if isinstance(m, Mapping) else {}
-
-
-def name_of(d: Mapping[str, Any]) -> str:
-    return str(_meta(d).get("name", ""))
 
 
 def _age(d: Mapping[str, Any], now: datetime | None) -> str:

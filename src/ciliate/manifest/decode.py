@@ -27,7 +27,7 @@ from ciliate.manifest import kinds, syntax, validate_core, validate_net, validat
 from ciliate.manifest.checker import Checker
 from ciliate.manifest.kinds import KindInfo, NameRule
 from ciliate.manifest.yaml import SourceMap, load_yaml
-from ciliate.model.meta import Doc
+from ciliate.model.meta import Doc, name_of, namespace_of
 
 MANIFEST_SUFFIXES = (".yaml", ".yml", ".json")
 
@@ -60,11 +60,11 @@ class Decoded:
 
     @property
     def namespace(self) -> str:
-        return str((self.doc.get("metadata") or {}).get("namespace", "") or "")
+        return namespace_of(self.doc)
 
     @property
     def name(self) -> str:
-        return str((self.doc.get("metadata") or {}).get("name", ""))
+        return name_of(self.doc)
 
     @property
     def key(self) -> tuple[str, str, str]:

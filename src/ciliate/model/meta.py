@@ -144,7 +144,16 @@ class LabelSelector:
         return ",".join(parts)
 
 
+def name_of(doc: Mapping[str, Any]) -> str:
+    """``metadata.name`` of a document ("" when absent)."""
+    return str((doc.get("metadata") or {}).get("name", ""))
+
+
+def namespace_of(doc: Mapping[str, Any]) -> str:
+    """``metadata.namespace`` of a document ("" for cluster-scoped or absent)."""
+    return str((doc.get("metadata") or {}).get("namespace", "") or "")
+
+
 def doc_key(doc: Mapping[str, Any]) -> tuple[str, str, str]:
     """(kind, namespace, name) of a document: the identity of an object in the store."""
-    m = doc.get("metadata") or {}
-    return (str(doc.get("kind", "")), str(m.get("namespace", "") or ""), str(m.get("name", "")))
+    return (str(doc.get("kind", "")), namespace_of(doc), name_of(doc))
