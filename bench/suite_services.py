@@ -266,12 +266,28 @@ def _report(ok: list[Target], raw: dict[str, dict[str, list[float]]], sizes: lis
             entry["ratio_to_ours_same_size"] = nl.summarize(
                 nl.paired_ratios(raw[t.name]["p50"], raw[ours]["p50"])
             ).as_dict()
+        same_kind_small = f"{t.name.split('-')[0]}-{sizes[0]}"
+        if same_kind_small in raw:
+            # what the service lookup adds over the smallest table of the same kind (µs):
+            # the part of the connect time that grows with the number of services
+            entry["added_us_vs_smallest"] = nl.summarize([
+                a - b for a, b in zip(raw[t.name]["p50"], raw[same_kind_small]["p50"], strict=False)
+                if not (math.isnan(a) or math.isnan(b))]).as_dict()  # fmt: skip
         summary[t.name] = entry
         to_ours = entry.get("ratio_to_ours_same_size", {}).get("median", math.nan)
         rows.append([t.name, str(t.size), p50.spread(), nl.fmt(p99.median),
                      f"{nl.fmt(entry.get('ratio_to_cil_smallest', {}).get('median', math.nan))}x",
-                     f"{nl.fmt(to_ours)}x" if t.name.startswith("ipt") else ""])  # fmt: skip
-    headers = ["variant", "services", "connect p50 µs [IQR]", "p99 µs", f"x {small}", "x ours"]
+                     f"{nl.fmt(to_ours)}x" if t.name.startswith("ipt") else "",
+                     nl.fmt(entry.get("added_us_vs_smallest", {}).get("median", math.nan))])  # fmt: skip
+    headers = [
+        "variant",
+        "services",
+        "connect p50 µs [IQR]",
+        "p99 µs",
+        f"x {small}",
+        "x ours",
+        f"+µs vs {sizes[0]}",
+    ]
     print(nl.table(headers, rows))
     for k, v in errors.items():
         print(f"   {k}: NOT MEASURED: {v}")
