@@ -32,7 +32,7 @@ from ciliate.errors import ConflictError, Diagnostic, DiagnosticError
 from ciliate.manifest.decode import Batch, Decoded, check_namespaces, with_provenance
 from ciliate.manifest.merge import is_unchanged, merge_applied, strip_server_fields
 from ciliate.model.cluster import ClusterConfig
-from ciliate.model.meta import Doc
+from ciliate.model.meta import Doc, name_of
 from ciliate.store.api import Change, ObjectKey, Store, VersionConflictError
 
 NAMESPACE_NAME_LABEL = "kubernetes.io/metadata.name"
@@ -80,7 +80,7 @@ def _admit(
     batch: Batch, store: Store, config: ClusterConfig
 ) -> tuple[list[Change], list[tuple[Decoded, str]]]:
     """Every check against the current store, and the changes to write."""
-    namespaces = {str((n.get("metadata") or {}).get("name")) for n in store.list("Namespace")}
+    namespaces = {name_of(n) for n in store.list("Namespace")}
     diags = check_namespaces(batch.objects, namespaces)
     if diags:
         raise DiagnosticError(diags)
