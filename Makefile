@@ -10,7 +10,7 @@ DEB_PACKAGES := clang llvm libbpf-dev bpftool iproute2 iputils-ping iputils-arpi
 STAMP_DEB := $(VENV)/.deb-stamp
 STAMP_PY := $(VENV)/.py-stamp
 
-.PHONY: all setup deb venv bpf demo test lint typecheck contracts unit bench clean
+.PHONY: all setup deb venv bpf demo test lint typecheck contracts unit bench docs clean
 
 all: test
 
@@ -58,6 +58,10 @@ test: setup lint typecheck contracts unit
 
 bench: setup
 	$(BIN)/python -m bench run --suite all
+
+# docs/cli.md is generated from the parser; tests/unit/cli/test_cli_docs.py fails when it is stale.
+docs: venv
+	$(BIN)/python -m ciliate.cli.docs docs/cli.md
 
 clean:
 	rm -rf $(VENV) bpf/build .mypy_cache .ruff_cache .pytest_cache
