@@ -31,7 +31,7 @@ from __future__ import annotations
 
 import contextlib
 import gc
-from collections.abc import Hashable, Iterable, Iterator, Mapping, Sequence
+from collections.abc import Iterable, Iterator, Mapping, Sequence
 from dataclasses import dataclass, field
 from ipaddress import IPv4Address, IPv4Network
 from typing import Any, Protocol
@@ -53,6 +53,7 @@ from ciliate.control.nodes import (
     resolve_nodes,
     sorted_pod_cidrs,
 )
+from ciliate.control.pins import export_pins, seed_pins
 from ciliate.desired import (
     IPCACHE_F_HAS_TUNNEL_EP,
     DesiredState,
@@ -95,11 +96,6 @@ ALLOW_ALL: PolicyMap = {
     ),
     PolicyKey(0, True): PolicyEntry(provenance=(Provenance(_DERIVED, "", "", "allow-any-egress"),)),
 }
-
-
-def _pin_key(key: Hashable) -> str:
-    """An allocator key (a tuple) as one string: fields joined by ``|``."""
-    return "|".join(map(str, key)) if isinstance(key, tuple) else str(key)
 
 
 def _uses_services(x: Any) -> bool:
@@ -245,35 +241,13 @@ class Engine:
     # --- IDs as plain data (persisted by the CLI between runs) -------------------------
 
     def export_pins(self) -> dict[str, Any]:
-        """Every ID handed out, JSON-able: identities, endpoint IDs, backend and rev-NAT
-        IDs. ``Engine(config, pins=...)`` keeps them, so separate processes computing
-        from the same store agree even after collisions were resolved by probing."""
-        return {
-            "identities": {"\n".join(k): v for k, v in self.label_ids.items()},
-            "endpoints": {n: dict(ids) for n, ids in self.ep_ids.items()},
-            "backends": {_pin_key(k): v for k, v in self.lb.alloc.backends.ids.items()},
-            "rev_nat": {_pin_key(k): v for k, v in self.lb.alloc.rev_nat.ids.items()},
-        }
+        """Every ID handed out, JSON-able (``control.pins``). ``Engine(config,
+        pins=...)`` keeps them, so separate processes computing from the same store
+        agree even after collisions were resolved by probing."""
+        return export_pins(self.label_ids, self.ep_ids, self.lb.alloc)
 
     def _seed_from_pins(self, pins: Mapping[str, Any]) -> None:
-        try:
-            for labels, n in (pins.get("identities") or {}).items():
-                self.label_ids.setdefault(tuple(str(labels).split("\n")), int(n))
-            for node, ids in (pins.get("endpoints") or {}).items():
-                mine = self.ep_ids.setdefault(str(node), {})
-                used = set(mine.values())
-                for key, n in ids.items():
-                    if key not in mine and int(n) not in used:
-                        mine[str(key)] = int(n)
-                        used.add(int(n))
-            for key, n in (pins.get("backends") or {}).items():
-                ip, port, proto = str(key).split("|")
-                self.lb.alloc.backends.pin((IPv4Address(ip), int(port), int(proto)), int(n))
-            for key, n in (pins.get("rev_nat") or {}).items():
-                svc, typ, addr, port, proto = str(key).split("|")
-                self.lb.alloc.rev_nat.pin((svc, typ, addr, int(port), proto), int(n))
-        except (ValueError, AttributeError, TypeError):
-            return  # malformed pins only cost stability, never correctness
+        seed_pins(pins, self.label_ids, self.ep_ids, self.lb.alloc)
 
     # --- full build ------------------------------------------------------------------
 
