@@ -118,7 +118,11 @@ class Live:
         self.converge()
         docs, config = self.docs()
         model = compute_reach(docs, config, port, protocol, http)
-        kernel = reach.probe_running(self.state, port, protocol, http)
+        # a pair the model allows and the kernel seems to drop is probed once more,
+        # patiently, before it counts as a disagreement (a loaded machine is slow)
+        kernel = reach.probe_running(
+            self.state, port, protocol, http, confirm=lambda a, b: bool(model.allowed[a][b])
+        )
         return model, kernel, disagreements(label, model, kernel, docs, config, http)
 
 

@@ -33,7 +33,7 @@ import subprocess
 import sys
 import tempfile
 import time
-from collections.abc import Iterator, Mapping, Sequence
+from collections.abc import Callable, Iterator, Mapping, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, TextIO
@@ -53,6 +53,7 @@ EPHEMERAL_CLUSTER = "reach"  # the model's ephemeral cluster name (cli.cmd_polic
 EPHEMERAL_NODES = 3
 CONVERGE_TIMEOUT = 30.0
 FIRST_TIMEOUT = 0.5  # first pass; failures are probed again with the full timeout
+CONFIRM_TIMEOUT = 5.0  # a suspected disagreement, measured once more
 
 
 @dataclass(frozen=True, slots=True)
@@ -173,13 +174,17 @@ def probe_running(
     timeout: float = DEFAULT_TIMEOUT,
     retries: int = 1,
     first_timeout: float = FIRST_TIMEOUT,
+    confirm: Callable[[str, str], bool] | None = None,
 ) -> KernelMatrix:
     """Probe every ordered pair of the running cluster's pods for real.
 
     The first pass waits ``first_timeout`` (pods on one host answer in well under a
     millisecond); pairs that fail are probed again ``retries`` times with the full
     ``timeout`` (a lost first packet or a slow server must not read as a policy drop;
-    a real drop fails every time). A denied pair costs ``first_timeout + timeout``."""
+    a real drop fails every time). A denied pair costs ``first_timeout + timeout``.
+    Pairs still failing for which ``confirm(src, dst)`` is true (say, the model allows
+    them) get one last probe with ``CONFIRM_TIMEOUT``: a disagreement is measured
+    patiently before it is reported, on a loaded machine too."""
     protocol = protocol.upper()
     tg = targets(state_dir)
     if not tg:
@@ -211,6 +216,11 @@ def probe_running(
             todo = again
             if not todo:
                 break
+        last = [(a, b) for a, b in todo if confirm is not None and confirm(a.key, b.key)]
+        confirmed = probe_pairs(last, port, protocol, CONFIRM_TIMEOUT, http)
+        for (a, b), o in zip(last, confirmed, strict=True):
+            allowed[a.key][b.key] = o.allowed
+            details[a.key][b.key] = f"{o.detail} (after {CONFIRM_TIMEOUT:.0f}s)"
     ordered = {a: {b: allowed[a][b] for b in keys} for a in keys}
     return KernelMatrix(port, protocol, keys, ordered, None, details)
 
