@@ -44,7 +44,7 @@ from ciliate.control.identity import (
     pod_identity_labels,
     reserved_identities,
 )
-from ciliate.control.ipcache import WORLD, host_prefix, local_view, remote_view
+from ciliate.control.ipcache import WORLD, cidr_delta, host_prefix, local_view, remote_view
 from ciliate.control.lbstate import LBState
 from ciliate.control.nodes import (
     NodeInfo,
@@ -702,34 +702,18 @@ class Engine:
         """CIDR identities the compiler added or dropped, into every ipcache."""
         new_cidrs: dict[IPv4Network, Identity] = dict(self.compiler.cidr_identities)
         old_cidrs = self.cidr_identities
-        if new_cidrs != old_cidrs:
-            ups: dict[IPCacheKey, RemoteEndpointInfo] = {}
-            dels: list[IPCacheKey] = []
-            for net, ident in old_cidrs.items():
-                k = IPCacheKey(net)
-                cur = self.shared_ipcache.get(k)
-                if net not in new_cidrs and cur is not None and cur.sec_identity == ident.id:
-                    dels.append(k)
-            for net, ident in new_cidrs.items():
-                k = IPCacheKey(net)
-                cur = self.shared_ipcache.get(k)
-                # pods and nodes own their /32s; a CIDR identity never overrides them
-                mine = cur is None or (net in old_cidrs and cur.sec_identity == old_cidrs[net].id)
-                if mine and (cur is None or cur.sec_identity != ident.id):
-                    ups[k] = RemoteEndpointInfo(ident.id)
-            self.cidr_identities = new_cidrs
-            idents = {i.id: i for i in new_cidrs.values()}
-            gone = [i.id for n, i in old_cidrs.items() if i.id not in idents]
-            self.identities = layered(self.identities, idents, gone)
-            if ups or dels:
-                self.shared_ipcache = layered(self.shared_ipcache, ups, dels)
-                for name in self.parts:
-                    out.extend(
-                        MapChange(name, MapName.IPCACHE.value, k, v) for k, v in sorted(ups.items())
-                    )
-                    out.extend(
-                        MapChange(name, MapName.IPCACHE.value, k, None) for k in sorted(dels)
-                    )
+        if new_cidrs == old_cidrs:
+            return
+        ups, dels = cidr_delta(self.shared_ipcache, old_cidrs, new_cidrs)
+        self.cidr_identities = new_cidrs
+        idents = {i.id: i for i in new_cidrs.values()}
+        gone = [i.id for i in old_cidrs.values() if i.id not in idents]
+        self.identities = layered(self.identities, idents, gone)
+        if ups or dels:
+            self.shared_ipcache = layered(self.shared_ipcache, ups, dels)
+            entries = [*sorted(ups.items()), *((k, None) for k in sorted(dels))]
+            for name in self.parts:
+                out.extend([MapChange(name, IPCACHE_MAP, k, v) for k, v in entries])
 
 
 def compute_desired(

@@ -11,16 +11,20 @@ them (``remote_view``), following cilium.md §3.2:
    endpoint with ``hastunnel``, as pods do;
 4. ``0.0.0.0/0`` is ``world`` (2).
 
+``cidr_delta`` follows policy CIDR identities (``1<<24 | n``) into the shared map.
+
 Sans-IO; imports only ``desired`` and ``control.nodes``.
 """
 
 from __future__ import annotations
 
+from collections.abc import Mapping
 from ipaddress import IPv4Address, IPv4Network
 
 from ciliate.control.nodes import NodeInfo
 from ciliate.desired import (
     IPCACHE_F_HAS_TUNNEL_EP,
+    Identity,
     IPCacheKey,
     RemoteEndpointInfo,
     ReservedIdentity,
@@ -64,3 +68,28 @@ def local_view(info: NodeInfo) -> dict[IPCacheKey, RemoteEndpointInfo]:
             int(ReservedIdentity.HEALTH)
         )
     return out
+
+
+def cidr_delta(
+    ipcache: Mapping[IPCacheKey, RemoteEndpointInfo],
+    old: Mapping[IPv4Network, Identity],
+    new: Mapping[IPv4Network, Identity],
+) -> tuple[dict[IPCacheKey, RemoteEndpointInfo], list[IPCacheKey]]:
+    """The ipcache entries to write and delete when the policy CIDR identities go from
+    ``old`` to ``new``. Pods and nodes own their /32s: a CIDR entry is only written
+    where nothing else is, or where the old CIDR identity was, and only deleted where it
+    is still the one in place."""
+    ups: dict[IPCacheKey, RemoteEndpointInfo] = {}
+    dels: list[IPCacheKey] = []
+    for net, ident in old.items():
+        k = IPCacheKey(net)
+        cur = ipcache.get(k)
+        if net not in new and cur is not None and cur.sec_identity == ident.id:
+            dels.append(k)
+    for net, ident in new.items():
+        k = IPCacheKey(net)
+        cur = ipcache.get(k)
+        mine = cur is None or (net in old and cur.sec_identity == old[net].id)
+        if mine and (cur is None or cur.sec_identity != ident.id):
+            ups[k] = RemoteEndpointInfo(ident.id)
+    return ups, dels

@@ -56,3 +56,22 @@ def test_lxc_names_fit_ifnamsiz() -> None:
     name = lxc_name("a-very-long-namespace/a-very-long-pod-name-0123456789")
     assert len(name) == 15 and name.startswith("lxc")
     assert all(c in "0123456789abcdef" for c in name[3:])
+
+
+def test_cidr_delta_never_overrides_pods() -> None:
+    from ipaddress import IPv4Network
+
+    from ciliate.control.ipcache import cidr_delta
+    from ciliate.desired import Identity, IPCacheKey, RemoteEndpointInfo
+
+    pod = IPCacheKey(IPv4Network("10.10.2.5/32"))
+    cache = {pod: RemoteEndpointInfo(300)}
+    a = Identity((1 << 24) | 1, ("cidr:10.10.2.5/32",))
+    b = Identity((1 << 24) | 2, ("cidr:192.0.2.0/24",))
+    ups, dels = cidr_delta(
+        cache, {}, {IPv4Network("10.10.2.5/32"): a, IPv4Network("192.0.2.0/24"): b}
+    )
+    assert pod not in ups and IPCacheKey(IPv4Network("192.0.2.0/24")) in ups and not dels
+    cache.update(ups)
+    ups2, dels2 = cidr_delta(cache, {IPv4Network("192.0.2.0/24"): b}, {})
+    assert not ups2 and dels2 == [IPCacheKey(IPv4Network("192.0.2.0/24"))]
