@@ -56,6 +56,7 @@ class Target:
     group: str  # "same" or "cross": the baseline it is compared with
     client_ns: str
     server_ip: str
+    policy_entries: int = -1  # entries in the server endpoint's live policy map (ciliate)
 
 
 # --- plain topologies ----------------------------------------------------------------------
@@ -214,9 +215,12 @@ def build_ciliate(lab: nl.Lab, short: str, n_policies: int) -> list[Target]:
     c.up()
     c.wait_revision()
     server = c.pod_ip("default", "srv")
+    # proof that the verdict path is exercised: the live kernel map of the server endpoint
+    text = c.cli("bpf", "policy", "get", "default/srv", "--node", "bench-worker", "-n")
+    entries = sum(1 for line in text.splitlines() if line.startswith(("Allow", "Deny")))
     label = {0: "0", 1: "1"}.get(n_policies, "1k" if n_policies == 1000 else str(n_policies))
-    same = Target(f"cil-{label}", "same", c.pod_netns("default/cli"), server)
-    cross = Target(f"cil-{label}-x", "cross", c.pod_netns("default/cli-x"), server)
+    same = Target(f"cil-{label}", "same", c.pod_netns("default/cli"), server, entries)
+    cross = Target(f"cil-{label}-x", "cross", c.pod_netns("default/cli-x"), server, entries)
     return [same, cross]
 
 
@@ -314,6 +318,8 @@ def summarize_results(order: list[Target], raw: dict[str, dict[str, list[float]]
     for t in order:
         b = raw.get(baselines[t.group], {})
         entry: dict[str, Any] = {"group": t.group}
+        if t.policy_entries >= 0:
+            entry["server_policy_map_entries"] = t.policy_entries
         for m in METRICS:
             entry[m] = nl.summarize(raw[t.name][m]).as_dict()
             if b:
@@ -337,6 +343,9 @@ def summarize_results(order: list[Target], raw: dict[str, dict[str, list[float]]
     headers = ["variant", "node", "RR p50 µs [IQR]", "RR p99", "xbase", "connect p50 µs [IQR]",
                "xbase", "Gbit/s [IQR]", "xbase", "retr"]  # fmt: skip
     print(nl.table(headers, rows))
+    for t in order:
+        if t.policy_entries >= 0 and t.group == "same":
+            print(f"   {t.name}: {t.policy_entries} entries in the server endpoint's policy map")
     for k, v in errors.items():
         print(f"   {k}: NOT MEASURED: {v}")
     return {
