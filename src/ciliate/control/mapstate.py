@@ -230,6 +230,17 @@ class MapStateBuilder:
         else:
             self._add_allow(key, entry)
 
+    def add_many(self, items: Iterable[tuple[PolicyKey, PolicyEntry]]) -> None:
+        """``add`` for many keys; plain allows while no deny exists take a fast path
+        (the common case: most maps hold no deny at all)."""
+        entries = self._entries
+        for key, entry in items:
+            if entry.deny or self._denies:
+                self.add(key, entry)
+                continue
+            old = entries.get(key)
+            entries[key] = entry if old is None else _merge_allow(old, entry)
+
     def _add_allow(self, key: PolicyKey, entry: PolicyEntry) -> None:
         for dk in self._denies:
             if _covers(dk, key):

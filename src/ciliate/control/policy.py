@@ -31,7 +31,7 @@ import contextlib
 import zlib
 from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
-from ipaddress import IPv4Address, IPv4Network, ip_address
+from ipaddress import IPv4Address, IPv4Network
 
 from ciliate.control import peers as P
 from ciliate.control import rules as R
@@ -310,10 +310,8 @@ class PolicyCompiler:
         self.pod_identity[pod.key] = ident
         addr = ip or pod.status.pod_ip
         if addr:
-            with contextlib.suppress(ValueError):
-                a = ip_address(addr)
-                if isinstance(a, IPv4Address):
-                    self.pod_ip[pod.key] = a
+            with contextlib.suppress(ValueError):  # IPv6 or garbage: no address
+                self.pod_ip[pod.key] = IPv4Address(addr)
         g: GroupKey = (ident, named_port_key(pod))
         self._group_of[pod.key] = g
         self._groups.setdefault(g, set()).add(pod.key)
@@ -675,8 +673,7 @@ class PolicyCompiler:
                 self._elem_keys[memo_key] = (e, items)
         else:
             items = self._element_keys(e, peers, g)
-        for k, entry in items:
-            b.add(k, entry)
+        b.add_many(items)
 
     def _element_keys(
         self, e: R.Element, peers: frozenset[int], g: GroupKey
