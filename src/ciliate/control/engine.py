@@ -9,7 +9,8 @@ Theory of operation:
 
 1. Nodes (``control.nodes``) give devices and routes; pods with a node and an IP get
    an identity (``control.identity``), a local endpoint on their node
-   (``control.endpoints``) and a policy map (``control.policy`` when present).
+   (``control.endpoints``) and a policy map (``control.endpoint_policy`` over the
+   policy compiler, ``control.policy``).
 2. The ipcache is one shared map holding every address as seen from elsewhere (pods
    and node addresses with their tunnel endpoint) plus, per node, a small layer with
    its own addresses (no tunnel; its node IP and cilium_host IP as ``host``).
@@ -38,6 +39,7 @@ from typing import Any, Protocol
 
 from ciliate.control import endpoints as E
 from ciliate.control import services as S
+from ciliate.control.endpoint_policy import ALLOW_ALL, POLICY_KINDS, EndpointPolicies
 from ciliate.control.identity import (
     LabelSet,
     allocate_identities,
@@ -68,10 +70,7 @@ from ciliate.desired import (
     MapName,
     NodeState,
     PodNet,
-    PolicyEntry,
-    PolicyKey,
     PolicyMap,
-    Provenance,
     RemoteEndpointInfo,
     Route,
     layered,
@@ -81,30 +80,7 @@ from ciliate.model.cluster import ClusterConfig
 from ciliate.model.core import Namespace, Pod, Service
 from ciliate.model.meta import Doc, doc_key
 
-try:  # the policy engineer's compiler; the allow-all fallback goes when it lands
-    from ciliate.control import policy as _policy
-except ImportError:  # pragma: no cover - only before control/policy.py exists
-    _policy = None  # type: ignore[assignment]
-
 IPCACHE_MAP = MapName.IPCACHE.value  # hoisted: enum attribute access shows at 1,000 nodes
-POLICY_KINDS = frozenset({"NetworkPolicy", "CiliumNetworkPolicy", "CiliumClusterwideNetworkPolicy"})
-_DERIVED = "derived"
-
-ALLOW_ALL: PolicyMap = {
-    PolicyKey(0, False): PolicyEntry(
-        provenance=(Provenance(_DERIVED, "", "", "allow-any-ingress"),)
-    ),
-    PolicyKey(0, True): PolicyEntry(provenance=(Provenance(_DERIVED, "", "", "allow-any-egress"),)),
-}
-
-
-def _uses_services(x: Any) -> bool:
-    """Whether a policy document has a ``toServices`` peer anywhere."""
-    if isinstance(x, Mapping):
-        return "toServices" in x or any(_uses_services(v) for v in x.values())
-    if isinstance(x, list):
-        return any(_uses_services(v) for v in x)
-    return False
 
 
 @contextlib.contextmanager
@@ -141,16 +117,6 @@ class PodRecord:
     labels: LabelSet
     identity: int
     ipcache_key: IPCacheKey  # ip/32, built once (IPv4Network construction is not cheap)
-
-
-@dataclass(frozen=True, slots=True)
-class _EPPolicy:
-    map: PolicyMap
-    ingress_enforced: bool
-    egress_enforced: bool
-
-
-_FALLBACK_POLICY = _EPPolicy(ALLOW_ALL, False, False)
 
 
 @dataclass(slots=True)
@@ -207,11 +173,9 @@ class Engine:
         self.ident_refs: dict[int, int] = {}
         self.identities: Mapping[int, Identity] = {}
         self.ep_ids: dict[str, dict[str, int]] = {}
-        self.ep_policy: dict[str, _EPPolicy] = {}
-        self.compiler: Any = None
+        self.policies = EndpointPolicies()
         self.cidr_identities: dict[IPv4Network, Identity] = {}
         self.lb = LBState()
-        self.policy_docs: dict[tuple[str, str, str], Doc] = {}
         self.shared_ipcache: Mapping[IPCacheKey, RemoteEndpointInfo] = {}
         self.revision = 0
         self._state: DesiredState | None = None
@@ -302,10 +266,15 @@ class Engine:
             self.ident_refs[rec.identity] = self.ident_refs.get(rec.identity, 0) + 1
         self.label_ids = {k: v for k, v in self.label_ids.items() if v in self.ident_refs}
         # 2. policy
-        self.policy_docs = {
-            k: d for kind in POLICY_KINDS for k, d in self.docs.get(kind, {}).items()
-        }
-        self._compute_policy_full()
+        self.policies.rebuild(
+            self.config,
+            list(self.namespaces.values()),
+            {k: (r.pod, r.identity, str(r.ip)) for k, r in self.pods.items()},
+            self._identity_objects(),
+            {k: d for kind in POLICY_KINDS for k, d in self.docs.get(kind, {}).items()},
+            self._services_for_policy,
+        )
+        self.cidr_identities = dict(self.policies.cidr_identities)
         self._refresh_identities()
         # 3. per-node endpoints and maps
         by_node: dict[str, list[PodRecord]] = {n: [] for n in self.nodes}
@@ -350,37 +319,11 @@ class Engine:
             idents[ident.id] = ident
         self.identities = idents
 
-    def _compute_policy_full(self) -> None:
-        self.ep_policy = {}
-        self.cidr_identities = {}
-        if _policy is None:
-            self.compiler = None
-            self.ep_policy = dict.fromkeys(self.pods, _FALLBACK_POLICY)
-            return
-        uses_svc = self._policies_use_services()
-        inputs = _policy.PolicyInputs(
-            config=self.config,
-            namespaces=list(self.namespaces.values()),
-            pods=[r.pod for r in self.pods.values()],
-            pod_identity={k: r.identity for k, r in self.pods.items()},
-            identities=self._identity_objects(),
-            policies=list(self.policy_docs.values()),
-            # only toServices peers read services and slices; a policy naming one later
-            # brings the compiler up to date (_policy_doc)
-            services=[Service.from_doc(d) for d in self._kind("Service")] if uses_svc else [],
-            endpoint_slices=self._kind("EndpointSlice") if uses_svc else [],
-            pod_ips={k: str(r.ip) for k, r in self.pods.items()},
-        )
-        self.compiler = _policy.PolicyCompiler.from_inputs(inputs)
-        result = self.compiler.result()
-        for key in self.pods:
-            ep = result.endpoints.get(key)
-            self.ep_policy[key] = (
-                _EPPolicy(ep.map, ep.ingress_enforced, ep.egress_enforced)
-                if ep
-                else _FALLBACK_POLICY
-            )
-        self.cidr_identities = dict(result.cidr_identities)
+    def _services_for_policy(self) -> tuple[list[Service], list[Doc]]:
+        """Services and slices for toServices peers (asked for only when needed)."""
+        if self.lb.services:
+            return list(self.lb.services.values()), self._kind("EndpointSlice")
+        return [Service.from_doc(d) for d in self._kind("Service")], self._kind("EndpointSlice")
 
     def _build_node(
         self,
@@ -411,7 +354,7 @@ class Engine:
             k, v = E.lxc_entry(ep, cfg.cluster_id)
             lxc[k] = v
             own[rec.ipcache_key] = RemoteEndpointInfo(rec.identity)
-            policy[ep.id] = self.ep_policy.get(rec.key, _FALLBACK_POLICY).map
+            policy[ep.id] = self.policies.get(rec.key).map
             pods[rec.key] = E.pod_net(ep, info, cfg.mtu, proutes)
         return _NodeParts(
             info=info,
@@ -427,7 +370,7 @@ class Engine:
 
     def _endpoint(self, info: NodeInfo, rec: PodRecord, ep_id: int) -> EndpointState:
         ep = E.pod_endpoint(info, rec.key, ep_id, rec.ip, rec.identity, rec.labels)
-        pol = self.ep_policy.get(rec.key, _FALLBACK_POLICY)
+        pol = self.policies.get(rec.key)
         if pol.ingress_enforced or pol.egress_enforced:
             from dataclasses import replace
 
@@ -491,13 +434,12 @@ class Engine:
         kinds = {str(d.get("kind", "")) for d in [*changed, *deleted]}
         incremental = {"Pod", "Service", "EndpointSlice"}
         services_in_policy = False
-        if self.compiler is not None:
+        if self.policies.incremental:
             incremental |= POLICY_KINDS
-            if kinds & {"Service", "EndpointSlice"} and self._policies_use_services():
-                if hasattr(self.compiler, "set_services"):
-                    services_in_policy = True  # toServices peers follow below
-                else:
-                    incremental -= {"Service", "EndpointSlice"}
+            # toServices peers follow Service and slice changes (below)
+            services_in_policy = bool(kinds & {"Service", "EndpointSlice"}) and (
+                self.policies.uses_services()
+            )
         for d in changed:
             if d.get("kind") == "Cluster" and isinstance(d.get("spec"), Mapping):
                 self.config = ClusterConfig.from_doc(d["spec"])
@@ -536,10 +478,7 @@ class Engine:
         for key in sorted(svc_touched - {""}):
             out += self.lb.recompute(key, nodes, self.config)
         if services_in_policy:
-            pods = self.compiler.set_services(
-                list(self.lb.services.values()), self._kind("EndpointSlice")
-            )
-            self._sync_policy(set(pods), out)
+            self._sync_policy(self.policies.set_services(*self._services_for_policy()), out)
             self._follow_cidr_identities(out)
         self._state = None
         return out
@@ -574,17 +513,12 @@ class Engine:
             pod.key, pod, pod.spec.node_name, ip, labels, ident, IPCacheKey(host_prefix(ip))
         )
         self.pods[pod.key] = rec
-        recompiled: set[str] = set()
-        if self.compiler is not None:
-            recompiled = self.compiler.set_pod(pod, Identity(ident, labels), str(ip))
-        else:
-            self.ep_policy[pod.key] = _FALLBACK_POLICY
+        recompiled = self.policies.set_pod(pod, Identity(ident, labels), str(ip))
         parts = self.parts[rec.node]
         ids = E.allocate_endpoint_ids([*self.ep_ids[rec.node], pod.key], self.ep_ids[rec.node])
         self.ep_ids[rec.node] = ids
         info = parts.info
-        if self.compiler is not None:
-            self._sync_policy(recompiled | {pod.key}, out)
+        self._sync_policy(recompiled, out)
         ep = self._endpoint(info, rec, ids[pod.key])
         k, v = E.lxc_entry(ep, self.config.cluster_id)
         ick = rec.ipcache_key
@@ -593,7 +527,7 @@ class Engine:
         parts.endpoints = layered(parts.endpoints, {ep.id: ep})
         parts.lxc = layered(parts.lxc, {k: v})
         parts.own_ipcache = layered(parts.own_ipcache, {ick: local})
-        pmap = self.ep_policy.get(pod.key, _FALLBACK_POLICY).map
+        pmap = self.policies.get(pod.key).map
         parts.policy = layered(parts.policy, {ep.id: pmap})
         parts.pods = layered(parts.pods, {pod.key: E.pod_net(ep, info, self.config.mtu)})
         self.shared_ipcache = layered(self.shared_ipcache, {ick: remote})
@@ -615,10 +549,7 @@ class Engine:
             del self.ident_refs[rec.identity]
             self.label_ids.pop(rec.labels, None)
             self.identities = layered(self.identities, {}, [rec.identity])
-        if self.compiler is not None:
-            recompiled = self.compiler.remove_pod(key)
-            self._sync_policy(recompiled - {key}, out)
-        self.ep_policy.pop(key, None)
+        self._sync_policy(self.policies.remove_pod(key), out)
         ick = rec.ipcache_key
         self.shared_ipcache = layered(self.shared_ipcache, {}, [ick])
         ipc = IPCACHE_MAP
@@ -645,13 +576,10 @@ class Engine:
         """Pick up recompiled policy maps of existing pods and emit their entry changes."""
         from ciliate.desired import diff_map
 
-        for key in sorted(pods):
+        for key, new in sorted(self.policies.refresh(pods).items()):
             rec = self.pods.get(key)
-            ep = self.compiler.endpoint(key)
-            if rec is None or ep is None:
+            if rec is None:
                 continue
-            new = _EPPolicy(ep.map, ep.ingress_enforced, ep.egress_enforced)
-            self.ep_policy[key] = new
             ep_id = self.ep_ids.get(rec.node, {}).get(key)
             parts = self.parts[rec.node]
             if ep_id is None or ep_id not in parts.policy:
@@ -673,34 +601,21 @@ class Engine:
 
     # policies
 
-    def _policies_use_services(self) -> bool:
-        return any(_uses_services(d) for d in self.policy_docs.values())
-
     def _policy_doc(self, d: Doc, delete: bool) -> list[MapChange]:
         """A policy changed: recompile the pods it selects (the compiler knows which),
         then follow the CIDR identities it added or dropped into every ipcache."""
         out: list[MapChange] = []
         if delete:
-            self.policy_docs.pop(doc_key(d), None)
-            kind, ns, name = doc_key(d)
-            pods = self.compiler.remove_policy(kind, ns, name)
+            pods = self.policies.remove_policy(d)
         else:
-            self.policy_docs[doc_key(d)] = d
-            if _uses_services(d) and hasattr(self.compiler, "set_services"):
-                # Service and slice changes skip the compiler while no policy names a
-                # service (see update); bring it up to date before one does.
-                pods = self.compiler.set_services(
-                    list(self.lb.services.values()), self._kind("EndpointSlice")
-                )
-                self._sync_policy(set(pods), out)
-            pods = self.compiler.set_policy(d)
-        self._sync_policy(set(pods), out)
+            pods = self.policies.set_policy(d, self._services_for_policy)
+        self._sync_policy(pods, out)
         self._follow_cidr_identities(out)
         return out
 
     def _follow_cidr_identities(self, out: list[MapChange]) -> None:
         """CIDR identities the compiler added or dropped, into every ipcache."""
-        new_cidrs: dict[IPv4Network, Identity] = dict(self.compiler.cidr_identities)
+        new_cidrs = self.policies.compiler_cidr_identities()
         old_cidrs = self.cidr_identities
         if new_cidrs == old_cidrs:
             return
