@@ -99,23 +99,29 @@ def _enum(d: dict[str, Any], key: str, value: enum.IntEnum) -> None:
         d[key] = value.name
 
 
-def _endpoint_json(ep: Endpoint) -> dict[str, Any]:
+def _fields(*pairs: tuple[str, Any]) -> dict[str, Any]:
+    """A message's JSON object: its fields in declaration order, zero values left out
+    (``_put``)."""
     d: dict[str, Any] = {}
-    _put(d, "ID", ep.id)
-    _put(d, "identity", ep.identity)
-    _put(d, "cluster_name", ep.cluster_name)
-    _put(d, "namespace", ep.namespace)
-    _put(d, "labels", list(ep.labels))
-    _put(d, "pod_name", ep.pod_name)
-    _put(d, "workloads", [{"name": w.name, "kind": w.kind} for w in ep.workloads])
+    for key, value in pairs:
+        _put(d, key, value)
     return d
+
+
+def _endpoint_json(ep: Endpoint) -> dict[str, Any]:
+    return _fields(
+        ("ID", ep.id),
+        ("identity", ep.identity),
+        ("cluster_name", ep.cluster_name),
+        ("namespace", ep.namespace),
+        ("labels", list(ep.labels)),
+        ("pod_name", ep.pod_name),
+        ("workloads", [{"name": w.name, "kind": w.kind} for w in ep.workloads]),
+    )
 
 
 def _ports_json(l4: TCP | UDP | SCTP) -> dict[str, Any]:
-    d: dict[str, Any] = {}
-    _put(d, "source_port", l4.source_port)
-    _put(d, "destination_port", l4.destination_port)
-    return d
+    return _fields(("source_port", l4.source_port), ("destination_port", l4.destination_port))
 
 
 def _l4_json(l4: Layer4, l3l4: bool) -> dict[str, Any]:
@@ -131,20 +137,18 @@ def _l4_json(l4: Layer4, l3l4: bool) -> dict[str, Any]:
         return {"UDP": _ports_json(l4)}
     if isinstance(l4, SCTP):
         return {"SCTP": _ports_json(l4)}
-    icmp: dict[str, Any] = {}
-    _put(icmp, "type", l4.type)
-    _put(icmp, "code", l4.code)
+    icmp = _fields(("type", l4.type), ("code", l4.code))
     return {"ICMPv4" if isinstance(l4, ICMPv4) else "ICMPv6": icmp}
 
 
 def _policy_json(p: Policy) -> dict[str, Any]:
-    d: dict[str, Any] = {}
-    _put(d, "name", p.name)
-    _put(d, "namespace", p.namespace)
-    _put(d, "labels", list(p.labels))
-    _put(d, "revision", str(p.revision) if p.revision else "")  # uint64 → string
-    _put(d, "kind", p.kind)
-    return d
+    return _fields(
+        ("name", p.name),
+        ("namespace", p.namespace),
+        ("labels", list(p.labels)),
+        ("revision", str(p.revision) if p.revision else ""),  # uint64 → string
+        ("kind", p.kind),
+    )
 
 
 def _l7_json(l7: Layer7) -> dict[str, Any]:
@@ -153,25 +157,25 @@ def _l7_json(l7: Layer7) -> dict[str, Any]:
     _put(d, "latency_ns", str(l7.latency_ns) if l7.latency_ns else "")
     if l7.dns is not None:
         x = l7.dns
-        dns: dict[str, Any] = {}
-        _put(dns, "query", x.query)
-        _put(dns, "ips", list(x.ips))
-        _put(dns, "ttl", x.ttl)
-        _put(dns, "cnames", list(x.cnames))
-        _put(dns, "observation_source", x.observation_source)
-        _put(dns, "rcode", x.rcode)
-        _put(dns, "qtypes", list(x.qtypes))
-        _put(dns, "rrtypes", list(x.rrtypes))
-        d["dns"] = dns
+        d["dns"] = _fields(
+            ("query", x.query),
+            ("ips", list(x.ips)),
+            ("ttl", x.ttl),
+            ("cnames", list(x.cnames)),
+            ("observation_source", x.observation_source),
+            ("rcode", x.rcode),
+            ("qtypes", list(x.qtypes)),
+            ("rrtypes", list(x.rrtypes)),
+        )
     if l7.http is not None:
         h = l7.http
-        http: dict[str, Any] = {}
-        _put(http, "code", h.code)
-        _put(http, "method", h.method)
-        _put(http, "url", h.url)
-        _put(http, "protocol", h.protocol)
-        _put(http, "headers", [{"key": x.key, "value": x.value} for x in h.headers])
-        d["http"] = http
+        d["http"] = _fields(
+            ("code", h.code),
+            ("method", h.method),
+            ("url", h.url),
+            ("protocol", h.protocol),
+            ("headers", [{"key": x.key, "value": x.value} for x in h.headers]),
+        )
     return d
 
 
@@ -196,23 +200,19 @@ def flow_to_dict(f: Flow) -> dict[str, Any]:
     d["time"] = format_timestamp(f.time_ns)
     _put(d, "uuid", f.uuid)
     if f.emitter is not None:
-        em: dict[str, Any] = {}
-        _put(em, "name", f.emitter.name)
-        _put(em, "version", f.emitter.version)
-        d["emitter"] = em
+        d["emitter"] = _fields(("name", f.emitter.name), ("version", f.emitter.version))
     _enum(d, "verdict", f.verdict)
     _put(d, "drop_reason", f.drop_reason)
     _enum(d, "auth_type", f.auth_type)
     if f.ethernet is not None:
-        eth: dict[str, Any] = {}
-        _put(eth, "source", f.ethernet.source)
-        _put(eth, "destination", f.ethernet.destination)
-        d["ethernet"] = eth
+        eth = f.ethernet
+        d["ethernet"] = _fields(("source", eth.source), ("destination", eth.destination))
     if f.ip is not None:
-        ip: dict[str, Any] = {}
-        _put(ip, "source", f.ip.source)
-        _put(ip, "source_xlated", f.ip.source_xlated)
-        _put(ip, "destination", f.ip.destination)
+        ip = _fields(
+            ("source", f.ip.source),
+            ("source_xlated", f.ip.source_xlated),
+            ("destination", f.ip.destination),
+        )
         _enum(ip, "ipVersion", f.ip.ip_version)
         _put(ip, "encrypted", f.ip.encrypted)
         d["IP"] = ip
@@ -231,19 +231,14 @@ def flow_to_dict(f: Flow) -> dict[str, Any]:
         d["l7"] = _l7_json(f.l7)
     _put(d, "reply", bool(f.is_reply))
     if f.event_type is not None:
-        et: dict[str, Any] = {}
-        _put(et, "type", f.event_type.type)
-        _put(et, "sub_type", f.event_type.sub_type)
-        d["event_type"] = et
+        et = f.event_type
+        d["event_type"] = _fields(("type", et.type), ("sub_type", et.sub_type))
     for key, svc in (
         ("source_service", f.source_service),
         ("destination_service", f.destination_service),
     ):
         if svc is not None:
-            s: dict[str, Any] = {}
-            _put(s, "name", svc.name)
-            _put(s, "namespace", svc.namespace)
-            d[key] = s
+            d[key] = _fields(("name", svc.name), ("namespace", svc.namespace))
     _enum(d, "traffic_direction", f.traffic_direction)
     _put(d, "policy_match_type", f.policy_match_type)
     _enum(d, "trace_observation_point", f.trace_observation_point)
@@ -251,17 +246,12 @@ def flow_to_dict(f: Flow) -> dict[str, Any]:
     if f.drop_reason:
         d["drop_reason_desc"] = f.drop_reason_desc
     if f.file is not None:
-        fi: dict[str, Any] = {}
-        _put(fi, "name", f.file.name)
-        _put(fi, "line", f.file.line)
-        d["file"] = fi
+        d["file"] = _fields(("name", f.file.name), ("line", f.file.line))
     if f.is_reply is not None:
         d["is_reply"] = f.is_reply  # a BoolValue: printed even when false
     if f.interface is not None:
-        itf: dict[str, Any] = {}
-        _put(itf, "index", f.interface.index)
-        _put(itf, "name", f.interface.name)
-        d["interface"] = itf
+        itf = f.interface
+        d["interface"] = _fields(("index", itf.index), ("name", itf.name))
     _put(d, "proxy_port", f.proxy_port)
     _put(d, "Summary", f.summary)
     for key, pols in (
