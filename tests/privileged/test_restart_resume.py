@@ -116,7 +116,8 @@ def test_every_crash_step_is_known() -> None:
     }
 
 
-@pytest.mark.parametrize("step", ["fabric", "node", "pod-veth", "pod", "maps", "workloads"])
+# "pod" (a pod fully wired, the next not) is what the real SIGKILL below hits
+@pytest.mark.parametrize("step", ["fabric", "node", "pod-veth", "maps", "workloads"])
 def test_up_resumes_after_a_crash_and_equals_a_clean_up(
     ref: Reference, step: str, monkeypatch: pytest.MonkeyPatch
 ) -> None:
