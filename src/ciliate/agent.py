@@ -242,10 +242,8 @@ class Agent:
         """Workload processes in the pods' namespaces that no container owns now (no
         record, or a record of an older spec) are stopped; adopted ones keep running.
         Only marked processes: a user's `ciliate exec` session survives."""
-        pods = sorted(
-            self._wanted_namespaces(state) & set(netns.list_netns(self.names.prefix))
-            - {self.names.fabric}
-        )
+        present = set(netns.list_netns(self.names.prefix))
+        pods = sorted((self._wanted_namespaces(state) & present) - {self.names.fabric})
         owned = set(self.sup.pids())
         orphans = [
             p
