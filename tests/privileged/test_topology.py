@@ -135,3 +135,36 @@ def test_teardown_leaves_no_namespace(names: ClusterNames) -> None:
     assert nl.list_netns(names.prefix)
     teardown(names)
     assert set(nl.list_netns()) == before
+
+
+# --- crash leftovers (resumable up) ---------------------------------------------------------
+
+
+def test_a_namespace_placeholder_left_by_a_crash_is_replaced(names: ClusterNames) -> None:
+    """A creator killed between making /run/netns/<name> and bind-mounting the namespace
+    on it leaves an empty file; ensure_netns makes the namespace instead of trusting it."""
+    name = f"{names.tag}-crash"
+    nl.ensure_netns(name)  # makes /run/netns exist as ensure_netns wants it
+    nl.delete_netns(name)
+    nl.netns_path(name).touch()
+    try:
+        assert nl.ensure_netns(name) is True
+        assert "lo" in sh(f"ip -n {name} -o link")
+        assert nl.ensure_netns(name) is False  # a real one now: kept
+    finally:
+        nl.delete_netns(name)
+
+
+def test_sysctls_are_written_into_an_existing_namespace(names: ClusterNames) -> None:
+    """A namespace made before its creator died misses its sysctls: ensuring it again
+    writes them (ip_forward is 0 in a new namespace)."""
+    name = f"{names.tag}-sysctl"
+    try:
+        nl.ensure_netns(name)
+        assert sh(f"ip netns exec {name} sysctl -n net.ipv4.ip_forward").strip() == "0"
+        fresh, ipr = nl.ensure_netns_rtnl(name, [("net.ipv4.ip_forward", "1")])
+        ipr.close()
+        assert fresh is False
+        assert sh(f"ip netns exec {name} sysctl -n net.ipv4.ip_forward").strip() == "1"
+    finally:
+        nl.delete_netns(name)
