@@ -45,20 +45,23 @@ class Checker:
         self.name = name
         self.diagnostics: list[Diagnostic] = []
 
-    def error(self, path: str, reason: str) -> None:
+    def diagnostic(self, path: str, reason: str) -> Diagnostic:
+        """A diagnostic about this document at ``path``, located through its source map
+        (not recorded: ``error`` records)."""
         line, col = self.source.locate(path)
-        self.diagnostics.append(
-            Diagnostic(
-                reason,
-                file=self.file,
-                line=line,
-                col=col,
-                kind=self.kind,
-                namespace=self.namespace,
-                name=self.name,
-                path=path,
-            )
+        return Diagnostic(
+            reason,
+            file=self.file,
+            line=line,
+            col=col,
+            kind=self.kind,
+            namespace=self.namespace,
+            name=self.name,
+            path=path,
         )
+
+    def error(self, path: str, reason: str) -> None:
+        self.diagnostics.append(self.diagnostic(path, reason))
 
     def check(self, path: str, reason: str | None) -> None:
         """Record a ``syntax.check_*`` answer at ``path`` when it names a problem (the

@@ -77,17 +77,8 @@ class Decoded:
     def diagnostic(self, path: str, reason: str) -> Diagnostic:
         """A diagnostic about this object at ``path`` (for checks made after decoding,
         e.g. admission against the store)."""
-        line, col = self.source.locate(path)
-        return Diagnostic(
-            reason,
-            file=self.file,
-            line=line,
-            col=col,
-            kind=self.kind,
-            namespace=self.namespace,
-            name=self.name,
-            path=path,
-        )
+        ck = Checker(self.file, self.source, self.kind, self.namespace, self.name)
+        return ck.diagnostic(path, reason)
 
 
 @dataclass(slots=True)
