@@ -86,7 +86,8 @@ static __always_inline int handle_ipv4(struct __sk_buff *skb)
 	 * (local in cilium_lxc, remote behind a tunnel endpoint in the ipcache) are never
 	 * frontends, so pod-to-pod traffic skips the service lookups. */
 	dst = lookup_endpoint(daddr);
-	remote = lookup_ipcache(daddr);
+	/* a local pod's identity is in its cilium_lxc entry: the LPM lookup is for the rest */
+	remote = (dst && !(dst->flags & ENDPOINT_F_HOST)) ? NULL : lookup_ipcache(daddr);
 	if ((flags & RUNTIME_F_LB) && !(dst && !(dst->flags & ENDPOINT_F_HOST)) &&
 	    !(remote && (remote->flags & IPCACHE_F_HAS_TUNNEL_EP))) {
 		ret = lb4_translate(skb, saddr, &daddr, proto, l4_off, &l4, LB_LOOKUP_SCOPE_INT,
@@ -95,7 +96,8 @@ static __always_inline int handle_ipv4(struct __sk_buff *skb)
 			return DROP(skb, THIS_FILE, METRIC_EGRESS, ret, src_ep, src_id, 0, 0);
 		if (lb.rev_nat_index) {
 			dst = lookup_endpoint(daddr);
-			remote = lookup_ipcache(daddr);
+			remote = (dst && !(dst->flags & ENDPOINT_F_HOST)) ? NULL :
+									      lookup_ipcache(daddr);
 		}
 	}
 
@@ -109,7 +111,10 @@ static __always_inline int handle_ipv4(struct __sk_buff *skb)
 	}
 
 	/* 3. Destination identity. */
-	dst_id = remote ? remote->sec_identity : WORLD_ID;
+	if (dst && !(dst->flags & ENDPOINT_F_HOST))
+		dst_id = dst->sec_id;
+	else
+		dst_id = remote ? remote->sec_identity : WORLD_ID;
 
 	/* 4. Egress policy of the source, for new connections only. */
 	if (ct.status == CT_NEW && (flags & RUNTIME_F_POLICY)) {
