@@ -144,10 +144,7 @@ def _pod_eligible(pod: Pod) -> bool:
 
 
 def _ip4(text: str) -> IPv4Address | None:
-    try:
-        return IPv4Address(text)
-    except ValueError:
-        return None
+    return S.parse_ipv4(text)
 
 
 class Engine:

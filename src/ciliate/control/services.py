@@ -30,6 +30,7 @@ Sans-IO; imports only the model, ``desired`` and ``control``.
 
 from __future__ import annotations
 
+import functools
 from collections.abc import Hashable, Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
 from ipaddress import IPv4Address
@@ -147,9 +148,8 @@ class EndpointSlice:
             ref = e.get("targetRef") or {}
             pod = f"{ref.get('namespace', ns)}/{ref['name']}" if ref.get("name") else ""
             for a in e.get("addresses") or ():
-                try:
-                    addr = IPv4Address(str(a))
-                except ValueError:
+                addr = parse_ipv4(str(a))
+                if addr is None:
                     continue  # IPv6 or garbage: this model is IPv4-only
                 eps.append(SliceEndpoint(addr, ready, str(e.get("nodeName", "") or ""), pod))
         ports = tuple(
@@ -209,12 +209,18 @@ class Allocators:
     rev_nat: IDAllocator = field(default_factory=lambda: IDAllocator(1, 0xFFFF))
 
 
-def _is_ipv4(text: str) -> bool:
+@functools.lru_cache(maxsize=1 << 17)
+def parse_ipv4(text: str) -> IPv4Address | None:
+    """An IPv4 address or None. Memoized: the same pod and service addresses are read
+    again and again (as backends of several services, in policies, per node)."""
     try:
-        IPv4Address(text)
+        return IPv4Address(text)
     except ValueError:
-        return False
-    return True
+        return None
+
+
+def _is_ipv4(text: str) -> bool:
+    return parse_ipv4(text) is not None
 
 
 def slices_by_service(slices: Iterable[Doc]) -> dict[str, list[EndpointSlice]]:
@@ -388,7 +394,7 @@ def compute_service_entries(
                 else [("", fe.address)]
             )
             for node_name, addr_text in targets:
-                addr = IPv4Address(addr_text)
+                addr = parse_ipv4(addr_text) or IPv4Address(addr_text)
                 entries: dict[LB4Key, LB4Service] = {}
                 tables: dict[int, tuple[int, ...]] = {}
                 for scope, local in scopes:
