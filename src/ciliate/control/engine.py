@@ -80,6 +80,10 @@ from ciliate.model.cluster import ClusterConfig
 from ciliate.model.core import Namespace, Pod, Service
 from ciliate.model.meta import Doc, doc_key
 
+# The kinds the state is computed from; everything else is ignored by the engine.
+STATE_KINDS = frozenset(
+    {"Pod", "Service", "EndpointSlice", "Node", "Namespace", "Cluster", *POLICY_KINDS}
+)
 IPCACHE_MAP = MapName.IPCACHE.value  # hoisted: enum attribute access shows at 1,000 nodes
 
 
@@ -427,8 +431,14 @@ class Engine:
         return self.update(changed, deleted)
 
     def update(self, changed: Sequence[Doc] = (), deleted: Sequence[Doc] = ()) -> list[MapChange]:
-        """Apply changed (put) and deleted documents; return the map changes made."""
+        """Apply changed (put) and deleted documents; return the map changes made.
+        Kinds that never reach the maps (Deployments, ReplicaSets, ConfigMaps, ...) are
+        dropped here: a rollout's churn of owner objects must not cost rebuilds."""
+        changed = [d for d in changed if d.get("kind") in STATE_KINDS]
+        deleted = [d for d in deleted if d.get("kind") in STATE_KINDS]
         kinds = {str(d.get("kind", "")) for d in [*changed, *deleted]}
+        if not kinds:
+            return []
         incremental = {"Pod", "Service", "EndpointSlice"}
         services_in_policy = False
         if self.policies.incremental:

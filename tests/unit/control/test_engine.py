@@ -287,3 +287,13 @@ def test_to_services_policy_follows_slice_changes_incrementally() -> None:
     assert map_contents(eng.state) == map_contents(
         compute_desired([*base, sl2, cnp], cfg, previous=s0)
     )
+
+
+def test_owner_objects_do_not_cost_a_rebuild() -> None:
+    cfg = C.config()
+    eng = Engine(cfg)
+    s0 = eng.load(C.node_docs(cfg) + C.networking101())
+    dep = {"apiVersion": "apps/v1", "kind": "Deployment",
+           "metadata": {"name": "busybox", "namespace": "networking101"}, "spec": {"replicas": 3}}  # fmt: skip
+    assert eng.update([dep]) == []
+    assert eng.state is s0  # nothing was recomputed
