@@ -429,7 +429,8 @@ class Agent:
             try:
                 first = self.events.get(timeout=SUPERVISE_INTERVAL)
             except queue.Empty:
-                self.sup.poll()
+                if self.sup.poll():
+                    self.write_status()  # a workload exited or was restarted
                 continue
             batch = [first]
             with contextlib.suppress(queue.Empty):
@@ -445,7 +446,8 @@ class Agent:
                 log.exception("reconcile failed")
                 self.errors.append(f"reconcile at rv {self.rev}: {e}")
                 self.write_status()
-            self.sup.poll()
+            if self.sup.poll():
+                self.write_status()
 
     # --- stop ----------------------------------------------------------------------------
 

@@ -146,6 +146,16 @@ def seen(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Observed]:
         a["frontend"] = any(k[:4] == svc_key for k in _frontends(state, "mycluster-worker2"))
         a["client->svc"] = connects(client, SVC_IP, timeout=1.0)
         obs.stream_result = stream.finish()
+        # an adopted process is supervised: killed, it is restarted (restartPolicy Always)
+        adopted_server = a["pids"]["server"]
+        os.kill(adopted_server, 9)
+
+        def restarted() -> bool:
+            w = next(w for w in status(state)["workloads"] if w["pod"] == "rs/server")
+            return bool(w["running"] and w["pid"] != adopted_server and w["restarts"] == 1)
+
+        a["server_restarted"] = wait_for(restarted, timeout=15)
+        a["client->server (restarted)"] = connects_eventually(client, server_ip)
         ok(state, "down")
         obs.left = leftovers(state)
         for phase in ("before", "during", "after"):
@@ -227,3 +237,8 @@ def test_service_deleted_while_down_is_gone_from_the_lb_maps(seen: Observed) -> 
 
 def test_down_after_kill_and_adopt_removes_everything(seen: Observed) -> None:
     assert seen.left == Leftovers(), seen.left
+
+
+def test_an_adopted_process_that_dies_is_restarted(seen: Observed) -> None:
+    assert seen.after["server_restarted"]
+    assert seen.after["client->server (restarted)"]

@@ -384,10 +384,12 @@ class Supervisor:
                 os.killpg(proc.pid, signal.SIGKILL)
             proc.wait()
 
-    def poll(self) -> None:
+    def poll(self) -> int:
         """Reap exited processes and restart them per restartPolicy, with backoff
-        (0.5 s doubling up to 10 s, like kubelet's CrashLoopBackOff but shorter)."""
+        (0.5 s doubling up to 10 s, like kubelet's CrashLoopBackOff but shorter).
+        Returns how many exits and restarts it saw (status to rewrite when > 0)."""
         now = self.clock()
+        changed = 0
         with self._lock:
             for run in self._procs.values():
                 if run.stopped or (run.proc is None and not run.adopted_pid):
@@ -398,11 +400,14 @@ class Supervisor:
                         continue
                     run.exit_code = rc
                     run.next_start = now + min(RESTART_BACKOFF_MAX, 0.5 * 2**run.restarts)
+                    changed += 1
                 policy = run.spec.restart_policy
                 again = policy == "Always" or (policy == "OnFailure" and run.exit_code != 0)
                 if again and now >= run.next_start:
                     run.restarts += 1
                     self._spawn(run)
+                    changed += 1
+        return changed
 
     def status(self) -> list[dict[str, object]]:
         with self._lock:
