@@ -401,3 +401,22 @@ def test_incremental_pod_changes_equal_full(
         assert {k: dict(v.map) for k, v in got.endpoints.items()} == {
             k: dict(v.map) for k, v in want.endpoints.items()
         }, step
+
+
+@settings(max_examples=20, deadline=None, suppress_health_check=[HealthCheck.too_slow])
+@given(pods(), policies(), st.sampled_from([(80, "TCP"), (8080, "TCP"), (81, "UDP")]))
+def test_model_datapath_agrees_with_compiled_maps(
+    ps: list[Doc], pols: list[Doc], probe: tuple[int, str]
+) -> None:
+    """The whole path (controllers -> engine -> DesiredState -> sim walk) gives the
+    matrix that the compiled maps give."""
+    from ciliate.cli.cmd_policy import compute_reach, ephemeral_docs
+    from ciliate.control.reach import reach_matrix
+
+    docs, cfg = ephemeral_docs([*ps, *pols])
+    port, proto = probe
+    sim = compute_reach(docs, cfg, port, proto, None)
+    maps = reach_matrix(build_view(cfg, docs), port, proto)
+    assert len(sim.pods) == len(ps) and sim.pods == maps.pods  # nobody dropped on the way
+    wrong = [(a, b) for a in sim.pods for b in sim.pods if sim.allowed[a][b] != maps.allowed[a][b]]
+    assert not wrong, (wrong, pols)

@@ -36,7 +36,7 @@ from ciliate.errors import (
     UnsupportedError,
 )
 from ciliate.model.cluster import ClusterConfig
-from ciliate.model.meta import Doc
+from ciliate.model.meta import Doc, is_namespaced
 
 EPHEMERAL_CLUSTER = "reach"
 PROTOCOLS = ("TCP", "UDP", "SCTP")
@@ -55,7 +55,21 @@ def ephemeral_docs(
     from ciliate.controllers.snapshot import Snapshot
 
     cfg = config or kind_cluster(EPHEMERAL_CLUSTER, ephemeral_node_count(docs))
-    snap = Snapshot([*cluster_objects(cfg), *docs])
+    base = cluster_objects(cfg)
+    # Namespaces the files use but do not declare are created (an ephemeral cluster is
+    # for answering questions about the files, not for refusing them).
+    have = {str((d.get("metadata") or {}).get("name")) for d in [*base, *docs]
+            if d.get("kind") == "Namespace"}  # fmt: skip
+    used = {
+        str((d.get("metadata") or {}).get("namespace") or "default")
+        for d in docs
+        if is_namespaced(str(d.get("kind", "")))
+    }
+    implied = [
+        {"apiVersion": "v1", "kind": "Namespace", "metadata": {"name": n}}
+        for n in sorted(used - have)
+    ]
+    snap = Snapshot([*base, *implied, *docs])
     rng = random.Random(0)
     for _ in range(20):
         changes = compute_round(snap, cfg, rng)
