@@ -28,12 +28,12 @@ import yaml
 from ciliate.controllers.admission import admit
 from ciliate.controllers.clusterconfig import get_cluster_config
 from ciliate.controllers.reconcile import reconcile as run_controllers
-from ciliate.errors import ConflictError, Diagnostic, DiagnosticError
+from ciliate.errors import Diagnostic, DiagnosticError
 from ciliate.manifest.decode import Batch, Decoded, check_namespaces, with_provenance
 from ciliate.manifest.merge import is_unchanged, merge_applied, strip_server_fields
 from ciliate.model.cluster import ClusterConfig
 from ciliate.model.meta import Doc, name_of
-from ciliate.store.api import Change, ObjectKey, Store, VersionConflictError
+from ciliate.store.api import Change, ObjectKey, Store, apply_unless_changed
 
 NAMESPACE_NAME_LABEL = "kubernetes.io/metadata.name"
 MAX_ATTEMPTS = 20  # optimistic-concurrency retries against concurrent writers
@@ -121,22 +121,14 @@ def apply_batch(batch: Batch, store: Store, dry_run: bool = False) -> list[tuple
     """
     batch.raise_if_invalid()
     config = cluster_config(store)
-    for _attempt in range(MAX_ATTEMPTS):
-        version = store.resource_version()
-        changes, results = _admit(batch, store, config)
-        if dry_run:
-            return results
-        if not changes:
-            break
-        try:
-            store.apply(changes, if_version=version)
-        except VersionConflictError:
-            continue
-        break
-    else:
-        raise ConflictError(
-            f"the cluster state kept changing during {MAX_ATTEMPTS} attempts; nothing applied"
-        )
+    if dry_run:
+        return _admit(batch, store, config)[1]
+    results = apply_unless_changed(
+        store,
+        lambda: _admit(batch, store, config),
+        attempts=MAX_ATTEMPTS,
+        gave_up=f"the cluster state kept changing during {MAX_ATTEMPTS} attempts; nothing applied",
+    )
     reconcile(store, config)
     return results
 

@@ -14,31 +14,24 @@ from __future__ import annotations
 import copy
 from collections.abc import Callable, Sequence
 
-from ciliate.errors import CiliateError, ConflictError, ExitCode, NotFoundError
+from ciliate.errors import CiliateError, ExitCode, NotFoundError
 from ciliate.manifest import syntax
 from ciliate.manifest.kinds import KindInfo
 from ciliate.model.meta import Doc
-from ciliate.store.api import Change, ObjectKey, Store, VersionConflictError
+from ciliate.store.api import Change, ObjectKey, Store, apply_unless_changed
 
 SCALABLE = ("Deployment", "ReplicaSet", "StatefulSet")
 MAX_ATTEMPTS = 20
 
 
 def _edit(store: Store, compute: Callable[[], tuple[list[Change], list[str]]]) -> list[str]:
-    """Read-modify-write with optimistic concurrency: the write happens only if nobody
-    wrote since the read (``if_version``), else it is computed again, so a concurrent
-    ``label`` or ``scale`` is never lost."""
-    for _attempt in range(MAX_ATTEMPTS):
-        version = store.resource_version()
-        changes, lines = compute()
-        if not changes:
-            return lines
-        try:
-            store.apply(changes, if_version=version)
-        except VersionConflictError:
-            continue
-        return lines
-    raise ConflictError(f"the object kept changing during {MAX_ATTEMPTS} attempts")
+    """Read-modify-write that never loses a concurrent ``label`` or ``scale``."""
+    return apply_unless_changed(
+        store,
+        compute,
+        attempts=MAX_ATTEMPTS,
+        gave_up=f"the object kept changing during {MAX_ATTEMPTS} attempts",
+    )
 
 
 class InvalidArgument(CiliateError):

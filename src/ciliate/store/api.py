@@ -13,12 +13,14 @@ backend (``sqlite3``) or any layer above the store.
 from __future__ import annotations
 
 import enum
-from collections.abc import Iterator, Sequence
+from collections.abc import Callable, Iterator, Sequence
 from dataclasses import dataclass
-from typing import NamedTuple, Protocol
+from typing import NamedTuple, Protocol, TypeVar
 
 from ciliate.errors import ConflictError
 from ciliate.model.meta import Doc
+
+T = TypeVar("T")
 
 
 class ObjectKey(NamedTuple):
@@ -128,6 +130,32 @@ def update_status(store: Store, key: ObjectKey, status: object) -> int:
         raise KeyError(str(key))
     doc["status"] = status
     return store.apply([Change(key, doc)])
+
+
+def apply_unless_changed(
+    store: Store,
+    compute: Callable[[], tuple[Sequence[Change], T]],
+    *,
+    attempts: int,
+    gave_up: str,
+) -> T:
+    """Read-modify-write with optimistic concurrency: ``compute()`` reads the store and
+    returns the changes to write and a result; the changes are written only if nobody
+    wrote since the read (``if_version``), else ``compute`` runs again on the new state.
+    So a concurrent writer is never lost and two writers never act on the same reading
+    (two applies taking one cluster IP). ``ConflictError(gave_up)`` after ``attempts``
+    rounds of conflicts."""
+    for _attempt in range(attempts):
+        version = store.resource_version()
+        changes, result = compute()
+        if not changes:
+            return result
+        try:
+            store.apply(changes, if_version=version)
+        except VersionConflictError:
+            continue
+        return result
+    raise ConflictError(gave_up)
 
 
 class Store(Protocol):

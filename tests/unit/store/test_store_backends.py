@@ -383,3 +383,39 @@ def test_watch_from_a_version_the_store_never_reached_says_it_was_recreated(
     assert isinstance(exc.value, ResourceVersionTooOldError)  # same remedy: relist
     assert "recreated" in str(exc.value)
     assert [e.resource_version for e in store.watch(1, timeout=0)] == []
+
+
+def test_apply_unless_changed_recomputes_after_a_concurrent_write(store: SQLiteStore) -> None:
+    from ciliate.store.api import apply_unless_changed
+
+    store.apply([Change(key("a"), pod("a"))])
+    readings: list[int] = []
+
+    def compute() -> tuple[list[Change], str]:
+        # Counts the pods it saw; the first time, another writer slips in after the read.
+        seen = len(store.list("Pod"))
+        readings.append(seen)
+        if len(readings) == 1:
+            store.apply([Change(key("intruder"), pod("intruder"))])
+        return [Change(key(f"made-after-{seen}"), pod(f"made-after-{seen}"))], f"saw {seen}"
+
+    assert apply_unless_changed(store, compute, attempts=3, gave_up="no") == "saw 2"
+    assert readings == [1, 2]
+    names = {d["metadata"]["name"] for d in store.list("Pod")}
+    assert names == {"a", "intruder", "made-after-2"}  # the stale reading wrote nothing
+
+    def nothing() -> tuple[list[Change], int]:
+        return [], 7
+
+    rv = store.resource_version()
+    assert apply_unless_changed(store, nothing, attempts=1, gave_up="no") == 7
+    assert store.resource_version() == rv
+
+    def always_raced() -> tuple[list[Change], None]:
+        store.apply([Change(key("a"), pod("a", containers=[{"name": "c", "image": "x"}]))])
+        store.apply([Change(key("a"), pod("a"))])
+        return [Change(key("late"), pod("late"))], None
+
+    with pytest.raises(ConflictError, match="kept changing"):
+        apply_unless_changed(store, always_raced, attempts=2, gave_up="kept changing")
+    assert store.get(key("late")) is None
