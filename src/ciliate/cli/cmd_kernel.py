@@ -258,7 +258,7 @@ def _status(args: argparse.Namespace, ctx: Context) -> int:
         ctx.out("")
         ctx.out(
             table(
-                ["POD", "CONTAINER", "PID", "RUNNING", "RESTARTS"],
+                ["POD", "CONTAINER", "PID", "RUNNING", "RESTARTS", "ADOPTED"],
                 [
                     [
                         w["pod"],
@@ -266,6 +266,8 @@ def _status(args: argparse.Namespace, ctx: Context) -> int:
                         str(w["pid"]),
                         "yes" if w["running"] else "no",
                         str(w["restarts"]),
+                        # started by an earlier agent and taken over at its restart
+                        "yes" if w.get("adopted") else "no",
                     ]
                     for w in work
                 ],
