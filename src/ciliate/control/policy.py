@@ -18,9 +18,14 @@ Theory of operation:
    aligned port block) with provenance, inserted through ``MapStateBuilder`` (deny
    precedence of §6.5). A non-enforced direction gets the allow-all entry; an
    enforced ingress gets the allow-localhost entry for identity 1 (host).
+   CIDR and service peers are resolved by ``control.peers``.
 6. Incremental updates (``set_policy``, ``remove_policy``, ``set_pod``, ``remove_pod``,
-   ``set_namespace_pods``) recompute only the groups whose selecting rules or peer
-   identities changed and return the pods whose maps were recompiled.
+   ``set_namespace_pods``, ``set_services``) recompute only the groups whose selecting
+   rules or peer identities changed and return the pods whose maps changed. A new (or
+   gone) identity does not regenerate the maps of the rules peering with it: its keys
+   are built against the map's identity-0 denies only and layered over the old map
+   (``desired.layered``), because §6.5 coverage never relates two non-zero identities.
+7. Maps are never mutated once returned (consumers diff and cache them by identity).
 
 Sans-IO; imports the model, ``desired`` and ``control``.
 """
