@@ -215,7 +215,10 @@ def _status(args: argparse.Namespace, ctx: Context) -> int:
                 f"{t['live_pod_wire_ms_median']} ms, max {t['live_pod_wire_ms_max']} ms"
             )
     if st.get("leftover_namespaces"):
-        ctx.out(f"Leftovers:  {len(st['leftover_namespaces'])} namespaces (run `ciliate down`)")
+        ctx.out(
+            f"Leftovers:  {len(st['leftover_namespaces'])} namespaces of a stopped agent, still "
+            "forwarding (`ciliate up` adopts them, `ciliate down` removes them)"
+        )
     nodes = st.get("nodes", [])
     if nodes:
         ctx.out("")
