@@ -117,9 +117,9 @@ def _row(action: argparse.Action) -> str:
         _name(action),
         f"`{value}`" if value else "",
         _default(action),
-        _cell(str(action.help or "")),
+        str(action.help or ""),
     )
-    return "| " + " | ".join(cells) + " |"
+    return "| " + " | ".join(_cell(c) for c in cells) + " |"
 
 
 def _cell(text: str) -> str:

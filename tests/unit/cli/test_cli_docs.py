@@ -38,6 +38,7 @@ def test_every_command_has_a_section_and_a_contents_line() -> None:
 def test_rendering_reads_the_parser_not_the_terminal() -> None:
     parser = argparse.ArgumentParser(prog="ciliate", epilog="Exit status: 0 ok.")
     parser.add_argument("--state", metavar="DIR", help="state | directory")
+    parser.add_argument("--ip", metavar="IP|CIDR", help="an address")
     sub = parser.add_subparsers(dest="command", metavar="COMMAND")
     get = sub.add_parser("get", aliases=["g"], help="list objects", description="Get them.")
     get.add_argument("kind", help="the kind")
@@ -52,6 +53,7 @@ def test_rendering_reads_the_parser_not_the_terminal() -> None:
     assert "| `NAME` | `zero or more` |  |  |" in text
     assert "| `-A`, `--all` |  |  | every namespace |" in text
     assert "state \\| directory" in text  # a | cannot end the table cell
+    assert "| `--ip` | `IP\\|CIDR` |  | an address |" in text
     assert "--hidden" not in text
 
 
