@@ -30,7 +30,6 @@ contract: the model never touches the kernel).
 from __future__ import annotations
 
 import struct
-import zlib
 from collections.abc import MutableMapping
 from dataclasses import dataclass
 from ipaddress import IPv4Address
@@ -119,9 +118,31 @@ def lookup_service(
     )
 
 
+_U32 = 0xFFFFFFFF
+
+
+def _le(value: int, size: int) -> int:
+    """A network-order field read as a host (little-endian) integer, as the C code does."""
+    return int.from_bytes(value.to_bytes(size, "big"), "little")
+
+
 def tuple_hash(p: Packet) -> int:
-    raw = p.src.packed + p.dst.packed + struct.pack("!HHB", p.sport, p.dport, int(p.proto))
-    return zlib.crc32(raw)
+    """``lb4_hash`` of bpf/lib/lb.h over the service CT tuple, bit for bit, so that the
+    model and the kernel pick the same Maglev slot for the same connection.
+
+    The tuple is built as ``ct_build_tuple`` builds it: ``saddr`` holds the packet's
+    destination (the frontend), ``daddr`` its source; ports keep their own direction.
+    """
+    saddr = _le(int(p.dst), 4)
+    daddr = _le(int(p.src), 4)
+    sport = _le(p.sport, 2)
+    dport = _le(p.dport, 2)
+    h = (saddr ^ (daddr * 2654435761)) & _U32
+    h ^= (((sport << 16) | dport) * 2246822519) & _U32
+    h ^= int(p.proto) & 0xFF
+    h ^= h >> 15
+    h = (h * 2654435761) & _U32
+    return h ^ (h >> 13)
 
 
 def select_backend(
