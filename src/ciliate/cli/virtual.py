@@ -27,6 +27,7 @@ from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from typing import TYPE_CHECKING
 
+from ciliate.manifest.kinds import KindNames
 from ciliate.model.meta import Doc
 
 if TYPE_CHECKING:
@@ -38,7 +39,7 @@ PROVIDER_MODULES = ("ciliate.cli.cmd_cilium",)
 
 
 @dataclass(frozen=True)
-class VirtualKind:
+class VirtualKind(KindNames):
     kind: str  # CiliumEndpoint
     plural: str  # ciliumendpoints
     short_names: tuple[str, ...]
@@ -47,18 +48,6 @@ class VirtualKind:
     table: Callable[[Sequence[Doc], bool], Table]  # (docs, wide) -> (headers, rows)
     group: str = "cilium.io"
     version: str = "v2"
-
-    @property
-    def singular(self) -> str:
-        return self.kind.lower()
-
-    @property
-    def qualified_singular(self) -> str:
-        return f"{self.singular}.{self.group}" if self.group else self.singular
-
-    @property
-    def qualified_plural(self) -> str:
-        return f"{self.plural}.{self.group}" if self.group else self.plural
 
     def names(self) -> set[str]:
         return {

@@ -27,28 +27,18 @@ class NameRule(enum.Enum):
     PATH_SEGMENT = "path segment"  # kinds whose upstream accepts more (Calico resources)
 
 
-@dataclass(frozen=True, slots=True)
-class KindInfo:
+class KindNames:
+    """The names kubectl derives from a kind, its plural and its group; shared by stored
+    kinds (``KindInfo``) and computed ones (``cli.virtual.VirtualKind``)."""
+
+    __slots__ = ()
     kind: str
-    group: str  # "" = core
-    versions: tuple[str, ...]  # served versions, preferred first
     plural: str
-    short_names: tuple[str, ...] = ()
-    namespaced: bool = True
-    name_rule: NameRule = NameRule.SUBDOMAIN
-    computed: bool = False  # status-like kinds ciliate computes (never applied by users)
+    group: str  # "" = core
 
     @property
     def singular(self) -> str:
         return self.kind.lower()
-
-    @property
-    def api_versions(self) -> tuple[str, ...]:
-        return tuple(f"{self.group}/{v}" if self.group else v for v in self.versions)
-
-    @property
-    def preferred_api_version(self) -> str:
-        return self.api_versions[0]
 
     @property
     def qualified_singular(self) -> str:
@@ -59,6 +49,26 @@ class KindInfo:
     def qualified_plural(self) -> str:
         """``pods``, ``deployments.apps`` (error messages, ``kubectl api-resources``)."""
         return f"{self.plural}.{self.group}" if self.group else self.plural
+
+
+@dataclass(frozen=True, slots=True)
+class KindInfo(KindNames):
+    kind: str
+    group: str  # "" = core
+    versions: tuple[str, ...]  # served versions, preferred first
+    plural: str
+    short_names: tuple[str, ...] = ()
+    namespaced: bool = True
+    name_rule: NameRule = NameRule.SUBDOMAIN
+    computed: bool = False  # status-like kinds ciliate computes (never applied by users)
+
+    @property
+    def api_versions(self) -> tuple[str, ...]:
+        return tuple(f"{self.group}/{v}" if self.group else v for v in self.versions)
+
+    @property
+    def preferred_api_version(self) -> str:
+        return self.api_versions[0]
 
 
 _GW = "gateway.networking.k8s.io"
