@@ -142,6 +142,12 @@ class TraceStep:
     provenance: tuple[str, ...] = ()  # "CiliumNetworkPolicy ns/name spec.egress[0]"
     encap: str = ""  # "VXLAN 172.18.0.2 -> 172.18.0.4 udp/8472 vni 3372"
     ifindex: int = 0
+    # The packet's ends at this point, as ``packet`` writes them ("10.96.0.10:80", or
+    # the bare address for ICMP/ARP), and the pod of the endpoint a from-endpoint or
+    # to-endpoint step is at: renderers read these instead of parsing the texts.
+    src: str = ""
+    dst: str = ""
+    pod: str = ""
 
 
 @dataclass(frozen=True, slots=True)

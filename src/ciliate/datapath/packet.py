@@ -164,13 +164,23 @@ class Packet:
             return f"ICMPv4 {name}"
         return self.proto.name
 
+    def ends(self) -> tuple[str, str]:
+        """Source and destination as the connection summary writes them: ``ip:port``,
+        the bare address for ICMP, sender and target address for ARP."""
+        if self.is_arp and self.arp is not None:
+            return str(self.arp.sender_ip), str(self.arp.target_ip)
+        if self.proto == IPProto.ICMP:
+            return str(self.src), str(self.dst)
+        return f"{self.src}:{self.sport}", f"{self.dst}:{self.dport}"
+
     def conn(self) -> str:
         """cilium-dbg monitor's connection summary (GetConnectionSummary)."""
+        src, dst = self.ends()
         if self.is_arp and self.arp is not None:
-            return f"ARP {self.arp.op.name.lower()} {self.arp.sender_ip} -> {self.arp.target_ip}"
+            return f"ARP {self.arp.op.name.lower()} {src} -> {dst}"
         if self.proto == IPProto.ICMP:
-            return f"{self.src} -> {self.dst} icmp {self.l4.icmp_type}-{self.l4.icmp_code}"
-        text = f"{self.src}:{self.sport} -> {self.dst}:{self.dport} {self.proto.name.lower()}"
+            return f"{src} -> {dst} icmp {self.l4.icmp_type}-{self.l4.icmp_code}"
+        text = f"{src} -> {dst} {self.proto.name.lower()}"
         if self.proto == IPProto.TCP:
             text += " " + "|".join(tcp_flag_names(self.l4.flags))
         return text

@@ -59,6 +59,11 @@ def _short(e: Endpoint) -> str:
     return f"{e.name} {e.ip}"
 
 
+def _address(end: str) -> str:
+    """The address of a step's ``src``/``dst`` ("10.0.0.2:80" or "10.0.0.2")."""
+    return end.partition(":")[0]
+
+
 def path_tokens(
     r: TraceResult, steps: Sequence[TraceStep], start: Endpoint, end: Endpoint
 ) -> list[str]:
@@ -67,7 +72,7 @@ def path_tokens(
         if s.action == "from-endpoint":
             out.append(s.interface)
         elif s.action == "service":
-            out.append(f"service DNAT to {s.packet.split(' -> ')[1].split(' ')[0]}")
+            out.append(f"service DNAT to {s.dst}")
         elif s.action == "rev-nat":
             out.append("reverse NAT")
         elif s.action == "tunnel":
@@ -94,9 +99,7 @@ def path_tokens(
             out.append("SNAT")
         elif s.action == "to-endpoint":
             out.append(s.interface)
-            pod = s.detail.split("(", 1)[1].split(")", 1)[0]
-            ip = s.packet.split(" -> ")[1].split(" ")[0].split(":")[0]
-            out.append(f"{short_pod(pod)} {ip}")
+            out.append(f"{short_pod(s.pod)} {_address(s.dst)}")
         elif s.action == "to-host":
             out.append(f"{s.node} host")
         elif s.action == "to-network":
@@ -134,10 +137,9 @@ def reply_start(r: TraceResult) -> Endpoint:
     """Who sends the reply: the destination, or the backend a service picked."""
     if r.backend and r.reply_steps:
         first = r.reply_steps[0]
-        ip = first.packet.split(" -> ")[0].split(":")[0]
-        name = first.detail.split("(", 1)[1].split(")", 1)[0] if "(" in first.detail else ip
+        ip = _address(first.src)
         if first.action == "from-endpoint":
-            return Endpoint(Kind.POD, name, IPv4Address(ip))
+            return Endpoint(Kind.POD, first.pod, IPv4Address(ip))
         return Endpoint(Kind.NODE, first.node, IPv4Address(ip))
     return r.dst
 

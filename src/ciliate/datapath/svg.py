@@ -241,15 +241,14 @@ def _nat_notes(lay: Layout, r: TraceResult) -> list[str]:
         per_node[s.node] = k + 1
         x = lay.node_x[s.node] + 16
         y = TOP + 336 + 15 * k
-        before, _, after = s.packet.partition(" -> ")
         if s.action == "service":
             # "service VIP:port -> backend ID ip:port (how); DNAT"
             vip = s.detail.split()[1]
-            text = f"DNAT {vip}→{after.split()[0]}"
+            text = f"DNAT {vip}→{s.dst}"
         elif s.action == "rev-nat":
-            text = f"revNAT src→{before}"
+            text = f"revNAT src→{s.src}"
         else:
-            text = f"SNAT src→{before}"
+            text = f"SNAT src→{s.src}"
         out.append(_t(x, y, f"#{hop} {text}", 10, "#b45309", "600", mono=True))
     return out
 

@@ -64,3 +64,11 @@ def test_l7_denial_is_marked(make_state: Callable[..., DesiredState]) -> None:
         s, "networking101/busybox-a", "networking101/netshoot-b", 80, "tcp", http=("GET", "/x")
     )
     assert "L7 proxy: 403 Access denied" in texts(trace_to_svg(s, r))
+
+
+def test_service_translations_are_labelled(state: DesiredState) -> None:
+    r = trace(state, "networking101/busybox-a", "10.96.0.10:80", protocol="tcp")
+    assert r.delivered and r.backend
+    words = texts(trace_to_svg(state, r))
+    assert any(f"DNAT 10.96.0.10:80→{r.backend}" in w for w in words), words
+    assert any("revNAT src→10.96.0.10:80" in w for w in words), words

@@ -105,6 +105,7 @@ def from_container(w: Walk, node: str, ep: EndpointState, p: Packet) -> Outcome:
         f"from-endpoint {ep.id} ({ep.pod or 'health'}) {ep.ip}, identity {ep.identity}",
         p,
         ifindex=ep.lxc_ifindex,
+        pod=ep.pod or "health",
     )
     w.trace_event(
         node, ObsPoint.FROM_ENDPOINT, p, ep.identity, 0, iface, ep.lxc_ifindex, None, True

@@ -334,6 +334,7 @@ def deliver_local(
         q,
         verdict=Verdict.FORWARDED,
         ifindex=ep.lxc_ifindex,
+        pod=ep.pod or "health",
     )
     w.trace_event(
         node,

@@ -286,9 +286,11 @@ class Walk:
         provenance: tuple[str, ...] = (),
         encap: str = "",
         ifindex: int = 0,
+        pod: str = "",
     ) -> None:
         if not self.record:
             return
+        src, dst = p.ends()
         self.steps.append(
             TraceStep(
                 node=node,
@@ -303,6 +305,9 @@ class Walk:
                 provenance=provenance,
                 encap=encap,
                 ifindex=ifindex,
+                src=src,
+                dst=dst,
+                pod=pod,
             )
         )
 

@@ -213,3 +213,14 @@ def test_nodeport_to_a_remote_backend_carries_the_world_identity(
         if r.backend.startswith("10.10.1."):
             decap = next(st for st in r.steps if st.action == "decap")
             assert "source identity 2" in decap.detail
+
+
+def test_steps_carry_the_packet_ends_and_the_endpoint_pod(state: DesiredState) -> None:
+    r = trace(state, BB_A, "10.96.0.10:80", protocol="tcp")
+    first, service = r.steps[0], next(s for s in r.steps if s.action == "service")
+    assert (first.action, first.pod) == ("from-endpoint", BB_A)
+    assert first.dst == "10.96.0.10:80" and first.src.endswith(":40000")
+    assert service.dst == r.backend  # after DNAT
+    last = r.steps[-1]
+    assert last.action == "to-endpoint" and last.dst == r.backend and last.pod
+    assert all(s.packet.startswith(f"{s.src} -> {s.dst} ") for s in (*r.steps, *r.reply_steps))
