@@ -341,14 +341,13 @@ class Engine:
         lxc: dict[EndpointKey, EndpointInfo] = E.host_lxc_entries(info, cfg.cluster_id)
         own = local_view(info)
         policy: dict[int, PolicyMap] = {}
-        pods: dict[str, PodNet] = {}
+        pod_eps: dict[str, EndpointState] = {}
         health = E.health_endpoint(info, ids.get(E.HEALTH_KEY, 0))
         if health is not None:
             endpoints[health.id] = health
             k, v = E.lxc_entry(health, cfg.cluster_id)
             lxc[k] = v
             policy[health.id] = ALLOW_ALL
-        proutes = E.pod_routes(info)
         for rec in recs:
             ep = self._endpoint(info, rec, ids[rec.key])
             endpoints[ep.id] = ep
@@ -356,7 +355,7 @@ class Engine:
             lxc[k] = v
             own[rec.ipcache_key] = RemoteEndpointInfo(rec.identity)
             policy[ep.id] = self.policies.get(rec.key).map
-            pods[rec.key] = E.pod_net(ep, info, cfg.mtu, proutes)
+            pod_eps[rec.key] = ep
         return _NodeParts(
             info=info,
             base_devices=node_devices(info, cfg),
@@ -366,7 +365,7 @@ class Engine:
             lxc=lxc,
             own_ipcache=own,
             policy=policy,
-            pods=pods,
+            pods=E.PodNets(info, cfg.mtu, pod_eps),
         )
 
     def _endpoint(self, info: NodeInfo, rec: PodRecord, ep_id: int) -> EndpointState:

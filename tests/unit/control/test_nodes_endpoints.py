@@ -75,3 +75,18 @@ def test_cidr_delta_never_overrides_pods() -> None:
     cache.update(ups)
     ups2, dels2 = cidr_delta(cache, {IPv4Network("192.0.2.0/24"): b}, {})
     assert not ups2 and dels2 == [IPCacheKey(IPv4Network("192.0.2.0/24"))]
+
+
+def test_pod_nets_are_built_on_read_and_equal_eager_ones() -> None:
+    from ciliate.control.endpoints import PodNets, pod_endpoint, pod_net
+
+    cfg = C.config()
+    info = resolve_nodes(C.node_docs(cfg), cfg)["mycluster-worker"]
+    eps = {
+        f"ns/p{i}": pod_endpoint(info, f"ns/p{i}", i, IPv4Address(f"10.10.2.{i}"), 300, ())
+        for i in range(1, 4)
+    }
+    lazy = PodNets(info, 1500, eps)
+    assert len(lazy) == 3 and "ns/p2" in lazy and "ns/p9" not in lazy
+    assert lazy == {k: pod_net(ep, info, 1500) for k, ep in eps.items()}
+    assert lazy["ns/p1"] is lazy["ns/p1"]
