@@ -37,7 +37,10 @@ from ciliate.controllers.scheduler import compute_scheduling
 from ciliate.controllers.snapshot import Snapshot, net_changes
 from ciliate.controllers.workloads import compute_workloads
 from ciliate.model.cluster import ClusterConfig
-from ciliate.store.api import Change, ObjectKey, Store
+from ciliate.store.api import Change, ObjectKey, Store, apply_unless_changed
+
+# Rounds of optimistic retries before giving up when other writers keep racing us.
+RECONCILE_ATTEMPTS = 50
 
 Controller = Callable[[Snapshot], list[Change]]
 
@@ -76,11 +79,23 @@ def reconcile(
     if rng is None:
         rng = random.Random(store.resource_version())
     total = 0
+
+    def one_round() -> tuple[list[Change], int]:
+        changes = compute_round(Snapshot(store.list()), config, rng)
+        return changes, len(changes)
+
     for _ in range(max_rounds):
-        snap = Snapshot(store.list())
-        changes = compute_round(snap, config, rng)
-        if not changes:
+        # Written only if nobody wrote since the snapshot: two processes reconciling at
+        # once (two `apply`s, or `apply` and the agent) never act on the same reading,
+        # so they cannot both create the missing replica or hand out the same address.
+        n = apply_unless_changed(
+            store,
+            one_round,
+            attempts=RECONCILE_ATTEMPTS,
+            gave_up="reconcile: the store kept changing under the controllers; run the "
+            "command again",
+        )
+        if not n:
             break
-        store.apply(changes)
-        total += len(changes)
+        total += n
     return total

@@ -18,7 +18,7 @@ import pytest
 from ciliate.controllers.clusterconfig import cluster_doc, load_cluster_file
 from ciliate.model.cluster import ClusterConfig
 from ciliate.model.meta import Doc, doc_key
-from ciliate.store.api import Change, EventType, ObjectKey, WatchEvent
+from ciliate.store.api import Change, EventType, ObjectKey, VersionConflictError, WatchEvent
 
 # The shared acceptance material when it is there (next to the checkout); else the
 # copies of cluster.yaml and the networking101 workloads shipped in the package.
@@ -78,7 +78,9 @@ class MemoryStore:
         ]
         return out
 
-    def apply(self, changes: Sequence[Change]) -> int:
+    def apply(self, changes: Sequence[Change], *, if_version: int | None = None) -> int:
+        if if_version is not None and if_version != self.rv:
+            raise VersionConflictError(f"store changed since version {if_version}")
         self.batches += 1
         for ch in changes:
             old = self.objects.get(ch.key)
