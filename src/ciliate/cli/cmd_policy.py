@@ -24,13 +24,12 @@ from collections.abc import Sequence
 from typing import Any
 
 from ciliate.cli.context import Context
+from ciliate.cli.probeflags import parse_http
 from ciliate.control.explain import Evaluator
 from ciliate.control.reach import ClusterView, Matrix, build_view, reach_matrix
 from ciliate.desired import DesiredState
 from ciliate.errors import (
     CiliateError,
-    Diagnostic,
-    DiagnosticError,
     ExitCode,
     NotFoundError,
     UnsupportedError,
@@ -113,17 +112,6 @@ def _state(docs: Sequence[Doc], config: ClusterConfig) -> DesiredState:
     from ciliate.control.engine import compute_desired
 
     return compute_desired(list(docs), config)
-
-
-def _http(text: str | None) -> tuple[str, str] | None:
-    if not text:
-        return None
-    method, _, path = text.strip().partition(" ")
-    if not path.startswith("/"):
-        raise DiagnosticError(
-            [Diagnostic(f"--http {text!r}: expected 'METHOD /path'", file="<flags>")]
-        )
-    return method.upper(), path.strip()
 
 
 # --- reach -------------------------------------------------------------------------------
@@ -241,7 +229,7 @@ def compute_reach(
 
 
 def cmd_reach(args: argparse.Namespace, ctx: Context) -> int:
-    http = _http(args.http)
+    http = parse_http(args.http)
     if args.datapath == "kernel":
         if importlib.util.find_spec("ciliate.datapath.linux.reach") is None:
             raise UnsupportedError(
@@ -273,7 +261,7 @@ def view_of(docs: Sequence[Doc], config: ClusterConfig) -> ClusterView:
 
 
 def cmd_explain(args: argparse.Namespace, ctx: Context) -> int:
-    http = _http(args.http)
+    http = parse_http(args.http)
     docs, config = cluster_docs(args, ctx)
     view = view_of(docs, config)
     ev: Evaluator = view.evaluator()

@@ -22,23 +22,11 @@ from pathlib import Path
 from typing import Any
 
 from ciliate.cli.context import Context
+from ciliate.cli.probeflags import parse_http
 from ciliate.desired import DesiredState
-from ciliate.errors import Diagnostic, DiagnosticError, ExitCode
+from ciliate.errors import ExitCode
 
 PROTOCOLS = ("tcp", "udp", "sctp", "icmp", "arp")
-
-
-def parse_http(text: str | None) -> tuple[str, str] | None:
-    """``'GET /path'`` -> ("GET", "/path")."""
-    if not text:
-        return None
-    method, _, path = text.strip().partition(" ")
-    path = path.strip()
-    if not method.isalpha() or not path.startswith("/"):
-        raise DiagnosticError(
-            [Diagnostic(f"--http {text!r}: expected 'METHOD /path'", file="<flags>")]
-        )
-    return method.upper(), path
 
 
 def _state(args: argparse.Namespace, ctx: Context) -> DesiredState:
