@@ -577,11 +577,13 @@ def test_ebook_redis_ipblock_agreement(tmp_path: Path) -> None:
 
 
 def test_cli_reach_datapath_kernel(monkeypatch: pytest.MonkeyPatch, tmp_path: Path) -> None:
-    """``ciliate reach --datapath kernel -f ... -o json``: the model's JSON shape, every
-    pair probed, and nothing left behind (the ephemeral cluster is torn down)."""
+    """``ciliate reach --datapath kernel -f ... -o json`` prints byte for byte what
+    ``ciliate reach -f ... -o json`` prints (same generated pod names: the ephemeral
+    cluster is the model's), and leaves nothing behind."""
     _skip_without_kernel()
-    pods = SCENARIO_DATA / "frontends.yaml"
-    _need(pods)
+    np = EXAMPLES / "network-policy"
+    _need(np / "apps.yaml", np / "ingress-backend-rule.yaml")
+    files = ["-f", str(np / "apps.yaml"), "-f", str(np / "ingress-backend-rule.yaml")]
     downed: list[Path] = []
     real_down = runtime.down
 
@@ -590,16 +592,21 @@ def test_cli_reach_datapath_kernel(monkeypatch: pytest.MonkeyPatch, tmp_path: Pa
         return real_down(ctx, timeout)
 
     monkeypatch.setattr(reach.runtime, "down", down)
-    out, err = io.StringIO(), io.StringIO()
-    ctx = Context(state_dir=tmp_path / "unused", stdout=out, stderr=err)
+
+    def run(*argv: str) -> str:
+        out, err = io.StringIO(), io.StringIO()
+        ctx = Context(state_dir=tmp_path / "unused", stdout=out, stderr=err)
+        rc = main(["reach", *files, "--port", "80", "-o", "json", *argv], ctx)
+        assert rc == 0, err.getvalue()
+        return out.getvalue()
+
     with timed("cli reach --datapath kernel"):
-        rc = main(["reach", "--datapath", "kernel", "-f", str(pods), "--port", "80",
-                   "-o", "json"], ctx)  # fmt: skip
-    assert rc == 0, err.getvalue()
-    doc = json.loads(out.getvalue())
-    assert list(doc) == ["port", "protocol", "pods", "matrix"]
-    assert doc["pods"] == ["default/fe1", "default/fe2", "default/other"]
-    assert all(doc["matrix"][a][b] is True for a in doc["pods"] for b in doc["pods"])
+        kernel = run("--datapath", "kernel")
+    model = run()
+    assert kernel == model
+    doc = json.loads(kernel)
+    assert list(doc) == ["port", "protocol", "pods", "matrix"] and len(doc["pods"]) == 8
+    assert not all(v for row in doc["matrix"].values() for v in row.values())  # a policy bites
     assert len(downed) == 1 and not downed[0].exists()  # state directory removed
     names = runtime.KernelPaths(downed[0]).names
     assert not nl.list_netns(names.prefix) and not names.pin_root.exists()

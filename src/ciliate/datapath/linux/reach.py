@@ -28,6 +28,7 @@ from __future__ import annotations
 
 import contextlib
 import json
+import random
 import shutil
 import subprocess
 import sys
@@ -258,19 +259,70 @@ def create_cluster(state_dir: Path, nodes: int = EPHEMERAL_NODES) -> None:
         store.close()
 
 
+def seed_cluster(state_dir: Path, paths: Sequence[str]) -> None:
+    """Write into ``state_dir``'s store exactly the cluster the model's ``reach -f``
+    computes from ``paths``: kind-style nodes (3, more past 200 pods per node), the
+    controllers run to a fixed point with the model's seed, so generated pod names,
+    nodes and addresses -- and therefore the JSON -- are the same as the model's.
+    (Mirrors ``cli.cmd_policy.ephemeral_docs``, which this layer cannot import.)"""
+    from ciliate.controllers.cluster import cluster_objects
+    from ciliate.controllers.clusterconfig import kind_cluster
+    from ciliate.controllers.reconcile import compute_round
+    from ciliate.controllers.snapshot import Snapshot, put
+    from ciliate.manifest.decode import load_paths, with_provenance
+    from ciliate.store.sqlite import SQLiteStore
+
+    batch = load_paths(list(paths))
+    batch.raise_if_invalid()
+    docs = [with_provenance(o) for o in batch.objects]
+    cfg = kind_cluster(EPHEMERAL_CLUSTER, _node_count(docs))
+    snap = Snapshot([*cluster_objects(cfg), *docs])
+    rng = random.Random(0)
+    for _ in range(20):
+        changes = compute_round(snap, cfg, rng)
+        if not changes:
+            break
+        snap = snap.with_changes(changes)
+    state_dir.mkdir(parents=True, exist_ok=True)
+    store = SQLiteStore(state_dir / "store.db")
+    try:
+        store.apply([put(d) for d in snap.all()])
+    finally:
+        store.close()
+
+
+def _node_count(docs: Sequence[Any]) -> int:
+    """kind's 3 nodes, more when the pods would not fit a /24 per node (as the model)."""
+    pods = 0
+    for d in docs:
+        if d.get("kind") == "Pod":
+            pods += 1
+        elif d.get("kind") in ("Deployment", "ReplicaSet", "StatefulSet"):
+            pods += int((d.get("spec") or {}).get("replicas", 1) or 0)
+    return max(EPHEMERAL_NODES, -(-pods // 200))
+
+
 @contextlib.contextmanager
 def ephemeral_cluster(
-    paths: Sequence[str], keep_state: bool = False, nodes: int = EPHEMERAL_NODES
+    paths: Sequence[str],
+    keep_state: bool = False,
+    nodes: int = EPHEMERAL_NODES,
+    seeded: bool = False,
 ) -> Iterator[Path]:
-    """A fresh state directory with the manifests applied and the kernel cluster up;
-    always torn down (and the directory removed unless ``keep_state``)."""
+    """A fresh state directory with the manifests and the kernel cluster up; always torn
+    down (and the directory removed unless ``keep_state``). By default the cluster is
+    created and the files applied as a user would (``cluster create``, ``apply``);
+    ``seeded`` writes the model's ephemeral cluster instead (``seed_cluster``)."""
     runtime.require_kernel()
     state = Path(tempfile.mkdtemp(prefix="ciliate-reach-"))
     ctx = _Ctx(state)
     try:
-        create_cluster(state, nodes)
-        if paths:
-            run_cli(state, "apply", *(a for p in paths for a in ("-f", p)))
+        if seeded:
+            seed_cluster(state, paths)
+        else:
+            create_cluster(state, nodes)
+            if paths:
+                run_cli(state, "apply", *(a for p in paths for a in ("-f", p)))
         runtime.up(ctx)
         wait_converged(state)
         yield state
@@ -301,7 +353,7 @@ def reach_matrix(
                 stdin_file = Path(tmp) / "stdin.yaml"
                 stdin_file.write_text(ctx.stdin.read())
                 files = [str(stdin_file) if p == "-" else p for p in files]
-            with ephemeral_cluster(files) as state:
+            with ephemeral_cluster(files, seeded=True) as state:
                 return probe_running(state, port, protocol, http, timeout)
     state_dir = Path(ctx.state_dir)
     if not runtime.is_up(_Ctx(state_dir)):
