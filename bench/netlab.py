@@ -274,9 +274,20 @@ class Cluster:
         self.cli("up", timeout=300)
 
     def down(self) -> None:
-        if self.is_up:
-            run(ciliate_argv(self.state, "down"), timeout=120, check=False)
-            self.is_up = False
+        if not self.is_up:
+            return
+        run(ciliate_argv(self.state, "down"), timeout=120, check=False)
+        self.is_up = False
+        from ciliate.datapath.linux import runtime
+        from ciliate.datapath.linux.topology import ClusterNames, cluster_tag, teardown
+
+        names = ClusterNames(cluster_tag(self.state))
+        left = [n for n in os.listdir(NETNS_DIR) if n.startswith(names.prefix)]
+        if left or names.pin_root.exists():
+            # `down` must leave nothing; if it did, say so and remove it anyway
+            print(f"WARNING: ciliate down left {left or ''} {names.pin_root}; removing", flush=True)
+            teardown(names)
+            runtime.remove_pins(names)
 
     def status(self) -> dict[str, Any]:
         return dict(json.loads(self.cli("status", "-o", "json")))
