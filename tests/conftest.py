@@ -1,6 +1,7 @@
 """Suite-wide options and markers.
 
 - ``--update-golden`` rewrites golden files instead of comparing (also CILIATE_UPDATE_GOLDEN=1).
+- Hypothesis runs without its per-example deadline (a timing assertion in disguise).
 - Tests marked ``privileged`` need root and kernel support: without them they are
   skipped with the reason printed in the summary (``-ra``), never silently passed.
 """
@@ -11,6 +12,12 @@ import os
 import shutil
 
 import pytest
+from hypothesis import settings
+
+# No timing assertions: hypothesis's per-example deadline is one, and the shared 2-vCPU
+# machines here make it fail at random. Examples are bounded by count instead.
+settings.register_profile("ciliate", deadline=None)
+settings.load_profile("ciliate")
 
 
 def pytest_addoption(parser: pytest.Parser) -> None:
