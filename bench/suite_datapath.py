@@ -14,6 +14,7 @@ same node                                    cross node
 - ``cni``      CNI bridge, no rules
 - ``ipt-1``    CNI bridge + iptables, 1 allow rule in the pod's chain
 - ``ipt-1k``   CNI bridge + iptables, 999 other rules before the allow rule
+- ``ipt-1k-legacy`` the same with the legacy (x_tables) backend instead of nf_tables
 
 ciliate variants are three real clusters (``cluster create`` with two workers, ``apply``,
 ``up``) side by side, in private state directories; the server pod's containers run the
@@ -145,7 +146,7 @@ def iptables_policy(server: str, client: str, ports: list[int], n_rules: int) ->
     return "\n".join(lines)
 
 
-def build_classic(lab: nl.Lab, short: str, n_rules: int) -> Target:
+def build_classic(lab: nl.Lab, short: str, n_rules: int, legacy: bool = False) -> Target:
     node = lab.ns(f"k{short}")
     pc, pd = lab.ns(f"c{short}"), lab.ns(f"d{short}")
     lab.sysctl(node, "net.ipv4.ip_forward", "1")
@@ -156,9 +157,11 @@ def build_classic(lab: nl.Lab, short: str, n_rules: int) -> Target:
         # (per network namespace on this kernel)
         lab.sysctl(node, "net.bridge.bridge-nf-call-iptables", "1")
         rules = iptables_policy(server, client, [RR_PORT, IPERF_PORT, ECHO_PORT], n_rules)
-        nl.run(nl.in_netns(node, ["iptables-restore", "--noflush"]), input=rules)
+        restore = "iptables-legacy-restore" if legacy else "iptables-nft-restore"
+        nl.run(nl.in_netns(node, [restore, "--noflush"]), input=rules)
     _servers(lab, pd)
     name = "cni" if n_rules == 0 else f"ipt-{'1k' if n_rules >= 1000 else n_rules}"
+    name += "-legacy" if legacy else ""
     return Target(name, "same", pc, server)
 
 
@@ -251,11 +254,12 @@ def run(reps: int, quick: bool) -> dict[str, Any]:
     started = time.time()
     with nl.Lab("dp") as lab:
         targets = build_plain(lab)
-        for short, n in (("c0", 0), ("c1", 1), ("c1k", 1000)):
+        for short, n, legacy in (("c0", 0, False), ("c1", 1, False), ("c1k", 1000, False),
+                                 ("l1k", 1000, True)):  # fmt: skip
             try:
-                targets.append(build_classic(lab, short, n))
+                targets.append(build_classic(lab, short, n, legacy))
             except Exception as e:  # report, never fake a number
-                errors[f"classic-{n}"] = str(e)
+                errors[f"classic-{n}{'-legacy' if legacy else ''}"] = str(e)
         # the three clusters are built in parallel (CLI processes; the agent waits are I/O)
         with ThreadPoolExecutor(max_workers=3) as pool:
             futures = {n: pool.submit(build_ciliate, lab, short, n)
