@@ -57,6 +57,14 @@ class ClusterConfig:
         """MTU on routes toward remote pod CIDRs: 50 bytes of VXLAN overhead."""
         return self.mtu - 50
 
+    @property
+    def pod_mtu(self) -> int:
+        """MTU of a pod's eth0: the device MTU less the tunnel overhead in tunnel mode,
+        as Cilium sets it. The eBPF path redirects pod packets straight into
+        cilium_vxlan, bypassing the node's routes (and their ``mtu 1450``), so a
+        1500-byte pod MTU would make the node fragment every full-size segment."""
+        return self.tunnel_mtu if self.routing == "tunnel" else self.mtu
+
     @classmethod
     def from_doc(cls, doc: Mapping[str, Any]) -> ClusterConfig:
         c = doc.get("cluster") or {}

@@ -213,3 +213,14 @@ def test_policy_map_has_allow_all_without_policy(cluster: Path) -> None:
         ["Allow", "Ingress", "ANY", "ANY"],
         ["Allow", "Egress", "ANY", "ANY"],
     ]
+
+
+def test_pod_eth0_mtu_leaves_room_for_vxlan(cluster: Path) -> None:
+    """Tunnel mode: pods get MTU 1450 on eth0 (1500 less VXLAN's 50 bytes), as Cilium
+    sets it; the pod routes stay as the blog shows them."""
+    state = load_desired(Context(state_dir=cluster))
+    for node in state.nodes.values():
+        for pod in node.pods.values():
+            eth0 = next(d for d in pod.devices if d.name == "eth0")
+            assert eth0.mtu == 1450, (pod.pod, eth0)
+            assert [r.mtu for r in pod.routes] == [0, 0]
