@@ -212,7 +212,8 @@ def run(argv: Sequence[str], timeout: float = 60.0, input: str | None = None,
 def sockperf_pp(ns: str, ip: str, port: int, secs: float, cpu: int = 1) -> RR:
     """TCP ping-pong from ``ns`` to ip:port, pinned to ``cpu`` (the server must be pinned
     to the same vCPU: across vCPUs this VM adds ~40 µs wake-up latency)."""
-    argv = ["sockperf", "pp", "--tcp", "-i", ip, "-p", str(port), "-t", str(secs)]
+    # sockperf takes whole seconds only ("-t 0.5" is refused: every run would be n/a).
+    argv = ["sockperf", "pp", "--tcp", "-i", ip, "-p", str(port), "-t", str(max(1, round(secs)))]
     try:
         proc = run(in_netns(ns, argv, cpu), timeout=secs + 15, check=False)
     except subprocess.TimeoutExpired:

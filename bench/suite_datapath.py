@@ -248,7 +248,7 @@ def run(reps: int, quick: bool) -> dict[str, Any]:
         print(f"datapath: skipped ({reason})")
         return {"suite": "datapath", "skipped": reason}
     n_pol = 1000
-    rr_secs, stream_secs, conns = (0.5, 1.0, 100) if quick else (3.0, 3.0, 1000)
+    rr_secs, stream_secs, conns = (1.0, 1.0, 100) if quick else (3.0, 3.0, 1000)
     reps = max(1, reps)
     errors: dict[str, str] = {}
     started = time.time()
