@@ -100,13 +100,11 @@ def _template(doc: Mapping[str, Any]) -> dict[str, Any]:
     return dict((doc.get("spec") or {}).get("template") or {})
 
 
-def _with_status(doc: Doc, status: dict[str, Any]) -> Doc | None:
-    """A copy of ``doc`` with ``status``; None when it already has exactly that."""
+def _put_status(doc: Doc, status: dict[str, Any]) -> list[Change]:
+    """The change that gives ``doc`` this ``status``; none when it already has exactly it."""
     if doc.get("status") == status:
-        return None
-    new = dict(doc)
-    new["status"] = status
-    return new
+        return []
+    return [put({**doc, "status": status})]
 
 
 def _with_replicas(doc: Doc, replicas: int) -> Doc | None:
@@ -284,9 +282,7 @@ def _deployment(snap: Snapshot, d: Doc) -> list[Change]:
             else f'ReplicaSet "{rs_name}" is progressing.',
         },
     ]
-    new_d = _with_status(d, status)
-    if new_d is not None:
-        out.append(put(new_d))
+    out.extend(_put_status(d, status))
     return out
 
 
@@ -342,9 +338,7 @@ def _replicaset(
         "availableReplicas": ready,
         "observedGeneration": int(meta(rs).get("generation", 0) or 0),
     }
-    new = _with_status(rs, status)
-    if new is not None:
-        out.append(put(new))
+    out.extend(_put_status(rs, status))
     return out
 
 
@@ -411,9 +405,7 @@ def _daemonset(
     }
     if len(eligible) - ready:
         status["numberUnavailable"] = len(eligible) - ready
-    new = _with_status(ds, status)
-    if new is not None:
-        out.append(put(new))
+    out.extend(_put_status(ds, status))
     return out
 
 
@@ -480,9 +472,7 @@ def _statefulset(snap: Snapshot, sts: Doc) -> list[Change]:
         "updateRevision": revision,
         "observedGeneration": int(meta(sts).get("generation", 0) or 0),
     }
-    new = _with_status(sts, status)
-    if new is not None:
-        out.append(put(new))
+    out.extend(_put_status(sts, status))
     return out
 
 
