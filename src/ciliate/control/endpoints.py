@@ -147,19 +147,31 @@ POD_LO = Device("lo", IFINDEX_LO, "00:00:00:00:00:00", "loopback", 65536,
                 addresses=("127.0.0.1/8",))  # fmt: skip
 
 
-def pod_routes(node: NodeInfo) -> tuple[Route, ...]:
-    """Every pod of a node has these (one shared tuple per node)."""
+def pod_routes(node: NodeInfo, route_mtu: int = 0) -> tuple[Route, ...]:
+    """Every pod of a node has these (one shared tuple per node): the default route via
+    the node's cilium_host address, which is on link. With a route MTU (tunnel mode) the
+    default route carries it, as Cilium's RouteMTU, and the node's own pod CIDR gets a
+    route without it: same-node traffic never enters the tunnel, and a full-size MSS
+    there is worth ~5-10 % of single-stream throughput on this machine."""
     gw = str(node.cilium_internal_ip)
-    return (Route(dst="default", dev="eth0", via=gw), Route(dst=gw, dev="eth0", scope="link"))
+    default = Route(dst="default", dev="eth0", via=gw, mtu=route_mtu)
+    link = Route(dst=gw, dev="eth0", scope="link")
+    if not route_mtu:
+        return (default, link)
+    return (default, link, Route(dst=str(node.pod_cidr), dev="eth0", via=gw))
 
 
 def pod_net(
-    ep: EndpointState, node: NodeInfo, mtu: int, routes: tuple[Route, ...] | None = None
+    ep: EndpointState,
+    node: NodeInfo,
+    mtu: int,
+    routes: tuple[Route, ...] | None = None,
+    route_mtu: int = 0,
 ) -> PodNet:
     """The pod's netns (EXPECTED.md): eth0 with a /32, a default route via the node's
     cilium_host address which is on link, and after an arping the gateway's ARP entry
     at the lxc MAC (the lxc side answers ARP for every address)."""
-    rts = routes if routes is not None else pod_routes(node)
+    rts = routes if routes is not None else pod_routes(node, route_mtu)
     eth0 = Device("eth0", ep.pod_ifindex, ep.pod_mac, "veth", mtu, peer=ep.lxc_name,
                   peer_ifindex=ep.lxc_ifindex, addresses=(f"{ep.ip}/32",))  # fmt: skip
     return PodNet(
@@ -200,11 +212,17 @@ class PodNets(Mapping[str, PodNet]):
 
     __slots__ = ("_built", "_eps", "_mtu", "_node", "_routes")
 
-    def __init__(self, node: NodeInfo, mtu: int, endpoints: Mapping[str, EndpointState]) -> None:
+    def __init__(
+        self,
+        node: NodeInfo,
+        mtu: int,
+        endpoints: Mapping[str, EndpointState],
+        route_mtu: int = 0,
+    ) -> None:
         self._node = node
         self._mtu = mtu
         self._eps = endpoints
-        self._routes = pod_routes(node)
+        self._routes = pod_routes(node, route_mtu)
         self._built: dict[str, PodNet] = {}
 
     def __getitem__(self, key: str) -> PodNet:

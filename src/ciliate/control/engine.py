@@ -365,7 +365,7 @@ class Engine:
             lxc=lxc,
             own_ipcache=own,
             policy=policy,
-            pods=E.PodNets(info, cfg.pod_mtu, pod_eps),
+            pods=E.PodNets(info, cfg.pod_mtu, pod_eps, cfg.pod_route_mtu),
         )
 
     def _endpoint(self, info: NodeInfo, rec: PodRecord, ep_id: int) -> EndpointState:
@@ -535,7 +535,8 @@ class Engine:
         parts.own_ipcache = layered(parts.own_ipcache, {ick: local})
         pmap = self.policies.get(pod.key).map
         parts.policy = layered(parts.policy, {ep.id: pmap})
-        parts.pods = layered(parts.pods, {pod.key: E.pod_net(ep, info, self.config.pod_mtu)})
+        net = E.pod_net(ep, info, self.config.pod_mtu, route_mtu=self.config.pod_route_mtu)
+        parts.pods = layered(parts.pods, {pod.key: net})
         self.shared_ipcache = layered(self.shared_ipcache, {ick: remote})
         out.append(MapChange(rec.node, MapName.LXC.value, k, v))
         ipc, node = IPCACHE_MAP, rec.node

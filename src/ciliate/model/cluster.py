@@ -59,11 +59,19 @@ class ClusterConfig:
 
     @property
     def pod_mtu(self) -> int:
-        """MTU of a pod's eth0: the device MTU less the tunnel overhead in tunnel mode,
-        as Cilium sets it. The eBPF path redirects pod packets straight into
-        cilium_vxlan, bypassing the node's routes (and their ``mtu 1450``), so a
-        1500-byte pod MTU would make the node fragment every full-size segment."""
-        return self.tunnel_mtu if self.routing == "tunnel" else self.mtu
+        """MTU of a pod's eth0: the device MTU (Cilium's DeviceMTU). What a pod *sends*
+        is bounded per route instead (``pod_route_mtu``)."""
+        return self.mtu
+
+    @property
+    def pod_route_mtu(self) -> int:
+        """MTU on a pod's default route (Cilium's RouteMTU): the device MTU less the
+        VXLAN overhead in tunnel mode, 0 (none) otherwise. The eBPF path redirects pod
+        packets straight into cilium_vxlan, bypassing the node's routes (and their
+        ``mtu 1450``), so without it the node would fragment every full-size segment
+        sent to another node. Pods of the same node reach each other through a route
+        to the node's pod CIDR without this limit (see ``control.endpoints.pod_routes``)."""
+        return self.tunnel_mtu if self.routing == "tunnel" else 0
 
     @classmethod
     def from_doc(cls, doc: Mapping[str, Any]) -> ClusterConfig:
