@@ -128,8 +128,9 @@ def test_routes_are_the_blogs(cluster: Path, update_golden: bool) -> None:
     ]
     pod = next(iter(st.nodes[W1].pods.values()))
     assert [_route_text(r) for r in pod.routes] == [
-        "default via 10.10.2.205 dev eth0",
+        "default via 10.10.2.205 dev eth0 mtu 1450",
         "10.10.2.205 dev eth0 scope link",
+        "10.10.2.0/24 via 10.10.2.205 dev eth0",
     ]
     text = ""
     for name in sorted(st.nodes):
@@ -215,12 +216,16 @@ def test_policy_map_has_allow_all_without_policy(cluster: Path) -> None:
     ]
 
 
-def test_pod_eth0_mtu_leaves_room_for_vxlan(cluster: Path) -> None:
-    """Tunnel mode: pods get MTU 1450 on eth0 (1500 less VXLAN's 50 bytes), as Cilium
-    sets it; the pod routes stay as the blog shows them."""
+def test_pod_routes_leave_room_for_vxlan(cluster: Path) -> None:
+    """Tunnel mode, as Cilium sets it: eth0 keeps the device MTU (1500) and the default
+    route carries the route MTU 1450 (1500 less VXLAN's 50 bytes), so nothing a pod sends
+    to another node is fragmented; the node's own pod CIDR is routed without the limit
+    (same-node traffic never enters the tunnel)."""
     state = load_desired(Context(state_dir=cluster))
     for node in state.nodes.values():
         for pod in node.pods.values():
             eth0 = next(d for d in pod.devices if d.name == "eth0")
-            assert eth0.mtu == 1450, (pod.pod, eth0)
-            assert [r.mtu for r in pod.routes] == [0, 0]
+            assert eth0.mtu == 1500, (pod.pod, eth0)
+            by_dst = {r.dst: r for r in pod.routes}
+            assert by_dst["default"].mtu == 1450
+            assert by_dst[str(node.pod_cidr)].mtu == 0

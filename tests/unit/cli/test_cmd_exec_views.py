@@ -41,7 +41,8 @@ def test_exec_ip_route_in_a_pod(cluster: Path) -> None:
     rc, out, _ = run(cluster, ["exec", "-n", "networking101", BB, "--", "ip", "route"])
     assert rc == 0
     assert out.splitlines() == [
-        "default via 10.10.2.205 dev eth0",
+        "default via 10.10.2.205 dev eth0 mtu 1450",
+        "10.10.2.0/24 via 10.10.2.205 dev eth0",
         "10.10.2.205 dev eth0 scope link",
     ]
     rc, out2, _ = run(cluster, ["exec", f"networking101/{BB}", "--", "ip", "r"])

@@ -64,8 +64,10 @@ def test_pod_namespace(state: DesiredState) -> None:
     eth0 = pod.devices[1]
     assert eth0.addresses == ("10.10.2.117/32",)
     assert (eth0.ifindex, eth0.peer_ifindex) == (ep.pod_ifindex, ep.lxc_ifindex)
-    assert [str(r.dst) for r in pod.routes] == ["default", "10.10.2.205"]
+    assert [str(r.dst) for r in pod.routes] == ["default", "10.10.2.205", "10.10.2.0/24"]
     assert pod.routes[0].via == "10.10.2.205" and pod.routes[1].scope == "link"
+    # tunnel mode: the default route carries the tunnel MTU, the node's own CIDR not
+    assert [r.mtu for r in pod.routes] == [1450, 0, 0] and pod.routes[2].via == "10.10.2.205"
     assert pod.neighbors[0].ip == "10.10.2.205" and pod.neighbors[0].mac == ep.lxc_mac
     assert ep.lxc_name.startswith("lxc") and len(ep.lxc_name) == 15
     assert int(ep.lxc_mac.split(":")[0], 16) & 0x3 == 0x2  # locally administered unicast

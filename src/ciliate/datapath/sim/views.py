@@ -27,6 +27,7 @@ Imports ``desired`` and ``errors`` only; pure text. Must not import ``datapath.l
 
 from __future__ import annotations
 
+import ipaddress
 from collections.abc import Sequence
 from ipaddress import IPv4Interface
 
@@ -108,10 +109,21 @@ def render_route(r: Route) -> str:
     return " ".join(parts)
 
 
+def _route_order(r: Route) -> tuple[int, int, int]:
+    """The kernel's listing order (its FIB trie): default first, then by address, a
+    shorter prefix before a longer one at the same address."""
+    if r.dst == "default":
+        return (0, 0, 0)
+    try:
+        net = ipaddress.ip_network(r.dst, strict=False)
+    except ValueError:
+        return (2, 0, 0)
+    return (1, int(net.network_address), net.prefixlen)
+
+
 def render_routes(routes: Sequence[Route]) -> str:
-    """``ip route``: the default route first, then the rest in the order given."""
-    ordered = [r for r in routes if r.dst == "default"] + [r for r in routes if r.dst != "default"]
-    return "\n".join(render_route(r) for r in ordered)
+    """``ip route`` in the kernel's order."""
+    return "\n".join(render_route(r) for r in sorted(routes, key=_route_order))
 
 
 def render_arp(neighbors: Sequence[Neighbor]) -> str:
