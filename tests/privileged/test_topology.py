@@ -71,10 +71,13 @@ def test_pod_has_eth0_slash32_and_routes_via_cilium_host(
     ns = names.pod("networking101/busybox-a")
     assert "10: eth0@if9" in sh(f"ip -n {ns} -o link")
     assert "inet 10.10.2.117/32" in sh(f"ip -n {ns} -o -4 addr show eth0")
-    assert sh(f"ip -n {ns} route").splitlines() == [
-        "default via 10.10.2.205 dev eth0 ",
-        "10.10.2.205 dev eth0 scope link ",
+    # the model's `ip route` view prints the same lines (tests/unit/cli/test_cmd_exec_views)
+    assert [line.rstrip() for line in sh(f"ip -n {ns} route").splitlines()] == [
+        "default via 10.10.2.205 dev eth0 mtu 1450",
+        "10.10.2.0/24 via 10.10.2.205 dev eth0",
+        "10.10.2.205 dev eth0 scope link",
     ]
+    assert "mtu 1500 " in sh(f"ip -n {ns} -o link show eth0")
 
 
 def test_nodes_reach_each_other_over_the_fabric(topo: Topology, names: ClusterNames) -> None:

@@ -50,7 +50,12 @@ def pod_net(pod: str, node: str) -> tuple[EndpointState, PodNet]:
                 addresses=(f"{ip}/32",),
             ),
         ),
-        routes=(Route(dst=gw, dev="eth0", scope="link"), Route(dst="default", dev="eth0", via=gw)),
+        # as control.endpoints.pod_routes makes them in tunnel mode
+        routes=(
+            Route(dst=gw, dev="eth0", scope="link"),
+            Route(dst="default", dev="eth0", via=gw, mtu=1450),
+            Route(dst=NODES[node][2], dev="eth0", via=gw),
+        ),
     )
     return ep, net
 
