@@ -23,11 +23,16 @@ takes the next rv. What a put stores (uid, creationTimestamp, generation, the
 status kept when a put carries none, "unchanged" for identical documents) is decided
 by ``ciliate.store.objects``, shared with every backend.
 
-Watchers read the event log with their own connection. New events are noticed in two
-ways: an in-process notifier (a ``threading.Condition`` shared by every store object
-on the same file) wakes watchers of this process at once; other processes' commits are
-seen by polling ``PRAGMA data_version`` every ``poll_interval`` seconds, which costs no
-query of the events table when nothing changed.
+Watchers read the event log with their own connection. New events are pushed: each
+watcher registers a unix datagram socket in ``<db>-watch/`` and every writer, in any
+process, rings all of them right after its commit (``ciliate.store.wakeup``), so a
+watcher in the agent wakes as soon as ``ciliate apply`` commits. Polling stays as the
+fallback: a watcher also checks ``PRAGMA data_version`` (no query of the events table
+when nothing changed) every ``poll_interval`` seconds, so a lost ring (a writer killed
+between its commit and its ring, a directory it may not write to) costs at most one
+interval. Where no socket can be registered, the watcher waits on an in-process
+notifier (a ``threading.Condition`` shared by every store object on the same file)
+and polls every ``PUSHLESS_POLL_INTERVAL`` instead.
 
 Crash safety (kill -9): SQLite's WAL commit is atomic with respect to a process dying
 at any instruction: a transaction is visible only once its commit frame is in the WAL,
@@ -61,12 +66,21 @@ from ciliate.store.api import (
     WatchEvent,
 )
 from ciliate.store.objects import canonical, load, resolve_delete, resolve_put
+from ciliate.store.wakeup import Bell, Ringer
 
 DEFAULT_HISTORY = 10_000
 """Events kept for watchers; older ones are compacted away (etcd's compaction)."""
 
-DEFAULT_POLL_INTERVAL = 0.025
-"""Seconds between checks for other processes' commits while a watch waits."""
+DEFAULT_POLL_INTERVAL = 1.0
+"""Seconds between checks for other processes' commits while a watch waits, when no ring
+arrives (the fallback of the push wake-up; it was 25 ms when polling was the only way,
+which kept an idle agent at 3-4 % of a vCPU)."""
+
+PUSHLESS_POLL_INTERVAL = 0.025
+"""The poll interval of a watcher that could not register a wake-up socket."""
+
+WATCH_DIR_SUFFIX = "-watch"
+"""``<db>-watch/`` holds the wake-up sockets of the watchers of ``<db>``."""
 
 SCHEMA_VERSION = 1
 
@@ -148,6 +162,9 @@ class SQLiteStore:
         self._new_uid = new_uid
         self._lock = threading.RLock()
         self._notifier = _notifier_for(str(self.path.resolve()))
+        self._watch_dir = self.path.resolve().with_name(self.path.name + WATCH_DIR_SUFFIX)
+        self._ringer = Ringer(self._watch_dir)
+        self._bells: set[Bell] = set()  # this store's watchers, rung when it closes
         self._closed = False
         self.path.parent.mkdir(parents=True, exist_ok=True)
         try:
@@ -314,6 +331,7 @@ class SQLiteStore:
                 raise
         if rv != start:
             self._notifier.notify()
+            self._ringer.ring()
         return rv
 
     def _apply_one(self, change: Change, rv: int) -> int:
@@ -379,14 +397,30 @@ class SQLiteStore:
         # A private connection: a waiting watcher never holds the writer's lock, and
         # data_version on it changes for every commit made through other connections.
         conn = sqlite3.connect(str(self.path), isolation_level=None, check_same_thread=False)
+        bell = self._open_bell()  # before the first read: no later commit is missed
         try:
             conn.execute(f"PRAGMA busy_timeout = {BUSY_TIMEOUT_MS}")
-            yield from self._watch_loop(conn, since, timeout)
+            yield from self._watch_loop(conn, since, timeout, bell)
         finally:
+            if bell is not None:
+                with self._lock:
+                    self._bells.discard(bell)
+                bell.close()
             conn.close()
 
+    def _open_bell(self) -> Bell | None:
+        """This watcher's wake-up socket, or None (then it polls every
+        ``PUSHLESS_POLL_INTERVAL``): no unix sockets, a read-only state directory."""
+        try:
+            bell = Bell(self._watch_dir)
+        except OSError:
+            return None
+        with self._lock:
+            self._bells.add(bell)
+        return bell
+
     def _watch_loop(
-        self, conn: sqlite3.Connection, since: int, timeout: float | None
+        self, conn: sqlite3.Connection, since: int, timeout: float | None, bell: Bell | None
     ) -> Iterator[WatchEvent]:
         row = conn.execute("SELECT value FROM meta WHERE key = 'rv'").fetchone()
         current = int(row[0]) if row else 0
@@ -396,7 +430,14 @@ class SQLiteStore:
         idle_deadline = None if timeout is None else time.monotonic() + timeout
         data_version = -1
         notifier = self._notifier
+        interval = (
+            self._poll_interval
+            if bell is not None
+            else min(self._poll_interval, PUSHLESS_POLL_INTERVAL)
+        )
         while not self._closed:
+            if bell is not None:
+                bell.drain()  # rings so far are answered by the read below
             with notifier.cond:
                 seen_commits = notifier.commits
             dv = int(conn.execute("PRAGMA data_version").fetchone()[0])
@@ -411,12 +452,15 @@ class SQLiteStore:
                         idle_deadline = time.monotonic() + timeout
                     data_version = -1  # there may be more than one page: read again
                     continue
-            wait = self._poll_interval
+            wait = interval
             if idle_deadline is not None:
                 left = idle_deadline - time.monotonic()
                 if left <= 0:
                     return
                 wait = min(wait, left)
+            if bell is not None:
+                bell.wait(wait)
+                continue
             with notifier.cond:
                 if notifier.commits == seen_commits:
                     notifier.cond.wait(wait)
@@ -448,7 +492,11 @@ class SQLiteStore:
                 return
             self._closed = True
             self._conn.close()
+            bells = list(self._bells)
         self._notifier.notify()  # let this process's watchers see the close
+        for bell in bells:
+            bell.ring()
+        self._ringer.close()
 
     def __enter__(self) -> SQLiteStore:
         return self
