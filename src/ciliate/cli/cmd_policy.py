@@ -5,7 +5,8 @@
 Deployments into pods, schedule them and give them addresses) or from the current
 cluster state. The verdicts come from the model datapath (``datapath.sim.probe`` over
 the DesiredState the control engine computes), i.e. from the compiled policy maps; pods
-are grouped by (node, identity, policy map) so a class pair is probed once.
+are grouped by (identity, policy map) — destinations of an HTTP probe by address too,
+the request's Host — so a class pair is probed once.
 
 ``policy explain SRC DST`` answers with the rule-level oracle (``control.explain``)
 and, next to it, what the model datapath does, so a disagreement is visible at once.
@@ -25,7 +26,7 @@ from typing import Any
 
 from ciliate.cli.context import Context
 from ciliate.cli.probeflags import parse_http
-from ciliate.control.explain import Evaluator
+from ciliate.control.explain import Evaluator, request_host
 from ciliate.control.reach import ClusterView, Matrix, build_view, reach_matrix
 from ciliate.desired import DesiredState
 from ciliate.errors import (
@@ -125,24 +126,27 @@ SIM_SAMPLE = 64
 
 
 def _endpoint_classes(
-    state: DesiredState,
-) -> tuple[tuple[str, ...], dict[str, int], list[tuple[int, Any, list[str]]]]:
-    """Pods in order, their class index, and the classes (identity, map, members)."""
-    eps: dict[str, tuple[int, Any]] = {}
+    state: DesiredState, by_host: bool = False
+) -> tuple[tuple[str, ...], dict[str, int], list[tuple[int, Any, list[str], str]]]:
+    """Pods in order, their class index, and the classes (identity, map, members, Host).
+    ``by_host`` splits classes by the pod's address too: an HTTP request's Host is the
+    destination's address (``explain.request_host``), which an L7 rule may name."""
+    eps: dict[str, tuple[int, Any, str]] = {}
     for node in state.nodes.values():
         for ep in node.endpoints.values():
             if ep.pod:
-                eps[ep.pod] = (ep.identity, node.policy.get(ep.id))
+                host = request_host(ep.ip) if by_host else ""
+                eps[ep.pod] = (ep.identity, node.policy.get(ep.id), host)
     keys = tuple(sorted(eps))
-    index: dict[tuple[int, int], int] = {}
-    classes: list[tuple[int, Any, list[str]]] = []
+    index: dict[tuple[int, int, str], int] = {}
+    classes: list[tuple[int, Any, list[str], str]] = []
     cls_of: dict[str, int] = {}
     for k in keys:
-        ident, pmap = eps[k]
-        ck = (ident, id(pmap))
+        ident, pmap, host = eps[k]
+        ck = (ident, id(pmap), host)
         if ck not in index:
             index[ck] = len(classes)
-            classes.append((ident, pmap, []))
+            classes.append((ident, pmap, [], host))
         classes[index[ck]][2].append(k)
         cls_of[k] = index[ck]
     return keys, cls_of, classes
@@ -163,31 +167,35 @@ def sim_matrix(
     from ciliate.datapath.sim import probe
 
     keys, cls_of, classes = _endpoint_classes(state)
-    n = len(classes)
-    walk = n * n <= SIM_CLASS_PAIRS
+    _, col_of, cols = _endpoint_classes(state, by_host=http is not None)
+    n, m = len(classes), len(cols)
+    walk = n * m <= SIM_CLASS_PAIRS
     proto = {"TCP": 6, "UDP": 17, "SCTP": 132}.get(protocol.upper(), 6)
 
     def rep(i: int, j: int) -> tuple[str, str] | None:
-        a = classes[i][2][0]
-        bs = classes[j][2]
-        b = bs[0] if bs[0] != a else (bs[1] if len(bs) > 1 else None)
-        return None if b is None else (a, b)
+        """Two different pods standing for the class pair (None: the only pair is a pod
+        with itself, which never crosses the datapath)."""
+        for a in classes[i][2][:2]:
+            for b in cols[j][2][:2]:
+                if a != b:
+                    return a, b
+        return None
 
-    cm = [[True] * n for _ in range(n)]
+    cm = [[True] * m for _ in range(n)]
     for i in range(n):
-        for j in range(n):
+        for j in range(m):
             if walk:
                 pair = rep(i, j)
                 if pair is not None:
                     cm[i][j] = probe(state, pair[0], pair[1], port, protocol.lower(), http).allowed
             else:
-                si, sm, _ = classes[i]
-                di, dm, _ = classes[j]
-                cm[i][j] = map_verdict(sm, dm, si, di, proto, port, http)[0]
+                si, sm, _, _ = classes[i]
+                di, dm, _, host = cols[j]
+                cm[i][j] = map_verdict(sm, dm, si, di, proto, port, http, host)[0]
     if not walk:
-        step = max(1, (n * n) // SIM_SAMPLE)
-        for x in range(0, n * n, step):
-            i, j = divmod(x, n)
+        step = max(1, (n * m) // SIM_SAMPLE)
+        for x in range(0, n * m, step):
+            i, j = divmod(x, m)
             pair = rep(i, j)
             if pair is None:
                 continue
@@ -197,7 +205,7 @@ def sim_matrix(
                     f"warning: model datapath disagrees with the map lookup for "
                     f"{pair[0]} -> {pair[1]} ({got} vs {cm[i][j]})"
                 )
-    col = [cls_of[b] for b in keys]
+    col = [col_of[b] for b in keys]
     out: dict[str, dict[str, bool]] = {}
     rows: dict[int, list[bool]] = {}
     for a in keys:

@@ -21,7 +21,8 @@ world and host endpoints have no policy of their own):
    (L3, length 0) for the host.
 4. The winning level is the longest L4-only candidate if it is longer than every L3
    one, else the longest L3 candidate (cilium.md §3.3). Its candidates redirect to the
-   proxy when any carries L7 rules (the union of their rules decides; 403 otherwise).
+   proxy when any carries L7 rules (the union of their rules decides, for a request
+   whose Host is the destination's address: ``request_host``; 403 otherwise).
 5. No candidate: dropped (133), "no rule allows it; default deny because ...".
 
 toFQDNs rules are reported as stored but not enforced.
@@ -40,6 +41,7 @@ from __future__ import annotations
 
 from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass
+from ipaddress import IPv4Address
 from typing import Any
 
 from ciliate.control.explain_cluster import OracleCluster
@@ -70,6 +72,7 @@ __all__ = [
     "PROTO_NUM",
     "Evaluator",
     "namespace_labels",
+    "request_host",
 ]
 
 DROP_POLICY = 133
@@ -86,6 +89,15 @@ class _Cand:
 
 
 Match = tuple[bool, int, L7Rules]  # (is L3, prefix length, L7 rules)
+
+
+def request_host(address: IPv4Address | None) -> str:
+    """The Host an HTTP probe carries: the destination's address, as a client that
+    was given only the address sends it (``curl http://10.10.1.3/public``). The model
+    datapath builds its requests the same way (``datapath.sim.network.trace``), so an
+    L7 rule with ``host`` gets the same inputs in the model, ``reach`` and here; an
+    endpoint without an address (the host) sends none."""
+    return "" if address is None else str(address)
 
 
 class Evaluator:
@@ -152,8 +164,9 @@ class Evaluator:
                     "same pod: never crosses the datapath",
                 ),
             )
-        eg = self._direction(s, d, True, proto, port, http)
-        ing = self._direction(d, s, False, proto, port, http)
+        host = request_host(d.ip)
+        eg = self._direction(s, d, True, proto, port, http, host)
+        ing = self._direction(d, s, False, proto, port, http, host)
         allowed = eg.allowed and ing.allowed
         # The first stage that refuses decides what the client sees: the egress side
         # (a drop, or the proxy's 403) before the ingress side.
@@ -175,6 +188,7 @@ class Evaluator:
         proto: str,
         port: int,
         http: tuple[str, str] | None,
+        host: str = "",
     ) -> DirectionVerdict:
         dname = "egress" if egress else "ingress"
         if subject.kind != "pod":
@@ -263,7 +277,7 @@ class Evaluator:
                     redirect_rules.append(r)
         redirect = any(c.l7 is not None for c in level)
         if redirect and http is not None and any(r.kind == "http" for r in redirect_rules):
-            ok = http_allowed(redirect_rules, http[0], http[1])
+            ok = http_allowed(redirect_rules, http[0], http[1], host)
             if ok is None:
                 return DirectionVerdict(
                     dname,

@@ -6,11 +6,13 @@ consistent ``ClusterView`` (namespaces, pods with addresses, identities, policie
 egress lookup in the source endpoint's map with the destination's identity, then
 ingress lookup in the destination's map with the source's identity
 (``mapstate.lookup``), and the proxy's L7 decision when an entry redirects and the
-probe carries an HTTP request. A caller with a full model datapath passes
+probe carries an HTTP request (its Host is the destination's address,
+``explain.request_host``, as in the model datapath). A caller with a full model datapath passes
 ``verdict`` (e.g. ``datapath.sim.probe``) instead. A pod to itself is always allowed.
 
 Speed: verdicts depend only on (map, peer identity), so pods are grouped into classes
-of (identity, compiled map) and each class pair is looked up once; a 1,000-pod matrix
+of (identity, compiled map) and each class pair is looked up once (with an HTTP request,
+destination classes are per address too, since an L7 rule may name the Host); a 1,000-pod matrix
 is a few thousand lookups plus the expansion.
 
 Sans-IO; imports the model, ``desired`` and ``control``.
@@ -23,7 +25,7 @@ from dataclasses import dataclass, field
 from ipaddress import IPv4Address, IPv4Network
 from typing import Any
 
-from ciliate.control.explain import Evaluator, namespace_labels
+from ciliate.control.explain import Evaluator, namespace_labels, request_host
 from ciliate.control.identity import allocate_identities, pod_identity_labels, reserved_identities
 from ciliate.control.l7 import HTTP_FORBIDDEN, http_allowed
 from ciliate.control.mapstate import lookup
@@ -183,8 +185,11 @@ def map_verdict(
     proto: int,
     port: int,
     http: tuple[str, str] | None = None,
+    host: str = "",
 ) -> tuple[bool, int]:
-    """(allowed, drop reason or 403) for a new connection between two local endpoints."""
+    """(allowed, drop reason or 403) for a new connection between two local endpoints;
+    ``host`` is the Host of the HTTP request (``explain.request_host`` of the
+    destination)."""
     for pmap, ident, egress in ((map_src, dst_identity, True), (map_dst, src_identity, False)):
         if pmap is None:
             continue
@@ -193,7 +198,7 @@ def map_verdict(
             return False, v.drop_reason
         if v.redirect and http is not None and v.entry is not None:
             rules = v.entry.l7_rules
-            if any(r.kind == "http" for r in rules) and http_allowed(rules, *http) is None:
+            if any(r.kind == "http" for r in rules) and http_allowed(rules, *http, host) is None:
                 return False, HTTP_FORBIDDEN
     return True, 0
 
@@ -233,7 +238,17 @@ def probe_maps(
         return True, 0
     sm = result.endpoints[sk].map if sk is not None and sk in result.endpoints else None
     dm = result.endpoints[dk].map if dk is not None and dk in result.endpoints else None
-    return map_verdict(sm, dm, si, di, PROTO_NUM.get(protocol.upper(), 6), port, http)
+    host = request_host(_address(view, dst, dk))
+    return map_verdict(sm, dm, si, di, PROTO_NUM.get(protocol.upper(), 6), port, http, host)
+
+
+def _address(view: ClusterView, what: str, pod: str | None) -> IPv4Address | None:
+    """The address of a pod (its view address), of an IP given as text, else None."""
+    text = view.pod_ips.get(pod) if pod is not None else what
+    try:
+        return IPv4Address(text) if text else None
+    except ValueError:
+        return None
 
 
 def reach_matrix(
@@ -254,31 +269,42 @@ def reach_matrix(
         return Matrix(port, protocol.upper(), keys, out)
     res = result if result is not None else compute_policy(view.inputs())
     proto = PROTO_NUM.get(protocol.upper(), 6)
-    # Classes of pods sharing identity and map: one lookup per class pair.
-    cls_of: dict[str, int] = {}
-    classes: list[tuple[int, PolicyMap | None]] = []
-    index: dict[tuple[int, int], int] = {}
+    # Classes of pods sharing identity and map: one lookup per class pair. A request's
+    # Host is the destination's address, so with HTTP a destination class is also per
+    # address (an L7 rule may allow one pod's Host and not another's).
+    Class = tuple[int, PolicyMap | None, str]  # (identity, map, Host)
+    rows: list[Class] = []
+    cols: list[Class] = []
+    row_index: dict[tuple[int, int, str], int] = {}
+    col_index: dict[tuple[int, int, str], int] = {}
+
+    def classify(classes: list[Class], index: dict[tuple[int, int, str], int], c: Class) -> int:
+        key = (c[0], id(c[1]), c[2])
+        if key not in index:
+            index[key] = len(classes)
+            classes.append(c)
+        return index[key]
+
+    row_of: dict[str, int] = {}
+    col_of: dict[str, int] = {}
     for k in keys:
         ep = res.endpoints.get(k)
         ident = view.pod_identity.get(k, 0)
         m = ep.map if ep is not None else None
-        ck = (ident, id(m))
-        if ck not in index:
-            index[ck] = len(classes)
-            classes.append((ident, m))
-        cls_of[k] = index[ck]
-    n = len(classes)
-    cm = [[False] * n for _ in range(n)]
-    for i, (si, sm) in enumerate(classes):
+        host = request_host(_address(view, k, k)) if http is not None else ""
+        row_of[k] = classify(rows, row_index, (ident, m, ""))
+        col_of[k] = classify(cols, col_index, (ident, m, host))
+    cm = [[False] * len(cols) for _ in rows]
+    for i, (si, sm, _) in enumerate(rows):
         row = cm[i]
-        for j, (di, dm) in enumerate(classes):
-            row[j] = map_verdict(sm, dm, si, di, proto, port, http)[0]
+        for j, (di, dm, host) in enumerate(cols):
+            row[j] = map_verdict(sm, dm, si, di, proto, port, http, host)[0]
     # Expansion: pods of one class share their row of verdicts.
-    col_cls = [cls_of[b] for b in keys]
+    col_cls = [col_of[b] for b in keys]
     row_vals: dict[int, list[bool]] = {}
     ordered: dict[str, dict[str, bool]] = {}
     for a in keys:
-        ca = cls_of[a]
+        ca = row_of[a]
         vals = row_vals.get(ca)
         if vals is None:
             crow = cm[ca]
