@@ -148,6 +148,13 @@ class TraceStep:
     src: str = ""
     dst: str = ""
     pod: str = ""
+    # What a ``tunnel`` step sends to: the remote node's address, and where the datapath
+    # found it ("cilium_ipcache", or "conntrack" for a reply going back through the
+    # overlay its connection came in by); what a ``service`` step translated: the
+    # frontend "VIP:port" before DNAT. Renderers read these, not ``detail``.
+    tunnel_endpoint: str = ""
+    tunnel_source: str = ""
+    frontend: str = ""
 
 
 @dataclass(frozen=True, slots=True)

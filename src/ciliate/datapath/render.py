@@ -76,9 +76,7 @@ def path_tokens(
         elif s.action == "rev-nat":
             out.append("reverse NAT")
         elif s.action == "tunnel":
-            tun = s.detail.rsplit(" ", 1)[-1].rstrip(")")
-            src = "cilium_ipcache" if "cilium_ipcache" in s.detail else "conntrack"
-            out.append(f"{src} (tunnel {tun})")
+            out.append(f"{s.tunnel_source} (tunnel {s.tunnel_endpoint})")
         elif s.action == "encap":
             out.append("cilium_vxlan")
         elif s.action == "fabric":

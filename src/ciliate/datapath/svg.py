@@ -242,9 +242,7 @@ def _nat_notes(lay: Layout, r: TraceResult) -> list[str]:
         x = lay.node_x[s.node] + 16
         y = TOP + 336 + 15 * k
         if s.action == "service":
-            # "service VIP:port -> backend ID ip:port (how); DNAT"
-            vip = s.detail.split()[1]
-            text = f"DNAT {vip}→{s.dst}"
+            text = f"DNAT {s.frontend}→{s.dst}"
         elif s.action == "rev-nat":
             text = f"revNAT src→{s.src}"
         else:

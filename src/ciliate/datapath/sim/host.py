@@ -155,6 +155,7 @@ def from_netdev(w: Walk, node: str, p: Packet) -> Outcome:
             f"service {p.dst}:{p.dport} -> backend {sel.backend_id} {w.backend} ({sel.how}); DNAT",
             q,
             (lk, *sel.lookups),
+            frontend=f"{p.dst}:{p.dport}",
         )
         local = idx.by_ip.get(be.address)
         if local is not None:
@@ -280,6 +281,7 @@ def from_host(w: Walk, node: str, p: Packet) -> Outcome:
             f"service {p.dst}:{p.dport} -> backend {sel.backend_id} {w.backend} ({sel.how}); DNAT, as socket-LB does at connect() for the host",
             q,
             (lk, *sel.lookups),
+            frontend=f"{p.dst}:{p.dport}",
         )
         w.nodeport.setdefault(node, {})[(q.src, q.sport, q.dst, q.dport, int(q.proto))] = (
             p.dst,
@@ -311,6 +313,8 @@ def from_host(w: Walk, node: str, p: Packet) -> Outcome:
             f"cilium_ipcache: {p.dst} is behind tunnel endpoint {tunnel}",
             p,
             (lxc_lk, ipc_lk),
+            tunnel_endpoint=str(tunnel),
+            tunnel_source="cilium_ipcache",
         )
         return to_overlay(w, node, p, tunnel, host_id, None)
     w.step(

@@ -146,6 +146,7 @@ def from_container(w: Walk, node: str, ep: EndpointState, p: Packet) -> Outcome:
             f"service {before.dst}:{before.dport} -> backend {sel.backend_id} {w.backend} ({sel.how}); DNAT",
             p,
             (lk, *sel.lookups),
+            frontend=f"{before.dst}:{before.dport}",
         )
     # 3. conntrack
     res = ct.lookup(p, CTDir.EGRESS)
@@ -231,6 +232,7 @@ def from_container(w: Walk, node: str, ep: EndpointState, p: Packet) -> Outcome:
         )
         return Outcome(Where.HOST, node, p)
     why = f"cilium_ipcache: {p.dst} is behind tunnel endpoint {tunnel}"
+    source = "cilium_ipcache"
     if (
         res.status == CTStatus.REPLY
         and res.entry is not None
@@ -242,6 +244,7 @@ def from_container(w: Walk, node: str, ep: EndpointState, p: Packet) -> Outcome:
         # came from, whatever the ipcache says about the (SNATed) destination.
         tunnel = res.entry.tunnel_peer
         why = f"the connection came through the overlay (tunnel endpoint {tunnel})"
+        source = "conntrack"
     if tunnel is not None:
         w.step(
             node,
@@ -251,6 +254,8 @@ def from_container(w: Walk, node: str, ep: EndpointState, p: Packet) -> Outcome:
             f"cilium_lxc miss; {why}",
             p,
             (lxc_lk,),
+            tunnel_endpoint=str(tunnel),
+            tunnel_source=source,
         )
         return to_overlay(w, node, p, tunnel, ep.identity, res.status)
     w.step(

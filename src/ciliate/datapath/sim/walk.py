@@ -287,6 +287,9 @@ class Walk:
         encap: str = "",
         ifindex: int = 0,
         pod: str = "",
+        tunnel_endpoint: str = "",
+        tunnel_source: str = "",
+        frontend: str = "",
     ) -> None:
         if not self.record:
             return
@@ -308,6 +311,9 @@ class Walk:
                 src=src,
                 dst=dst,
                 pod=pod,
+                tunnel_endpoint=tunnel_endpoint,
+                tunnel_source=tunnel_source,
+                frontend=frontend,
             )
         )
 
