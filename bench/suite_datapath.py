@@ -8,6 +8,9 @@ last in every rep: the drift guard):
 
 same node                                    cross node
 - ``veth``     plain routed veth (baseline)  - ``vxlan``     plain kernel VXLAN (baseline)
+                                             - ``vxlan-br``  the same over a bridge in a
+                                               third namespace: the underlay ciliate's
+                                               nodes have (second baseline, "x br")
 - ``cil-0``    ciliate, no policy            - ``cil-0-x``   ciliate, no policy
 - ``cil-1``    ciliate, one policy           - ``cil-1-x``   ciliate, one policy
 - ``cil-1k``   ciliate, 1,000 policies       - ``cil-1k-x``  ciliate, 1,000 policies
@@ -108,7 +111,38 @@ def build_plain(lab: nl.Lab) -> list[Target]:
     _servers(lab, pb)
     _servers(lab, pf)
     return [Target("veth", "same", pa, "192.168.10.2"),
-            Target("vxlan", "cross", pa, "192.168.20.2")]  # fmt: skip
+            Target("vxlan", "cross", pa, "192.168.20.2"),
+            build_vxlan_bridged(lab)]  # fmt: skip
+
+
+def build_vxlan_bridged(lab: nl.Lab) -> Target:
+    """Plain VXLAN between two nodes whose eth0 veths meet on a Linux bridge in a third
+    namespace: the underlay of a ciliate cluster (and of kind's docker bridge), so the
+    ratio to it isolates what ciliate adds from what its multi-node fabric costs."""
+    n3, n4, fab = lab.ns("n3"), lab.ns("n4"), lab.ns("fab")
+    pg, ph = lab.ns("pg"), lab.ns("ph")
+    lab.ip(fab, "link", "add", "br0", "type", "bridge")
+    lab.ip(fab, "link", "set", "br0", "up")
+    for n, peer in ((n3, "f3"), (n4, "f4")):
+        lab.sysctl(n, "net.ipv4.ip_forward", "1")
+        lab.ip(n, "link", "add", "eth0", "type", "veth", "peer", "name", peer, "netns", fab)
+        lab.ip(fab, "link", "set", peer, "master", "br0", "up")
+    _pod_routed(lab, n3, pg, "192.168.30.1", "vpg")
+    _pod_routed(lab, n4, ph, "192.168.40.2", "vph")
+    for n, a, b, vx in ((n3, "172.32.0.3", "172.32.0.4", "10.98.0.3"),
+                        (n4, "172.32.0.4", "172.32.0.3", "10.98.0.4")):  # fmt: skip
+        lab.ip(n, "addr", "add", f"{a}/24", "dev", "eth0")
+        lab.ip(n, "link", "set", "eth0", "up")
+        lab.ip(n, "link", "add", "vx0", "type", "vxlan", "id", "42", "dstport", "8472",
+               "local", a, "remote", b, "dev", "eth0")  # fmt: skip
+        lab.ip(n, "link", "set", "vx0", "mtu", "1450", "up")
+        lab.ip(n, "addr", "add", f"{vx}/32", "dev", "vx0")
+    lab.ip(n3, "route", "add", "10.98.0.4", "dev", "vx0", "scope", "link")
+    lab.ip(n4, "route", "add", "10.98.0.3", "dev", "vx0", "scope", "link")
+    lab.ip(n3, "route", "add", "192.168.40.0/24", "via", "10.98.0.4", "dev", "vx0", "mtu", "1450")
+    lab.ip(n4, "route", "add", "192.168.30.0/24", "via", "10.98.0.3", "dev", "vx0", "mtu", "1450")
+    _servers(lab, ph)
+    return Target("vxlan-br", "cross", pg, "192.168.40.2")
 
 
 # --- the classic stack: CNI bridge + host-local, policy as iptables ------------------------
@@ -318,6 +352,7 @@ def summarize_results(order: list[Target], raw: dict[str, dict[str, list[float]]
                       quick: bool, n_pol: int, errors: dict[str, str],
                       noisy_reps: int) -> dict[str, Any]:  # fmt: skip
     baselines = {"same": "veth", "cross": "vxlan"}
+    bridged = raw.get("vxlan-br", {})  # the second cross-node baseline (same underlay)
     summary: dict[str, Any] = {}
     for t in order:
         b = raw.get(baselines[t.group], {})
@@ -328,6 +363,10 @@ def summarize_results(order: list[Target], raw: dict[str, dict[str, list[float]]
             entry[m] = nl.summarize(raw[t.name][m]).as_dict()
             if b:
                 entry[f"ratio_{m}"] = nl.summarize(nl.paired_ratios(raw[t.name][m], b[m])).as_dict()
+            if t.group == "cross" and bridged:
+                entry[f"ratio_br_{m}"] = nl.summarize(
+                    nl.paired_ratios(raw[t.name][m], bridged[m])
+                ).as_dict()
         summary[t.name] = entry
     rows = []
     for t in order:
@@ -337,15 +376,16 @@ def summarize_results(order: list[Target], raw: dict[str, dict[str, list[float]]
             s = e[m]
             return f"{nl.fmt(s['median'])} [{nl.fmt(s['q1'])}–{nl.fmt(s['q3'])}]"
 
-        def rat(m: str, e: dict[str, Any] = e) -> str:
-            r = e.get(f"ratio_{m}", {}).get("median", math.nan)
-            return f"{nl.fmt(r)}x"
+        def rat(m: str, e: dict[str, Any] = e, kind: str = "ratio") -> str:
+            r = e.get(f"{kind}_{m}", {}).get("median", math.nan)
+            return f"{nl.fmt(r)}x" if not math.isnan(r) else ""
 
         rows.append([t.name, t.group, cell("rr_p50"), nl.fmt(e["rr_p99"]["median"]), rat("rr_p50"),
-                     cell("conn_p50"), rat("conn_p50"), cell("gbps"), rat("gbps"),
+                     rat("rr_p50", kind="ratio_br"), cell("conn_p50"), rat("conn_p50"),
+                     cell("gbps"), rat("gbps"), rat("gbps", kind="ratio_br"),
                      nl.fmt(e["retransmits"]["median"])])  # fmt: skip
-    headers = ["variant", "node", "RR p50 µs [IQR]", "RR p99", "xbase", "connect p50 µs [IQR]",
-               "xbase", "Gbit/s [IQR]", "xbase", "retr"]  # fmt: skip
+    headers = ["variant", "node", "RR p50 µs [IQR]", "RR p99", "xbase", "x br",
+               "connect p50 µs [IQR]", "xbase", "Gbit/s [IQR]", "xbase", "x br", "retr"]  # fmt: skip
     print(nl.table(headers, rows))
     for t in order:
         if t.policy_entries >= 0 and t.group == "same":
