@@ -140,7 +140,10 @@ class Agent:
         self.wire_ms: list[float] = []  # every pod wired (start and live)
         self.live_wire_ms: list[float] = []  # pods added while running: the 50 ms goal
         self.up_ms = 0.0
-        self.events: queue.Queue[WatchEvent | BaseException] = queue.Queue()
+        # (wall-clock arrival, event): the arrival of a batch's first event is logged with
+        # the round, so a benchmark can split "apply -> forwarded" into its parts
+        self.events: queue.Queue[tuple[float, WatchEvent | BaseException]] = queue.Queue()
+        self.woke_at = 0.0  # wall-clock arrival of the current batch's first event
         self.stopping = threading.Event()
         self.stopped = False
         self.keep_datapath = False  # set by SIGUSR1: exit for a restart, touch nothing
@@ -328,6 +331,8 @@ class Agent:
         """Apply one batch of store events: only what changed is touched."""
         assert self.engine is not None
         t0 = self.clock()
+        wall0 = time.time()
+        lap = _Laps(self.clock)
         for ev in events:
             self.rev = max(self.rev, ev.resource_version)
             if ev.key.kind == "Pod":
@@ -338,6 +343,7 @@ class Agent:
                     self.pod_docs[key] = ev.object
         old = self.state
         changes = self.engine.apply_events(events)
+        lap("engine")
         new = self.engine.state
         before, after = pod_places(old), pod_places(new)
         gone = [p for p in before if p not in after or after[p] != before[p]]
@@ -350,6 +356,7 @@ class Agent:
         for name, node in new.nodes.items():
             if name not in old.nodes:
                 self._guard(f"add node {name}", self._ensure_node, node)
+        lap("remove")
         timings: list[float] = []
         for pod in came:
             place = after[pod]
@@ -357,6 +364,7 @@ class Agent:
             if isinstance(ms, float):
                 timings.append(ms)
                 self.live_wire_ms.append(ms)
+        lap("wire")
         self._apply_maps(changes, new)
         for name, node in new.nodes.items():
             if name in old.nodes and old.nodes[name].routes != node.routes:
@@ -364,6 +372,8 @@ class Agent:
         for name in old.nodes:
             if name not in new.nodes:
                 self._guard(f"remove node {name}", self._remove_node, name)
+        lap("maps")
+        wall_forwarding = time.time()  # wired and every map entry written
         # workloads: new pods, and pods whose spec changed
         for pod, place in after.items():
             if pod in came or self._started_specs.get(pod) != self._spec_of(pod):
@@ -373,13 +383,18 @@ class Agent:
             self._start_pump(name)
         for pump in self.pumps.values():
             pump.state = new
-        if came or gone or changes:
-            log.info(
-                "reconciled rv %d: +%d -%d pods, %d map changes in %.1f ms (pod wiring %s ms)",
-                self.rev, len(came), len(gone), len(changes), (self.clock() - t0) * 1000,
-                ",".join(f"{t:.1f}" for t in timings) or "-",
-            )  # fmt: skip
+        lap("workloads")
         self.write_status()
+        lap("status")
+        if came or gone or changes:
+            # One line per round; bench/suite_pod_ready.py parses it (keep them in step).
+            log.info(
+                "reconciled rv %d: +%d -%d pods, %d map changes in %.1f ms (pod wiring %s ms)"
+                " [%s; woke %.6f start %.6f forwarding %.6f end %.6f]",
+                self.rev, len(came), len(gone), len(changes), (self.clock() - t0) * 1000,
+                ",".join(f"{t:.1f}" for t in timings) or "-", lap.render(),
+                self.woke_at or wall0, wall0, wall_forwarding, time.time(),
+            )  # fmt: skip
 
     def _guard(self, what: str, fn: Callable[..., object], *args: Any) -> object:
         try:
@@ -415,12 +430,12 @@ class Agent:
     def _watch(self) -> None:
         try:
             for ev in self.store.watch(since=self.rev, timeout=None):
-                self.events.put(ev)
+                self.events.put((time.time(), ev))
                 if self.stopping.is_set():
                     return
         except BaseException as e:  # surfaced to the loop, which rebuilds
             if not self.stopping.is_set():
-                self.events.put(e)
+                self.events.put((time.time(), e))
 
     def run(self) -> None:
         watcher = threading.Thread(target=self._watch, name="ciliate-watch", daemon=True)
@@ -432,10 +447,11 @@ class Agent:
                 if self.sup.poll():
                     self.write_status()  # a workload exited or was restarted
                 continue
-            batch = [first]
+            self.woke_at = first[0]
+            batch = [first[1]]
             with contextlib.suppress(queue.Empty):
                 while True:
-                    batch.append(self.events.get_nowait())
+                    batch.append(self.events.get_nowait()[1])
             errors = [e for e in batch if isinstance(e, BaseException)]
             if errors:
                 raise RuntimeError(f"store watch failed: {errors[0]}")
@@ -540,6 +556,23 @@ class Agent:
         tmp = self.kp.status.with_suffix(".tmp")
         tmp.write_text(json.dumps(self.status(), indent=2, default=str))
         tmp.replace(self.kp.status)
+
+
+class _Laps:
+    """Milliseconds spent in the named phases of one reconcile round, for its log line."""
+
+    def __init__(self, clock: Callable[[], float]) -> None:
+        self.clock = clock
+        self.last = clock()
+        self.ms: dict[str, float] = {}
+
+    def __call__(self, phase: str) -> None:
+        now = self.clock()
+        self.ms[phase] = self.ms.get(phase, 0.0) + (now - self.last) * 1000
+        self.last = now
+
+    def render(self) -> str:
+        return ", ".join(f"{k} {v:.1f}" for k, v in self.ms.items())
 
 
 def _stats(prefix: str, xs: list[float]) -> dict[str, float | int | None]:
