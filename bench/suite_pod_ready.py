@@ -8,7 +8,9 @@ node (``same``) and the other worker (``cross``):
 1. t0; the apply transaction runs in this process (``ciliate.cli.main.main(["apply",
    ...])``: the CLI's Python start-up, ~0.4 s here, is left out, as a kubectl → API
    server write would be);
-2. the pod's address is read back from the store (allocated by the apply transaction);
+2. the pod's address is read back from the store (allocated by the apply transaction),
+   through a store handle opened before the loop (a ``ciliate get`` here would delay the
+   first probe by its own command run);
 3. a thread that entered the prober pod's network namespace sends an ICMP echo to that
    address every 1 ms (bounded: 5 s) until the first reply: t1.
 
@@ -35,6 +37,8 @@ from pathlib import Path
 from typing import Any
 
 from bench import netlab as nl
+from ciliate.store.api import ObjectKey
+from ciliate.store.sqlite import SQLiteStore
 
 CLONE_NEWNET = 0x40000000
 PROBE_INTERVAL = 0.001
@@ -42,7 +46,10 @@ PROBE_BOUND = 5.0
 _RECONCILED = re.compile(
     r"reconciled rv (\d+): \+(\d+) -(\d+) pods, (\d+) map changes in ([\d.]+) ms"
     r"(?: \(pod wiring ([\d.]+) ms\))?"
+    r"(?: \[(?P<laps>[^;\]]*); woke (?P<woke>[\d.]+) start (?P<start>[\d.]+)"
+    r" forwarding (?P<fwd>[\d.]+) end (?P<end>[\d.]+)\])?"
 )
+_LAP = re.compile(r"(\w+) ([\d.]+)")
 
 
 def _setns(fd: int) -> None:
@@ -146,13 +153,52 @@ def _cli(state: Path, *args: str) -> str:
 
 
 def _agent_rounds(log: Path) -> list[dict[str, float]]:
+    """The agent's reconcile rounds from its log: sizes, durations, the phases of the
+    round (engine, remove, wire, maps, workloads, status, in ms) and its wall-clock
+    marks (woke: the watch delivered the first event; forwarding: wired and every map
+    entry written; end: status written)."""
     rounds = []
     text = log.read_text(errors="replace") if log.exists() else ""
     for m in _RECONCILED.finditer(text):
-        rounds.append({"rv": float(m.group(1)), "added": float(m.group(2)),
-                       "reconcile_ms": float(m.group(5)),
-                       "wiring_ms": float(m.group(6)) if m.group(6) else float("nan")})  # fmt: skip
+        r = {"rv": float(m.group(1)), "added": float(m.group(2)),
+             "reconcile_ms": float(m.group(5)),
+             "wiring_ms": float(m.group(6)) if m.group(6) else float("nan")}  # fmt: skip
+        if m.group("laps") is not None:
+            r.update({f"{k}_ms": float(v) for k, v in _LAP.findall(m.group("laps"))})
+            r.update({k: float(m.group(k)) for k in ("woke", "start", "fwd", "end")})
+        rounds.append(r)
     return rounds
+
+
+SPLIT = (
+    ("apply", "the apply transaction (in-process CLI: parse, admission, store writes)"),
+    ("wake", "apply returned -> the agent's watch delivered the pod with its address"),
+    ("queue", "watch delivery -> the agent's round started"),
+    ("round", "round start -> pod wired and its map entries written"),
+    ("packet", "map entries written -> first echo reply at the prober"),
+)
+
+
+def _split(pods: list[dict[str, float]], rounds: list[dict[str, float]]) -> dict[str, list[float]]:
+    """Per pod, ``apply → first packet`` cut at the agent's wall-clock marks: the round
+    that wired the pod is the first round adding a pod that started after its apply
+    began. Pods whose round cannot be found are left out of the split."""
+    out: dict[str, list[float]] = {k: [] for k, _ in SPLIT}
+    out.update({k: [] for k in ("engine_ms", "wire_ms", "maps_ms")})
+    added = [r for r in rounds if r["added"] >= 1 and "fwd" in r]
+    for p in pods:
+        r = next((r for r in added if r["start"] >= p["t0"]), None)
+        if r is None:
+            continue
+        added.remove(r)
+        out["apply"].append((p["applied"] - p["t0"]) * 1e3)
+        out["wake"].append((r["woke"] - p["applied"]) * 1e3)
+        out["queue"].append((r["start"] - r["woke"]) * 1e3)
+        out["round"].append((r["fwd"] - r["start"]) * 1e3)
+        out["packet"].append((p["t1"] - r["fwd"]) * 1e3)
+        for k in ("engine_ms", "wire_ms", "maps_ms"):
+            out[k].append(r.get(k, float("nan")))
+    return out
 
 
 def run(reps: int, quick: bool) -> dict[str, Any]:
@@ -164,6 +210,7 @@ def run(reps: int, quick: bool) -> dict[str, Any]:
     started = time.time()
     samples: dict[str, list[float]] = {"same": [], "cross": []}
     apply_ms: list[float] = []
+    marks: list[dict[str, float]] = []  # wall-clock t0 / applied / t1 per forwarded pod
     failures: list[str] = []
     with nl.Lab("ready") as lab:
         c = lab.cluster("r")
@@ -178,16 +225,18 @@ def run(reps: int, quick: bool) -> dict[str, Any]:
         if prober.error:
             raise RuntimeError(f"prober: {prober.error}")
         _cli(c.state, "get", "pods")  # imports the CLI once, outside the measurement
+        store = SQLiteStore(c.state / "store.db")
         try:
             for i in range(n):
                 group, node = ("same", "bench-worker") if i % 2 == 0 else ("cross", "bench-worker2")
                 name = f"ready-{i:03d}"
                 path = lab.tmp / f"{name}.json"
                 path.write_text(_pod(name, node))
+                wall0 = time.time()
                 t0 = time.perf_counter()
                 _cli(c.state, "apply", "-f", str(path))
                 t_applied = time.perf_counter()
-                doc = json.loads(_cli(c.state, "get", "pod", name, "-n", "default", "-o", "json"))
+                doc = store.get(ObjectKey("Pod", "default", name)) or {}
                 prober.jobs.put(str(doc["status"]["podIP"]))
                 t1 = prober.results.get(timeout=PROBE_BOUND + 5)
                 apply_ms.append((t_applied - t0) * 1e3)
@@ -195,9 +244,12 @@ def run(reps: int, quick: bool) -> dict[str, Any]:
                     failures.append(f"{name} ({group}): no reply within {PROBE_BOUND} s")
                 else:
                     samples[group].append((t1 - t0) * 1e3)
+                    marks.append({"t0": wall0, "applied": wall0 + t_applied - t0,
+                                  "t1": wall0 + t1 - t0})  # fmt: skip
                 time.sleep(0.2)  # let the agent settle before the next pod
         finally:
             prober.jobs.put(None)
+            store.close()
         rounds = _agent_rounds(c.state / "kernel" / "agent.log")[rounds_before:]
     added = [r for r in rounds if r["added"] >= 1]
     everything = samples["same"] + samples["cross"]
@@ -217,10 +269,20 @@ def run(reps: int, quick: bool) -> dict[str, Any]:
         f"reconcile p50 {nl.fmt(reconcile.median)} ms (max {nl.fmt(reconcile.hi)}), "
         f"plumbing p50 {nl.fmt(wiring.median)} ms (max {nl.fmt(wiring.hi)})"
     )
+    split = _split(marks, rounds)
+    print(f"   split of apply→first packet over {len(split['apply'])} pods (p50 / max ms):")
+    for k, what in SPLIT:
+        xs = split[k]
+        print(f"     {k:<7} {nl.fmt(nl.median(xs)):>6} / {nl.fmt(max(xs) if xs else float('nan')):>6}"
+              f"  {what}")  # fmt: skip
+    print("     inside the round (p50 ms): "
+          + ", ".join(f"{k.removesuffix('_ms')} {nl.fmt(nl.median(split[k]))}"
+                      for k in ("engine_ms", "wire_ms", "maps_ms")))  # fmt: skip
     for f in failures:
         print(f"   NOT FORWARDED: {f}")
     return {"suite": "pod_ready", "pods": n, "quick": quick, "probe_interval_ms": 1,
             "stats": stats, "apply_ms": nl.summarize(apply_ms).as_dict(), "agent": agent,
             "failures": failures, "samples_ms": samples, "agent_rounds": added,
+            "split_ms": {k: nl.summarize(v).as_dict() for k, v in split.items()},
             "seconds": round(time.time() - started, 1),
             "markdown": nl.markdown_table(headers, rows)}  # fmt: skip

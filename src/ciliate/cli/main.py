@@ -8,6 +8,7 @@ print their message on stderr and return their exit code (``errors.ExitCode``).
 from __future__ import annotations
 
 import argparse
+import functools
 import importlib
 import sys
 from collections.abc import Sequence
@@ -85,8 +86,17 @@ def _version(args: argparse.Namespace, ctx: Context) -> int:
     return ExitCode.OK
 
 
+@functools.cache
+def _parser() -> argparse.ArgumentParser:
+    """The parser, built once per process: building it costs ~10 ms (argparse looks up
+    a translation for every help string), which callers running several commands in
+    one process (tests, benchmarks, the demo) would otherwise pay per command. Parsing
+    leaves it unchanged."""
+    return build_parser()
+
+
 def main(argv: Sequence[str] | None = None, ctx: Context | None = None) -> int:
-    parser = build_parser()
+    parser = _parser()
     args = parser.parse_args(list(sys.argv[1:] if argv is None else argv))
     if ctx is None:
         ctx = Context()
