@@ -422,14 +422,23 @@ def rep_loop(
 
 
 # --- connect latency ---------------------------------------------------------------------
+#
+# Two implementations of the same pair: the C tools of bench/tools/ (``connect_loop``,
+# ``echo_server``: the services suite, where the overhead to resolve is about a µs) and
+# the Python scripts below (kept for the datapath suite's existing figures; a Python loop
+# adds ~10 µs of interpreter time per sample on the shared vCPU, with µs of jitter).
+# ``tool=`` selects the C binary; the default stays Python.
 
 _ECHO = """\
-import socket, sys
-s = socket.socket()
-s.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
-s.bind(("0.0.0.0", int(sys.argv[1])))
-s.listen(1024)
-while True:
+import selectors, socket, sys
+socks = []
+for p in sys.argv[1:]:
+    s = socket.socket()
+    s.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+    s.bind(("0.0.0.0", int(p)))
+    s.listen(1024)
+    socks.append(s)
+def serve(s):
     c, _ = s.accept()
     try:
         d = c.recv(64)
@@ -438,6 +447,15 @@ while True:
     except OSError:
         pass
     c.close()
+if len(socks) == 1:  # one port: no select() per connection (the datapath suite's figures)
+    while True:
+        serve(socks[0])
+sel = selectors.DefaultSelector()
+for s in socks:
+    sel.register(s, selectors.EVENT_READ)
+while True:
+    for key, _ in sel.select():
+        serve(key.fileobj)
 """
 
 _CONNECT = """\
@@ -463,15 +481,74 @@ print(json.dumps(out))
 """
 
 
-def echo_server_argv(port: int) -> list[str]:
-    """A one-byte echo server (accept, echo, close): the far end of ``connect_latency``."""
-    return [sys.executable, "-c", _ECHO, str(port)]
+def echo_server_argv(port: int, *more_ports: int, tool: Path | None = None) -> list[str]:
+    """A one-byte echo server (accept, echo, close) on ``port`` and ``more_ports``: the far
+    end of ``connect_latency`` / ``connect_interleaved``. ``tool``: the compiled
+    ``echo_server`` (bench/tools), else the Python script."""
+    ports = [str(p) for p in (port, *more_ports)]
+    if tool is not None:
+        return [str(tool), *ports]
+    return [sys.executable, "-c", _ECHO, *ports]
+
+
+@dataclass(frozen=True, slots=True)
+class ConnectRun:
+    """One ``connect_loop`` run: per-target samples (µs) and failed attempts, by label."""
+
+    mode: str
+    samples: dict[str, list[float]]
+    errors: dict[str, int]
+
+    def get(self, label: str) -> list[float]:
+        return self.samples.get(label, [])
+
+
+NO_CONNECT_RUN = ConnectRun("", {}, {})
+
+
+def parse_connect_loop(text: str) -> ConnectRun:
+    """``connect_loop``'s JSON (bench/tools/connect_loop.c); an empty run when the output
+    is missing or malformed (a failed run is no samples, never a number)."""
+    try:
+        doc = json.loads(text)
+        samples = {str(t["label"]): [float(x) for x in t["samples_us"]] for t in doc["targets"]}
+        errors = {str(t["label"]): int(t["errors"]) for t in doc["targets"]}
+        return ConnectRun(str(doc["mode"]), samples, errors)
+    except (ValueError, KeyError, TypeError):
+        return NO_CONNECT_RUN
+
+
+def connect_target_arg(label: str, ips: Sequence[str], port: int) -> str:
+    """One ``LABEL=IP[,IP...]:PORT`` argument of connect_loop."""
+    if not re.fullmatch(r"[A-Za-z0-9_-]+", label) or not ips:
+        raise ValueError(f"connect target {label!r}: label must be [A-Za-z0-9_-]+, ips non-empty")
+    return f"{label}={','.join(ips)}:{port}"
+
+
+def connect_interleaved(ns: str, targets: dict[str, tuple[Sequence[str], int]], n: int,
+                        tool: Path, cpu: int = 1, budget: float = 20.0, mode: str = "echo",
+                        warmup: int = 10, seed: int = 1) -> ConnectRun:  # fmt: skip
+    """``n`` rounds from ``ns``, each one connection to every target (label -> (ips,
+    port); one of several ips at random), in an order shuffled each round (``seed``);
+    pinned to ``cpu``; bounded by ``budget`` seconds. Per-target medians of one run are
+    paired."""
+    args = [connect_target_arg(label, ips, port) for label, (ips, port) in targets.items()]
+    argv = [str(tool), "-m", mode, "-n", str(n), "-w", str(warmup), "-t", str(budget),
+            "-s", str(seed), *args]  # fmt: skip
+    try:
+        proc = run(in_netns(ns, argv, cpu), timeout=budget + 15, check=False)
+    except subprocess.TimeoutExpired:
+        return NO_CONNECT_RUN
+    return parse_connect_loop(proc.stdout)
 
 
 def connect_latency(ns: str, ip: str, port: int, n: int, cpu: int = 1,
-                    budget: float = 20.0) -> list[float]:  # fmt: skip
-    """µs per TCP connect() + 1-byte echo + close from ``ns``, ``n`` samples at most and
-    ``budget`` seconds at most (a bounded loop); failed attempts are not samples."""
+                    budget: float = 20.0, tool: Path | None = None) -> list[float]:  # fmt: skip
+    """µs per TCP connect() + 1-byte echo from ``ns`` (close follows, untimed), ``n``
+    samples at most and ``budget`` seconds at most (a bounded loop); failed attempts are not
+    samples. ``tool``: the compiled ``connect_loop`` (bench/tools), else a Python loop."""
+    if tool is not None:
+        return connect_interleaved(ns, {"t": ([ip], port)}, n, tool, cpu, budget).get("t")
     argv = [sys.executable, "-c", _CONNECT, ip, str(port), str(n), str(budget)]
     try:
         proc = run(in_netns(ns, argv, cpu), timeout=budget + 15, check=False)
