@@ -21,6 +21,7 @@
 #include "lib/drop.h"
 #include "lib/conntrack.h"
 #include "lib/policy.h"
+#include "lib/proxy.h"
 #include "lib/lb.h"
 #include "lib/nat.h"
 #include "lib/encap.h"
@@ -52,7 +53,8 @@ static __always_inline int host_forward(struct __sk_buff *skb, __u32 src_id, __b
 
 	if (dst && !(dst->flags & ENDPOINT_F_HOST)) {
 		if (ct.status == CT_NEW) {
-			if (flags & RUNTIME_F_POLICY) {
+			/* the L7 proxy's upstream: the proxy enforced the policy (proxy.h) */
+			if ((flags & RUNTIME_F_POLICY) && !proxy_upstream(skb)) {
 				ret = policy_can_access(skb, dst->lxc_id, src_id, 0, proto, l4->dport);
 				if (ret)
 					return DROP(skb, THIS_FILE, METRIC_INGRESS, ret, dst->lxc_id,

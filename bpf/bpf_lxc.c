@@ -25,6 +25,7 @@
 #include "lib/drop.h"
 #include "lib/conntrack.h"
 #include "lib/policy.h"
+#include "lib/proxy.h"
 #include "lib/lb.h"
 #include "lib/nat.h"
 #include "lib/arp.h"
@@ -145,8 +146,11 @@ static __always_inline int handle_ipv4(struct __sk_buff *skb)
 	}
 
 	if (dst && !(dst->flags & ENDPOINT_F_HOST)) {
+		__u16 proxy_port = 0;
+
 		if (ct.status == CT_NEW && (flags & RUNTIME_F_POLICY)) {
-			ret = policy_can_access(skb, dst->lxc_id, src_id, 0, proto, l4.dport);
+			ret = policy_can_access_proxy(skb, dst->lxc_id, src_id, 0, proto, l4.dport,
+						      &proxy_port);
 			if (ret)
 				return DROP(skb, THIS_FILE, METRIC_INGRESS, ret, dst->lxc_id, src_id,
 					    dst->sec_id, dst->lxc_id);
@@ -154,11 +158,20 @@ static __always_inline int handle_ipv4(struct __sk_buff *skb)
 		if (ct.status == CT_NEW)
 			ct_create4(&tuple, src_id, lb.rev_nat_index, lb.backend_id, l4.tcp_flags,
 				   skb->len);
-		t.obs_point = TRACE_TO_LXC;
 		t.source = dst->lxc_id;
 		t.dst_id = dst->lxc_id;
 		t.dst_label = dst->sec_id;
 		t.ifindex = dst->ifindex;
+		/* L7 ingress policy: the node's proxy serves the connection (proxy.h) */
+		if (proxy_port || (ct.status == CT_ESTABLISHED && ct.proxy_redirect)) {
+			ret = redirect_to_proxy(skb, &t, &tuple, proxy_port != 0, saddr, daddr, &l4,
+						proxy_port);
+			if (ret)
+				return DROP(skb, THIS_FILE, METRIC_INGRESS, ret, dst->lxc_id, src_id,
+					    dst->sec_id, dst->lxc_id);
+			return CTX_ACT_OK;
+		}
+		t.obs_point = TRACE_TO_LXC;
 		send_trace_notify(skb, &t);
 		ret = deliver_local_peer(skb, dst);
 		if (ret < 0)

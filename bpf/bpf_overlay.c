@@ -21,6 +21,7 @@
 #include "lib/drop.h"
 #include "lib/conntrack.h"
 #include "lib/policy.h"
+#include "lib/proxy.h"
 #include "lib/lb.h"
 #include "lib/nat.h"
 #include "lib/encap.h"
@@ -86,6 +87,7 @@ static __always_inline int from_overlay_ipv4(struct __sk_buff *skb, __u32 src_id
 	struct iphdr *ip4;
 	__be32 saddr, daddr;
 	__u32 l4_off, flags;
+	__u16 proxy_port = 0;
 	__u8 proto;
 	int ret;
 
@@ -130,7 +132,8 @@ static __always_inline int from_overlay_ipv4(struct __sk_buff *skb, __u32 src_id
 	}
 	if (ct.status == CT_NEW) {
 		if (flags & RUNTIME_F_POLICY) {
-			ret = policy_can_access(skb, dst->lxc_id, src_id, 0, proto, l4.dport);
+			ret = policy_can_access_proxy(skb, dst->lxc_id, src_id, 0, proto, l4.dport,
+						      &proxy_port);
 			if (ret)
 				return DROP(skb, THIS_FILE, METRIC_INGRESS, ret, dst->lxc_id, src_id,
 					    dst->sec_id, dst->lxc_id);
@@ -138,7 +141,6 @@ static __always_inline int from_overlay_ipv4(struct __sk_buff *skb, __u32 src_id
 		ct_create4_from(&tuple, src_id, 0, 0, l4.tcp_flags, skb->len, tunnel_src);
 	}
 
-	t.obs_point = TRACE_TO_LXC;
 	t.reason = ct.status;
 	t.monitor = ct.monitor;
 	t.flags = TRACE_F_VXLAN;
@@ -147,6 +149,16 @@ static __always_inline int from_overlay_ipv4(struct __sk_buff *skb, __u32 src_id
 	t.src_label = src_id;
 	t.dst_label = dst->sec_id;
 	t.ifindex = dst->ifindex;
+	/* L7 ingress policy: the node's proxy serves the connection (proxy.h) */
+	if (proxy_port || (ct.status == CT_ESTABLISHED && ct.proxy_redirect)) {
+		ret = redirect_to_proxy(skb, &t, &tuple, proxy_port != 0, saddr, daddr, &l4,
+					proxy_port);
+		if (ret)
+			return DROP(skb, THIS_FILE, METRIC_INGRESS, ret, dst->lxc_id, src_id,
+				    dst->sec_id, dst->lxc_id);
+		return CTX_ACT_OK;
+	}
+	t.obs_point = TRACE_TO_LXC;
 	send_trace_notify(skb, &t);
 	ret = deliver_local_peer(skb, dst);
 	if (ret < 0)

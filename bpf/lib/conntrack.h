@@ -72,6 +72,7 @@ struct ct_entry {
 #define CT_F_RX_CLOSING 0x1
 #define CT_F_TX_CLOSING 0x2
 #define CT_F_SEEN_NON_SYN 0x10
+#define CT_F_PROXY_REDIRECT 0x40 /* handed to the L7 proxy (proxy.h) */
 #define CT_F_FROM_TUNNEL 0x400
 
 /* reserved0 (unused by Cilium since 1.16) holds, for connections that arrived through
@@ -115,6 +116,7 @@ struct ct_result {
 	__u32 backend_id;
 	__u32 src_sec_id;
 	__be32 tunnel_src; /* CT_F_FROM_TUNNEL entries: the node the connection came from */
+	__u8 proxy_redirect; /* CT_ESTABLISHED of a connection the L7 proxy serves */
 };
 
 static __always_inline void ct_tuple_reverse(const struct ipv4_ct_tuple *t,
@@ -192,6 +194,7 @@ static __always_inline void ct_lookup4(const struct ipv4_ct_tuple *tuple, __u8 t
 		res->rev_nat_index = e->rev_nat_index;
 		res->backend_id = (__u32)e->backend_id;
 		res->src_sec_id = e->src_sec_id;
+		res->proxy_redirect = !!(e->flags & CT_F_PROXY_REDIRECT);
 		res->monitor = ct_touch(e, tcp_flags, len, 0, tuple->nexthdr);
 		return;
 	}

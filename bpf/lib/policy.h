@@ -17,7 +17,9 @@
  *      its proto/port prefix is longer; otherwise the L3 entry;
  *   4. nothing -> DROP_POLICY (133);
  *   5. an allow with auth -> DROP_POLICY_AUTH_REQUIRED (189); an allow that redirects to
- *      an L7 proxy -> DROP_PROXY_UNSUPPORTED (180) until the proxy exists.
+ *      an L7 proxy: the caller gets the proxy port (policy_can_access_proxy, reported as
+ *      the verdict, as Cilium does) and hands the connection to the proxy (proxy.h);
+ *      a caller that cannot (policy_can_access) drops with DROP_PROXY_UNSUPPORTED (180).
  */
 #ifndef CILIATE_POLICY_H
 #define CILIATE_POLICY_H
@@ -79,10 +81,12 @@ static __always_inline __u8 policy_match_type(const struct policy_entry *e, int 
 	return l3 ? POLICY_MATCH_L3_ONLY : POLICY_MATCH_ALL;
 }
 
-/* Returns 0 to allow or a positive drop reason, and reports the verdict. */
-static __always_inline int policy_can_access(struct __sk_buff *skb, __u16 endpoint_id,
-					     __u32 remote_id, __u8 egress, __u8 proto,
-					     __be16 dport)
+/* Returns 0 to allow or a positive drop reason, and reports the verdict.  An allow
+ * through the L7 proxy sets *proxy_port (host order) when proxy_port is not NULL, else
+ * drops with DROP_PROXY_UNSUPPORTED. */
+static __always_inline int policy_can_access_proxy(struct __sk_buff *skb, __u16 endpoint_id,
+						   __u32 remote_id, __u8 egress, __u8 proto,
+						   __be16 dport, __u16 *proxy_port)
 {
 	struct policy_key key = {};
 	struct policy_entry *l3, *l4, *chosen;
@@ -115,12 +119,22 @@ static __always_inline int policy_can_access(struct __sk_buff *skb, __u16 endpoi
 		ret = DROP_POLICY_DENY;
 	else if (chosen->auth_type)
 		ret = DROP_POLICY_AUTH_REQUIRED;
-	else if (chosen->proxy_port)
+	else if (chosen->proxy_port && (!proxy_port || proto != IPPROTO_TCP))
 		ret = DROP_PROXY_UNSUPPORTED;
+	else if (chosen->proxy_port)
+		*proxy_port = bpf_ntohs(chosen->proxy_port);
 	send_policy_verdict(skb, endpoint_id, remote_id, egress, proto, dport,
-			    policy_match_type(chosen, chosen == l3), ret ? -ret : 0,
-			    chosen->auth_type, chosen->cookie);
+			    policy_match_type(chosen, chosen == l3),
+			    ret ? -ret : (__s32)bpf_ntohs(chosen->proxy_port), chosen->auth_type,
+			    chosen->cookie);
 	return ret;
+}
+
+static __always_inline int policy_can_access(struct __sk_buff *skb, __u16 endpoint_id,
+					     __u32 remote_id, __u8 egress, __u8 proto,
+					     __be16 dport)
+{
+	return policy_can_access_proxy(skb, endpoint_id, remote_id, egress, proto, dport, NULL);
 }
 
 #endif /* CILIATE_POLICY_H */

@@ -69,6 +69,7 @@ from ciliate.controllers.clusterconfig import get_cluster_config
 from ciliate.datapath.linux import netns, runtime
 from ciliate.datapath.linux.crashpoints import crash_point
 from ciliate.datapath.linux.nodeprograms import FlowPump, NodePrograms
+from ciliate.datapath.linux.proxy import ProxyManager
 from ciliate.datapath.linux.runtime import KernelPaths
 from ciliate.datapath.linux.topology import Topology, iter_pod_endpoints
 from ciliate.datapath.linux.workloads import (
@@ -150,6 +151,8 @@ class Agent:
         self.adopted: list[str] = []  # namespaces found from an earlier agent
         self.errors: list[str] = []
         self._started_specs: dict[str, str] = {}  # pod -> its spec as started (JSON)
+        # --- L7 proxy (datapath/linux/proxy.py): one per node with L7 policy ---
+        self.proxies = ProxyManager(self.kp)
 
     # --- start ---------------------------------------------------------------------------
 
@@ -201,6 +204,7 @@ class Agent:
         crash_point("workloads")
         for node in state.nodes.values():
             self._start_pump(node.name)
+        self.proxies.start(state.nodes)  # L7 proxy: rules, proxies started or adopted
         self.up_ms = (self.clock() - t0) * 1000
         self.write_status()
         self.kp.ready.write_text(f"{os.getpid()}\n")
@@ -365,6 +369,7 @@ class Agent:
                 timings.append(ms)
                 self.live_wire_ms.append(ms)
         lap("wire")
+        self.proxies.reconcile(new.nodes, changes)  # L7 proxy rules before the redirects
         self._apply_maps(changes, new)
         for name, node in new.nodes.items():
             if name in old.nodes and old.nodes[name].routes != node.routes:
@@ -484,6 +489,7 @@ class Agent:
         for progs in self.programs.values():
             progs.unload()
         self.topo.close()
+        self.proxies.stop()  # L7 proxy
         runtime.sweep(self.kp, keep_pidfile=True)
 
     def _detach(self) -> None:
@@ -494,6 +500,7 @@ class Agent:
             pump.close()
         self.pumps.clear()
         self.sup.release_all()
+        self.proxies.detach()  # L7 proxy: keeps serving, adopted next
         for progs in self.programs.values():
             progs.close()
         self.topo.close()
@@ -539,6 +546,7 @@ class Agent:
             ],
             "agents": [{"node": n, "pid": pid} for n in st.nodes],
             "workloads": self.sup.status(),
+            "proxies": self.proxies.status(),  # L7 proxy
             "flows": {n: p.count for n, p in self.pumps.items()},
             "timings": {
                 "up_ms": round(self.up_ms, 1),

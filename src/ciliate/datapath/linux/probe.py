@@ -84,7 +84,9 @@ def http_request(http: tuple[str, str] | None) -> bytes:
     return f"{method} {path} HTTP/1.0\r\nHost: probe\r\nUser-Agent: ciliate-reach\r\n\r\n".encode()
 
 
-def _stream(sock: socket.socket, ip: str, port: int, request: bytes, timeout: float) -> Outcome:
+def _stream(
+    sock: socket.socket, ip: str, port: int, request: bytes, timeout: float, l7: bool = True
+) -> Outcome:
     deadline = time.monotonic() + timeout
     sock.settimeout(timeout)
     try:
@@ -102,8 +104,11 @@ def _stream(sock: socket.socket, ip: str, port: int, request: bytes, timeout: fl
         return Outcome(True, "closed")  # accepted, then closed: the path works
     if data.startswith(b"HTTP/"):
         status = data.split(b" ", 2)[1].decode(errors="replace") if b" " in data else "?"
-        # an HTTP 403 is the proxy's L7 denial; any other answer means it got through
-        return Outcome(status != "403", f"http {status}")
+        # an HTTP 403 is the proxy's L7 denial of the probe's request; any other answer
+        # means it got through. A probe without a request of its own (``l7`` false) asks
+        # whether the connection opens -- the model's "the proxy forwards the
+        # connection" -- and any answer proves that
+        return Outcome(status != "403" or not l7, f"http {status}")
     return Outcome(True, "response")
 
 
@@ -141,7 +146,7 @@ def probe(
     with sock:
         if protocol == "UDP":
             return _datagram(sock, dst.ip, port, timeout)
-        return _stream(sock, dst.ip, port, http_request(http), timeout)
+        return _stream(sock, dst.ip, port, http_request(http), timeout, l7=http is not None)
 
 
 def probe_pairs(
