@@ -15,19 +15,12 @@ from pathlib import Path
 
 import pytest
 
+from _paths import shared_examples
 from ciliate.cli.context import Context
 from ciliate.cli.main import main
 from ciliate.manifest.yaml import MAX_DOC_BYTES
 
 CASES = Path(__file__).parent / "bad_manifests"
-
-
-def shared_examples() -> Path:
-    for cand in (Path(__file__).resolve().parents[2] / ".." / "shared" / "examples",
-                 Path("/work/shared/examples")):  # fmt: skip
-        if cand.is_dir():
-            return cand.resolve()
-    pytest.skip("the shared examples are not available")
 
 
 def run(argv: list[str], state: Path) -> tuple[int, str, str]:

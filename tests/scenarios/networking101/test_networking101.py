@@ -12,20 +12,14 @@ from typing import Any
 
 import pytest
 
+from _paths import example_file
 from ciliate.cli.context import Context
 from ciliate.cli.main import main
 from ciliate.cli.state import load_desired
 from ciliate.desired import DesiredState, Route
 
-EXAMPLES = Path("/work/shared/examples")
-PACKAGED = Path(__file__).resolve().parents[3] / "src" / "ciliate" / "examples"
 GOLDEN = Path(__file__).parent / "golden"
 W1, W2 = "mycluster-worker", "mycluster-worker2"
-
-
-def _example(name: str, packaged: str) -> Path:
-    p = EXAMPLES / name
-    return p if p.exists() else PACKAGED / packaged
 
 
 def run(state: Path, *argv: str) -> tuple[int, str]:
@@ -37,9 +31,9 @@ def run(state: Path, *argv: str) -> tuple[int, str]:
 @pytest.fixture(scope="module")
 def cluster(tmp_path_factory: pytest.TempPathFactory) -> Path:
     state = tmp_path_factory.mktemp("n101")
-    rc, text = run(state, "cluster", "create", "-f", str(_example("cluster.yaml", "cluster.yaml")))
+    rc, text = run(state, "cluster", "create", "-f", str(example_file("cluster.yaml")))
     assert rc == 0, text
-    workloads = _example("networking101/workloads.yaml", "networking101.yaml")
+    workloads = example_file("networking101/workloads.yaml")
     rc, text = run(state, "apply", "-f", str(workloads))
     assert rc == 0, text
     return state

@@ -10,14 +10,13 @@ from pathlib import Path
 
 import pytest
 
+from _paths import example_file
 from ciliate.cli.context import Context
 from ciliate.cli.main import main
 
 HERE = Path(__file__).parent
 GOLDEN = HERE / "golden"
-CLUSTER = Path("/work/shared/examples/cluster.yaml")
-if not CLUSTER.exists():
-    CLUSTER = HERE.parents[2] / "src" / "ciliate" / "examples" / "cluster.yaml"
+CLUSTER = example_file("cluster.yaml")
 W1 = "mycluster-worker"
 
 

@@ -4,18 +4,16 @@ from __future__ import annotations
 
 import io
 import json
-from importlib import resources
 from pathlib import Path
 
 import pytest
 
+from _paths import example_file
 from ciliate.cli.context import Context
 from ciliate.cli.main import main
 
-# The shared example when it is next to the checkout, else the copy in the package.
-CLUSTER_YAML = Path(__file__).resolve().parents[4] / "shared" / "examples" / "cluster.yaml"
-if not CLUSTER_YAML.is_file():
-    CLUSTER_YAML = Path(str(resources.files("ciliate") / "examples" / "cluster.yaml"))
+# The shared example, else the copy in the package (_paths).
+CLUSTER_YAML = example_file("cluster.yaml")
 
 
 def run(state: Path, *argv: str, stdin: str = "") -> tuple[int, str, str]:

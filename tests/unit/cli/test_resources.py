@@ -12,18 +12,10 @@ from pathlib import Path
 import pytest
 import yaml
 
+from _paths import shared_examples
 from ciliate.cli import virtual
 from ciliate.cli.context import Context
 from ciliate.cli.main import main
-
-
-def shared_examples() -> Path:
-    for cand in (Path(__file__).resolve().parents[3] / ".." / "shared" / "examples",
-                 Path("/work/shared/examples")):  # fmt: skip
-        if cand.is_dir():
-            return cand.resolve()
-    pytest.skip("the shared examples are not available")
-
 
 Run = Callable[..., tuple[int, str, str]]
 

@@ -10,29 +10,20 @@ from __future__ import annotations
 import copy
 import json
 from collections.abc import Callable, Iterator, Sequence
-from importlib import resources
 from pathlib import Path
 
 import pytest
 
+from _paths import example_file
 from ciliate.controllers.clusterconfig import cluster_doc, load_cluster_file
 from ciliate.model.cluster import ClusterConfig
 from ciliate.model.meta import Doc, doc_key
 from ciliate.store.api import Change, EventType, ObjectKey, VersionConflictError, WatchEvent
 
-# The shared acceptance material when it is there (next to the checkout); else the
-# copies of cluster.yaml and the networking101 workloads shipped in the package.
-_SHARED = Path(__file__).resolve().parents[4] / "shared" / "examples"
-_PACKAGED = Path(str(resources.files("ciliate") / "examples"))
-_PACKAGED_NAMES = {
-    "cluster.yaml": "cluster.yaml",
-    "networking101/workloads.yaml": "networking101.yaml",
-}
-
 
 class ExampleDir:
-    """``examples_dir / "ebook" / "x.yaml"``: the file, or a skip when only the packaged
-    copies exist and they do not include it."""
+    """``examples_dir / "ebook" / "x.yaml"``: the file (``_paths.example_file``: the shared
+    examples, else the packaged copies), or a skip naming where it was looked for."""
 
     def __init__(self, rel: str = "") -> None:
         self.rel = rel
@@ -45,11 +36,7 @@ class ExampleDir:
 
     @property
     def path(self) -> Path:
-        if _SHARED.is_dir():
-            return _SHARED / self.rel
-        if self.rel in _PACKAGED_NAMES:
-            return _PACKAGED / _PACKAGED_NAMES[self.rel]
-        pytest.skip(f"shared example {self.rel} is not available in this checkout")
+        return example_file(self.rel)
 
     def read_text(self) -> str:
         return self.path.read_text()

@@ -2,25 +2,16 @@
 
 from __future__ import annotations
 
-from pathlib import Path
-
 import pytest
 import yaml
 
+from _paths import shared_examples
 from ciliate.model import apps, gateway, misc, networking
 from ciliate.model.registry import parse, parse_or_none
 
 
-def _examples() -> Path:
-    here = Path(__file__).resolve()
-    for cand in (here.parents[3] / ".." / "shared" / "examples", Path("/work/shared/examples")):
-        if cand.is_dir():
-            return cand
-    pytest.skip("the shared examples are not available")
-
-
 def _docs(rel: str) -> list[dict]:  # type: ignore[type-arg]
-    return [d for d in yaml.safe_load_all((_examples() / rel).read_text()) if d]
+    return [d for d in yaml.safe_load_all((shared_examples() / rel).read_text()) if d]
 
 
 def test_deployment_view() -> None:

@@ -6,10 +6,10 @@ from __future__ import annotations
 
 import io
 from ipaddress import IPv4Address
-from pathlib import Path
 
 import pytest
 
+from _paths import example_file
 from ciliate import codec
 from ciliate.cli.context import Context
 from ciliate.cli.main import main
@@ -23,9 +23,6 @@ from ciliate.datapath.linux.maps import (
 )
 from ciliate.desired import DesiredState, PolicyKey, node_maps, parse_policy_map_name
 
-EXAMPLES = Path("/work/shared/examples")
-PACKAGED = Path(__file__).resolve().parents[4] / "src" / "ciliate" / "examples"
-
 KEY_VALUE_SIZES = {
     "cilium_lxc": (20, 48),
     "cilium_ipcache": (24, 12),
@@ -33,11 +30,6 @@ KEY_VALUE_SIZES = {
     "cilium_lb4_backends_v3": (4, 12),
     "cilium_lb4_reverse_nat": (2, 6),
 }
-
-
-def _example(name: str, packaged: str) -> Path:
-    p = EXAMPLES / name
-    return p if p.exists() else PACKAGED / packaged
 
 
 @pytest.fixture(scope="module")
@@ -49,8 +41,8 @@ def state(tmp_path_factory: pytest.TempPathFactory) -> DesiredState:
         rc = main(list(argv), Context(state_dir=d, stdout=out, stderr=out))
         assert rc == 0, out.getvalue()
 
-    run("cluster", "create", "-f", str(_example("cluster.yaml", "cluster.yaml")))
-    run("apply", "-f", str(_example("networking101/workloads.yaml", "networking101.yaml")))
+    run("cluster", "create", "-f", str(example_file("cluster.yaml")))
+    run("apply", "-f", str(example_file("networking101/workloads.yaml")))
     return load_desired(Context(state_dir=d, stdout=io.StringIO(), stderr=io.StringIO()))
 
 
