@@ -90,7 +90,11 @@ def layered(
     """``base`` with changes, sharing ``base`` (flattening one level of layers)."""
     dels = set(deletes)
     if isinstance(base, LayeredMap):
-        ups = {k: v for k, v in base.upserts.items() if k not in dels}
+        # dict() copies with the stored hashes; a comprehension would rehash every key
+        # (a Python-level __hash__ for dataclass keys such as PolicyKey).
+        ups = dict(base.upserts)
+        for k in dels:
+            ups.pop(k, None)
         ups.update(upserts)
         all_dels = (set(base.deletes) - set(upserts)) | dels
         inner: Mapping[K, V] = base.base

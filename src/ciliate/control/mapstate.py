@@ -182,7 +182,7 @@ def _covers(broad: PolicyKey, narrow: PolicyKey) -> bool:
     return _block(narrow.dport, broad.port_prefix_len) == broad.dport
 
 
-def _merge_allow(old: PolicyEntry, new: PolicyEntry) -> PolicyEntry:
+def merge_allow(old: PolicyEntry, new: PolicyEntry) -> PolicyEntry:
     """Two allows on one key (§6.5): a redirect beats none; between redirects the lower
     proxy port wins (one listener priority in ciliate); the higher auth type wins; L7
     rules and provenance are unioned."""
@@ -208,7 +208,7 @@ class MapStateBuilder:
        equal proto/port) is not inserted.
     2. A new deny deletes every narrower-or-equal key of its identity (or of every
        identity when it is the wildcard), then is inserted; identical denies merge.
-    3. Two allows on one key merge (``_merge_allow``).
+    3. Two allows on one key merge (``merge_allow``).
     """
 
     def __init__(self) -> None:
@@ -239,14 +239,14 @@ class MapStateBuilder:
                 self.add(key, entry)
                 continue
             old = entries.get(key)
-            entries[key] = entry if old is None else _merge_allow(old, entry)
+            entries[key] = entry if old is None else merge_allow(old, entry)
 
     def _add_allow(self, key: PolicyKey, entry: PolicyEntry) -> None:
         for dk in self._denies:
             if _covers(dk, key):
                 return
         old = self._entries.get(key)
-        self._entries[key] = entry if old is None else _merge_allow(old, entry)
+        self._entries[key] = entry if old is None else merge_allow(old, entry)
 
     def _add_deny(self, key: PolicyKey, entry: PolicyEntry) -> None:
         for dk in self._denies:

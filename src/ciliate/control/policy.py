@@ -40,12 +40,13 @@ from ipaddress import IPv4Address, IPv4Network
 
 from ciliate.control import peers as P
 from ciliate.control import rules as R
-from ciliate.control.mapstate import MapStateBuilder
+from ciliate.control.mapstate import MapStateBuilder, merge_allow
 from ciliate.control.portrange import split_range
 from ciliate.control.selectors import IdentitySelector, SelectorCache
 from ciliate.desired import (
     LOCAL_IDENTITY_SCOPE,
     Identity,
+    LayeredMap,
     PolicyEntry,
     PolicyKey,
     PolicyMap,
@@ -87,6 +88,25 @@ class PolicyResult:
     cidr_identities: Mapping[IPv4Network, Identity] = field(default_factory=dict)
 
 
+def _extend_map(g: GroupKey, base: PolicyMap, ups: Mapping[PolicyKey, PolicyEntry]) -> PolicyMap:
+    """``layered(base, ups)``, compacted earlier than ``layered`` would at a point that
+    differs per group: one new identity extends hundreds of maps in one update, and
+    compacting all of them in the same update would make it several times slower than
+    the others (a p99 spike every ~60 new identities)."""
+    if not isinstance(base, LayeredMap):
+        return LayeredMap(base, dict(ups))
+    # what ``layered`` does for a base without deletes (a new identity deletes nothing)
+    layer = dict(base.upserts)
+    layer.update(ups)
+    if len(layer) + len(base.deletes) <= 8 + g[0] % 53:
+        return LayeredMap(base.base, layer, base.deletes)
+    flat = dict(base.base)
+    for k in base.deletes:
+        flat.pop(k, None)
+    flat.update(layer)
+    return flat
+
+
 def compute_policy(inputs: PolicyInputs) -> PolicyResult:
     """Per-endpoint policy maps for every pod of ``inputs`` (one full compilation)."""
     c = PolicyCompiler.from_inputs(inputs)
@@ -110,16 +130,55 @@ def named_port_key(pod: Pod) -> tuple[tuple[str, str, int], ...]:
 
 
 GroupKey = tuple[int, tuple[tuple[str, str, int], ...]]
+# One port spec of an element: the spec, its entry, its (protocol, start, prefix) triples
+# (None for an egress named port, resolved per peer identity).
+_PortEntry = tuple[R.PortSpec, PolicyEntry, list[tuple[int, int, int]] | None]
+# A rule's contribution toward a new identity: its keys when no named port makes them
+# depend on the group, else None; and its elements peering with the identity.
+# With no deny and no key twice, also those keys as a dict (shared: never mutated).
+_Extension = tuple[
+    list[tuple[PolicyKey, PolicyEntry]] | None,
+    list[R.Element],
+    dict[PolicyKey, PolicyEntry] | None,
+]
+
+
+# A rule with its elements peering through some selector, whether one of those has a
+# named port, whether one is a deny.
+_Plan = tuple[R.Rule, list[R.Element], bool, bool]
 
 
 @dataclass(frozen=True, slots=True)
 class _PodDeps:
-    """Rules whose peers depend on pods other than through selectors, by trigger."""
+    """Indexes over the rules, rebuilt after a policy change: which rules peer through
+    a selector, whose subject a selector is, and which depend on pods other than
+    through selectors (ipBlocks, toServices, egress named ports), by trigger."""
 
     peers: dict[IdentitySelector, list[R.Rule]]  # peer selector -> rules using it
+    peer_elems: dict[IdentitySelector, list[tuple[R.Rule, R.Element]]]  # ... and elements
+    subjects: dict[IdentitySelector, list[R.Rule]]  # subject selector -> its rules
+    order: dict[int, int]  # id(rule) -> position in policy order
     cidrs: dict[R.CIDRPeer, list[IdentitySelector]]  # pod-matching ipBlocks
     service_ns: dict[str, list[IdentitySelector]]  # toServices, by service namespace
     named: dict[str, list[IdentitySelector]]  # egress named ports, by port name
+    plans: dict[IdentitySelector, list[_Plan]] = field(default_factory=dict)
+
+    def plan(self, sel: IdentitySelector) -> list[_Plan]:
+        """Rules with an element peering through ``sel`` (policy order), each with
+        those elements (rule order); computed on first use."""
+        hit = self.plans.get(sel)
+        if hit is None:
+            by_rule: dict[int, tuple[R.Rule, list[R.Element]]] = {}
+            for r, e in self.peer_elems.get(sel, ()):
+                by_rule.setdefault(id(r), (r, []))[1].append(e)
+            ordered = sorted(by_rule.values(), key=lambda t: self.order[id(t[0])])
+            hit = [_plan(r, elems) for r, elems in ordered]
+            self.plans[sel] = hit
+        return hit
+
+
+def _plan(r: R.Rule, elems: list[R.Element]) -> _Plan:
+    return (r, elems, any(e.named_ports for e in elems), any(e.deny for e in elems))
 
 
 class PolicyCompiler:
@@ -153,6 +212,7 @@ class PolicyCompiler:
         self._policy_cidrs: dict[tuple[str, str, str], set[IPv4Network]] = {}
         self._pod_deps: _PodDeps | None = None
         self._wild_denies: dict[GroupKey, dict[PolicyKey, PolicyEntry]] = {}
+        self._elem_ports: dict[int, tuple[R.Element, list[_PortEntry]]] = {}
         self._elem_keys: dict[
             tuple[int, frozenset[int]], tuple[R.Element, list[tuple[PolicyKey, PolicyEntry]]]
         ] = {}
@@ -225,7 +285,7 @@ class PolicyCompiler:
         if identity.id not in self.identities:
             self.identities[identity.id] = identity
             changed_sels = self.cache.add_identity(identity)
-            self._index_identity(identity.id)
+            self._index_identity(identity.id, changed_sels)
         self._add_pod_state(pod, identity.id, ip)
         affected |= self._pod_sensitive_users(pod.key)
         affected |= self._ipblock_users(before, self._ipblock_status(touched))
@@ -256,34 +316,94 @@ class PolicyCompiler:
     def _extend_groups(
         self, ident: int, changed: Iterable[IdentitySelector], skip: set[int]
     ) -> set[str]:
+        """Add a new identity's keys to the maps of the rules that now select it as a
+        peer: O(those rules' subject groups x the keys of their peering elements)."""
         if self.mode == "never":
             return set()
-        ch = set(changed)
-        by_subject: dict[int, list[R.Rule]] = {}
-        for r in self._rules_peering(ch):
+        only = frozenset({ident})
+        # Per subject identity, its peering rules in policy order (the order a full
+        # compilation merges them in, which fixes the provenance order of merged keys),
+        # each with its keys toward the new identity when they do not depend on the
+        # group (no named ports), else its elements.
+        by_subject: dict[int, list[_Extension]] = {}
+        for r, elems, named, deny in self._peering_plan(changed):
+            ext: _Extension = (None, elems, None)
+            if not named:
+                keys = [kv for e in elems for kv in self._element_keys(e, only, None)]
+                # a plain dict of them serves every group without an identity-0 deny
+                plain = None
+                if not deny:
+                    plain = dict(keys)
+                    if len(plain) != len(keys):  # one key twice: merge, below
+                        plain = None
+                ext = (keys, elems, plain)
             for sid in self.cache.select(r.subject):
-                by_subject.setdefault(sid, []).append(r)
+                if sid not in skip:
+                    by_subject.setdefault(sid, []).append(ext)
         out: set[str] = set()
-        for g in [g for sid in by_subject for g in self._ident_groups.get(sid, ())]:
-            rules = by_subject.get(g[0])
-            old = self._maps.get(g)
-            if not rules or g[0] in skip or old is None:
-                continue
-            # The new identity has no keys yet; its keys interact only with identity-0
-            # denies (coverage, §6.5). Build them against those alone, then layer them
-            # over the old map (shared, not copied).
-            b = MapStateBuilder.from_map(self._wild_denies.get(g, {}))
-            for r in rules:
-                for e in r.elements:
-                    if any(s in ch for s in e.peers.selectors):
-                        self._add_element(b, e, g, only=frozenset({ident}))
-            ups = {k: v for k, v in b.build().items() if k.identity == ident}
-            if ups:
-                self._maps[g] = EndpointPolicy(
-                    layered(old.map, ups), old.ingress_enforced, old.egress_enforced
-                )
-                out |= self._groups[g]
+        maps, groups, wild = self._maps, self._groups, self._wild_denies
+        for sid, exts in by_subject.items():
+            for g in self._ident_groups.get(sid, ()):
+                old = maps.get(g)
+                if old is None:
+                    continue
+                ups = exts[0][2] if len(exts) == 1 and not wild.get(g) else None
+                if ups is None:
+                    items = [
+                        kv
+                        for keys, elems, _plain in exts
+                        for kv in (
+                            keys
+                            if keys is not None
+                            else [x for e in elems for x in self._element_keys(e, only, g)]
+                        )
+                    ]
+                    ups = self._new_identity_keys(g, ident, items)
+                if ups:
+                    maps[g] = EndpointPolicy(
+                        _extend_map(g, old.map, ups), old.ingress_enforced, old.egress_enforced
+                    )
+                    out.update(groups[g])
         return out
+
+    def _peering_plan(self, changed: Iterable[IdentitySelector]) -> list[_Plan]:
+        """The rules with an element peering through one of ``changed``, in policy
+        order, each with those elements in rule order (and whether any has a named
+        port, whether any is a deny)."""
+        deps = self._deps()
+        plans = [p for p in (deps.plan(sel) for sel in changed) if p]
+        if len(plans) == 1:
+            return plans[0]
+        merged: dict[int, tuple[R.Rule, list[R.Element]]] = {}
+        for plan in plans:
+            for r, elems, _n, _d in plan:
+                hit = merged.get(id(r))
+                if hit is None:
+                    merged[id(r)] = (r, list(elems))
+                else:
+                    hit[1].extend(e for e in elems if all(x is not e for x in hit[1]))
+        out = sorted(merged.values(), key=lambda t: deps.order[id(t[0])])
+        for r, elems in out:
+            if len(elems) > 1:
+                elems.sort(key=r.elements.index)
+        return [_plan(r, elems) for r, elems in out]
+
+    def _new_identity_keys(
+        self, g: GroupKey, ident: int, items: list[tuple[PolicyKey, PolicyEntry]]
+    ) -> dict[PolicyKey, PolicyEntry]:
+        """The keys a new identity adds to group ``g``'s map. It has no keys there yet,
+        so its keys interact only with each other and with the map's identity-0 denies
+        (coverage, §6.5): built against those alone, to be layered over the old map."""
+        if not self._wild_denies.get(g) and not any(e.deny for _k, e in items):
+            # No deny anywhere near: plain allows, merged per key (the common case).
+            ups: dict[PolicyKey, PolicyEntry] = {}
+            for k, e in items:
+                prev = ups.get(k)
+                ups[k] = e if prev is None else merge_allow(prev, e)
+            return ups
+        b = MapStateBuilder.from_map(self._wild_denies.get(g) or {})
+        b.add_many(items)
+        return {k: v for k, v in b.build().items() if k.identity == ident}
 
     def set_services(self, services: Sequence[Service], endpoint_slices: Sequence[Doc]) -> set[str]:
         """Services or EndpointSlices changed: the rules with ``toServices`` peers (and
@@ -383,12 +503,16 @@ class PolicyCompiler:
             for i in self.cache.select(r.subject):
                 self._by_ident.setdefault(i, []).append(r)
 
-    def _index_identity(self, ident: int) -> None:
-        """A new identity: the rules whose subject selects it (kept in policy order)."""
+    def _index_identity(self, ident: int, changed: Iterable[IdentitySelector]) -> None:
+        """A new identity: the rules whose subject selects it (kept in policy order).
+        Only rules whose subject is among the selectors the cache reported as changed
+        can select it (every subject is in the cache once the index exists)."""
         if self._by_ident is None:
             return
-        labels = self.cache.labels(ident)
-        self._by_ident[ident] = [r for r in self._all_rules() if r.subject.matches(labels)]
+        deps = self._deps()
+        rules = [r for sel in changed for r in deps.subjects.get(sel, ())]
+        rules.sort(key=lambda r: deps.order[id(r)])
+        self._by_ident[ident] = rules
 
     def _subjects(self, rules: Iterable[R.Rule]) -> set[int]:
         out: set[int] = set()
@@ -422,13 +546,16 @@ class PolicyCompiler:
     def _deps(self) -> _PodDeps:
         """Which rules depend on pods beyond selectors (rebuilt after rule changes)."""
         if self._pod_deps is None:
-            d = _PodDeps({}, {}, {}, {})
+            d = _PodDeps({}, {}, {}, {}, {}, {}, {})
             for r in self._all_rules():
+                d.order[id(r)] = len(d.order)
+                d.subjects.setdefault(r.subject, []).append(r)
                 for e in r.elements:
                     for sel in e.peers.selectors:
                         users = d.peers.setdefault(sel, [])
                         if not users or users[-1] is not r:
                             users.append(r)
+                        d.peer_elems.setdefault(sel, []).append((r, e))
                     for c in e.peers.cidrs:
                         if c.match_pods:
                             d.cidrs.setdefault(c, []).append(r.subject)
@@ -598,7 +725,7 @@ class PolicyCompiler:
         return out
 
     def _port_keys(
-        self, spec: R.PortSpec, egress: bool, peer: int, own: GroupKey
+        self, spec: R.PortSpec, egress: bool, peer: int, own: GroupKey | None
     ) -> list[tuple[int, int, int]]:
         """(protocol, block start, prefix) for one port spec toward one peer identity."""
         if spec.protocol == 0:
@@ -608,7 +735,8 @@ class PolicyCompiler:
                 nums = self._named_ports(peer, spec.name, spec.protocol)
             else:
                 pname = R.PROTOCOL_NAMES.get(spec.protocol, "")
-                nums = {num for n, p, num in own[1] if n == spec.name and p == pname}
+                own_ports = own[1] if own is not None else ()
+                nums = {num for n, p, num in own_ports if n == spec.name and p == pname}
             return [(spec.protocol, n, 16) for n in sorted(nums)]
         if spec.first == 0:
             return [(spec.protocol, 0, 0)]
@@ -655,38 +783,41 @@ class PolicyCompiler:
         self._wild_denies[g] = {k: v for k, v in built.items() if k.identity == 0 and v.deny}
         return EndpointPolicy(built, ing, eg)
 
-    def _add_element(
-        self,
-        b: MapStateBuilder,
-        e: R.Element,
-        g: GroupKey,
-        only: frozenset[int] | None = None,
-    ) -> None:
-        peers = self.peer_identities(e.peers) if only is None else only
-        group_free = not any(p.name for p in e.ports)
-        if group_free:
-            # Without named ports an element's keys depend only on its peers: shared by
-            # every endpoint it applies to (the memo key holds the peer set itself).
-            memo_key = (id(e), peers)
-            hit = self._elem_keys.get(memo_key)
-            if hit is not None and hit[0] is e:
-                items = hit[1]
-            else:
-                items = self._element_keys(e, peers, g)
-                if len(self._elem_keys) > 50_000:
-                    self._elem_keys.clear()
-                self._elem_keys[memo_key] = (e, items)
-        else:
-            items = self._element_keys(e, peers, g)
-        b.add_many(items)
+    def _add_element(self, b: MapStateBuilder, e: R.Element, g: GroupKey) -> None:
+        b.add_many(self._items(e, g, None))
 
-    def _element_keys(
-        self, e: R.Element, peers: frozenset[int], g: GroupKey
+    def _items(
+        self, e: R.Element, g: GroupKey, only: frozenset[int] | None
     ) -> list[tuple[PolicyKey, PolicyEntry]]:
-        out: list[tuple[PolicyKey, PolicyEntry]] = []
-        ports = e.ports or (R.PortSpec(0),)
+        """An element's keys for group ``g`` (toward ``only`` when given, else toward
+        every peer identity)."""
+        if only is not None or e.named_ports:
+            # toward one new identity (used once) or with named ports: not memoized
+            return self._element_keys(e, self.peer_identities(e.peers) if only is None else only, g)
+        peers = self.peer_identities(e.peers)
+        # Without named ports an element's keys depend only on its peers: shared by
+        # every endpoint it applies to (the memo key holds the peer set itself).
+        memo_key = (id(e), peers)
+        hit = self._elem_keys.get(memo_key)
+        if hit is not None and hit[0] is e:
+            return hit[1]
+        items = self._element_keys(e, peers, g)
+        if len(self._elem_keys) > 50_000:
+            self._elem_keys.clear()
+        self._elem_keys[memo_key] = (e, items)
+        return items
+
+    def _element_ports(self, e: R.Element, g: GroupKey | None) -> list[_PortEntry]:
+        """Per port spec of an element: its map entry and its (protocol, block start,
+        prefix) triples (None for an egress named port: resolved per peer). Without
+        named ports this depends on the element alone and is cached."""
+        hit = self._elem_ports.get(id(e))
+        if hit is not None and hit[0] is e:
+            return hit[1]
+        named = e.named_ports
+        out: list[_PortEntry] = []
         prov = (e.provenance,)
-        for spec in ports:
+        for spec in e.ports or (R.PortSpec(0),):
             if e.deny:
                 entry = PolicyEntry(deny=True, provenance=prov)
             elif spec.l7 is not None:
@@ -695,6 +826,23 @@ class PolicyCompiler:
             else:
                 entry = PolicyEntry(provenance=prov)
             if spec.name and e.egress:
+                out.append((spec, entry, None))
+            else:
+                out.append((spec, entry, self._port_keys(spec, e.egress, 0, g)))
+        if not named:
+            if len(self._elem_ports) > 50_000:
+                self._elem_ports.clear()
+            self._elem_ports[id(e)] = (e, out)
+        return out
+
+    def _element_keys(
+        self, e: R.Element, peers: frozenset[int], g: GroupKey | None
+    ) -> list[tuple[PolicyKey, PolicyEntry]]:
+        """An element's keys toward ``peers`` (``g`` only matters for named ports)."""
+        out: list[tuple[PolicyKey, PolicyEntry]] = []
+        egress = e.egress
+        for spec, entry, keys in self._element_ports(e, g):
+            if keys is None:
                 # A named port is the destination pod's (resolved per peer identity); the
                 # wildcard peer becomes every pod identity having a port of that name, so
                 # world/host and pods without it are not opened (k8s API semantics; Cilium
@@ -704,10 +852,9 @@ class PolicyCompiler:
                     for proto, start, plen in self._port_keys(spec, True, peer, g):
                         out.append((_key(peer, True, proto, start, plen), entry))
                 continue
-            keys = self._port_keys(spec, e.egress, 0, g)
             for peer in peers:
                 for proto, start, plen in keys:
-                    out.append((_key(peer, e.egress, proto, start, plen), entry))
+                    out.append((_key(peer, egress, proto, start, plen), entry))
         return out
 
 

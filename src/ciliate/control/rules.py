@@ -32,7 +32,7 @@ Sans-IO; imports the model, ``desired`` and ``control.selectors``.
 from __future__ import annotations
 
 from collections.abc import Iterable, Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from ipaddress import IPv4Network, ip_network
 
 from ciliate.control.identity import CLUSTER_LABEL, NAMESPACE_LABEL, NAMESPACE_LABELS_PREFIX
@@ -118,6 +118,12 @@ class Element:
     peers: Peers
     ports: tuple[PortSpec, ...]  # () = every protocol and port
     provenance: Provenance
+    # Whether a port is named: its keys then depend on the endpoint (its own container
+    # ports, or the peer's). Derived once; the compiler asks for it on every key build.
+    named_ports: bool = field(default=False, init=False, compare=False, repr=False)
+
+    def __post_init__(self) -> None:
+        object.__setattr__(self, "named_ports", any(p.name for p in self.ports))
 
 
 @dataclass(frozen=True, slots=True)

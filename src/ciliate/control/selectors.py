@@ -100,6 +100,12 @@ class SelectorCache:
 
     ``add_identity``/``remove_identity`` keep the memo exact and return the cached
     selectors whose selection changed, so the policy compiler knows whom to recompile.
+
+    The memoized selectors are themselves indexed by one *anchor* requirement each (an
+    ``In`` under every key=value it accepts, an ``Exists`` under its key; selectors with
+    neither are checked always): an identity can only match a selector whose anchor its
+    labels satisfy, so a new or gone identity evaluates only those candidates (Cilium's
+    selector cache does the same per label), not every cached selector.
     """
 
     def __init__(self, identities: Mapping[int, Identity] | None = None) -> None:
@@ -107,6 +113,11 @@ class SelectorCache:
         self._by_kv: dict[tuple[str, str], set[int]] = {}
         self._by_key: dict[str, set[int]] = {}
         self._memo: dict[IdentitySelector, frozenset[int]] = {}
+        # anchor index of the memoized selectors; values keep memo insertion order
+        self._sel_by_kv: dict[tuple[str, str], list[IdentitySelector]] = {}
+        self._sel_by_key: dict[str, list[IdentitySelector]] = {}
+        self._sel_always: list[IdentitySelector] = []
+        self._sel_seq: dict[IdentitySelector, int] = {}
         for ident in (identities or {}).values():
             self._index(ident)
 
@@ -124,15 +135,32 @@ class SelectorCache:
     def identities(self) -> frozenset[int]:
         return frozenset(self._labels)
 
+    def _candidates(self, lm: Mapping[str, str]) -> list[IdentitySelector]:
+        """Cached selectors that labels ``lm`` may match (their anchor holds), in memo
+        insertion order so callers see a stable order."""
+        out = list(self._sel_always)
+        by_kv, by_key = self._sel_by_kv, self._sel_by_key
+        for kv in lm.items():
+            hit = by_kv.get(kv)
+            if hit:
+                out += hit
+            hit = by_key.get(kv[0])
+            if hit:
+                out += hit
+        if len(out) > 1:
+            out.sort(key=self._sel_seq.__getitem__)
+        return out
+
     def add_identity(self, ident: Identity) -> list[IdentitySelector]:
         if ident.id in self._labels:
             return []
         self._index(ident)
         lm = self._labels[ident.id]
         changed: list[IdentitySelector] = []
-        for sel, ids in list(self._memo.items()):
+        memo = self._memo
+        for sel in self._candidates(lm):
             if sel.matches(lm):
-                self._memo[sel] = ids | {ident.id}
+                memo[sel] = memo[sel] | {ident.id}
                 changed.append(sel)
         return changed
 
@@ -144,9 +172,11 @@ class SelectorCache:
             self._by_kv.get((k, v), set()).discard(identity)
             self._by_key.get(k, set()).discard(identity)
         changed: list[IdentitySelector] = []
-        for sel, ids in list(self._memo.items()):
+        memo = self._memo
+        for sel in self._candidates(lm):
+            ids = memo[sel]
             if identity in ids:
-                self._memo[sel] = ids - {identity}
+                memo[sel] = ids - {identity}
                 changed.append(sel)
         return changed
 
@@ -154,12 +184,23 @@ class SelectorCache:
         hit = self._memo.get(sel)
         if hit is not None:
             return hit
-        result = frozenset(self._resolve(sel))
-        self._memo[sel] = result
-        return result
+        result, anchor = self._resolve(sel)
+        self._memo[sel] = frozenset(result)
+        self._sel_seq[sel] = len(self._sel_seq)
+        if anchor is None:
+            self._sel_always.append(sel)
+        elif anchor.op is SelectorOp.IN:
+            for v in anchor.values:
+                self._sel_by_kv.setdefault((anchor.key, v), []).append(sel)
+        else:
+            self._sel_by_key.setdefault(anchor.key, []).append(sel)
+        return self._memo[sel]
 
-    def _resolve(self, sel: IdentitySelector) -> set[int]:
+    def _resolve(self, sel: IdentitySelector) -> tuple[set[int], Requirement | None]:
+        """The identities ``sel`` matches, and the requirement whose candidates were the
+        fewest (the selector's anchor in the memo index)."""
         best: set[int] | None = None
+        anchor: Requirement | None = None
         for r in sel.requirements:
             cand: set[int] | None = None
             if r.op is SelectorOp.IN:
@@ -169,9 +210,9 @@ class SelectorCache:
             elif r.op is SelectorOp.EXISTS:
                 cand = self._by_key.get(r.key, set())
             if cand is not None and (best is None or len(cand) < len(best)):
-                best = cand
+                best, anchor = cand, r
         pool = self._labels.keys() if best is None else best
-        return {i for i in pool if sel.matches(self._labels[i])}
+        return {i for i in pool if sel.matches(self._labels[i])}, anchor
 
     def cached(self) -> Mapping[IdentitySelector, frozenset[int]]:
         """Every resolved selector (``cilium-dbg policy selectors``)."""

@@ -204,3 +204,69 @@ def test_service_changes_recompile_to_services_users() -> None:
     assert changed == {"x/web-0", "x/web-1", "x/web-2"}
     after = [moved if d is svc else d for d in docs]
     assert state(c) == full(after)
+
+
+def test_new_identity_extends_maps_with_denies_named_ports_and_merged_rules() -> None:
+    """A new identity's keys are layered over the peering endpoints' maps without
+    recompiling them: with a deny toward it, a wildcard deny it falls under, an ingress
+    named port and two policies giving it the same key (merged, provenance in policy
+    order). The result is what a full compilation gives, and only the endpoints of the
+    peering rules change."""
+
+    def cnp(name: str, subject: str, spec: Doc) -> Doc:
+        return {
+            "apiVersion": "cilium.io/v2",
+            "kind": "CiliumNetworkPolicy",
+            "metadata": {"name": name, "namespace": "x"},
+            "spec": {"endpointSelector": {"matchLabels": {"app": subject}}, **spec},
+        }
+
+    gold = {"matchLabels": {"tier": "gold"}}
+    tcp = [{"ports": [{"port": "80", "protocol": "TCP"}]}]
+    docs = world()
+    for d in docs:
+        if d["kind"] == "Pod" and d["metadata"]["labels"]["app"] == "db":
+            d["spec"]["containers"][0]["ports"] = [{"name": "sql", "containerPort": 5432}]
+    docs += [
+        cnp("web-a", "web", {"ingress": [{"fromEndpoints": [gold], "toPorts": tcp}]}),
+        cnp("web-b", "web", {"ingress": [{"fromEndpoints": [gold], "toPorts": tcp}]}),
+        cnp(
+            "api",
+            "api",
+            {
+                "ingress": [{"fromEndpoints": [gold]}],
+                "ingressDeny": [{"fromEndpoints": [gold], "toPorts": tcp}],
+            },
+        ),
+        cnp(
+            "db",
+            "db",
+            {
+                "ingress": [
+                    {
+                        "fromEndpoints": [gold],
+                        "toPorts": [{"ports": [{"port": "sql"}, {"port": "6500"}]}],
+                    }
+                ],
+                # a wildcard deny: 6500 toward the new identity stays out
+                "ingressDeny": [{"toPorts": [{"ports": [{"port": "6000", "endPort": 7000}]}]}],
+            },
+        ),
+    ]
+    c = PolicyCompiler.from_inputs(build_view(CFG, docs).inputs())
+    before = state(c)
+    new = pod("x/gold", "10.10.3.9", app="other", tier="gold")
+    p = Pod.from_doc(new)
+    changed = c.set_pod(p, identity_of(p, {"x": ns("x")}, c.identities), "10.10.3.9")
+    peers = {f"x/{a}-{i}" for a in ("web", "api", "db") for i in range(3)}
+    assert changed == {"x/gold"} | peers
+    after = full([*docs, new])
+    assert state(c) == after
+    gold_id = c.pod_identity["x/gold"]
+    for key in peers:
+        added = {k for k in after[key][0] if k.identity == gold_id}
+        assert added and set(after[key][0]) - added == set(before[key][0])
+    web_keys = [e for k, e in after["x/web-0"][0].items() if k.identity == gold_id]
+    assert [p.name for p in web_keys[0].provenance] == ["web-a", "web-b"]
+    db_ports = {k.dport for k in after["x/db-0"][0] if k.identity == gold_id}
+    assert db_ports == {5432}

@@ -74,3 +74,41 @@ def test_add_and_remove_identity_update_cached_answers() -> None:
     changed = c.remove_identity(300)
     assert web in changed and c.select(web) == {302, 303}
     assert c.remove_identity(999) == []
+
+
+def test_identity_changes_reach_every_matching_selector_whatever_its_operators() -> None:
+    """A new or gone identity is checked only against the selectors its labels can
+    match (the anchor index); the answers must equal resolving every selector anew."""
+    c = SelectorCache(IDS)
+    sels = [
+        sel({"matchLabels": {"app": "web"}}),
+        sel({"matchLabels": {"app": "web", "tier": "gold"}}),
+        sel({"matchExpressions": [{"key": "app", "operator": "In", "values": ["web", "db"]}]}),
+        sel({"matchExpressions": [{"key": "app", "operator": "In", "values": []}]}),
+        sel({"matchExpressions": [{"key": "app", "operator": "NotIn", "values": ["web"]}]}),
+        sel({"matchExpressions": [{"key": "tier", "operator": "Exists"}]}),
+        sel({"matchExpressions": [{"key": "tier", "operator": "DoesNotExist"}]}),
+        sel(
+            {
+                "matchExpressions": [{"key": "tier", "operator": "Exists"}],
+                "matchLabels": {"app": "db"},
+            }
+        ),
+        IdentitySelector(),
+        IdentitySelector.exists("reserved:host"),
+    ]
+    for s in sels:
+        c.select(s)
+    new = [
+        ident(400, "k8s:app=web", "k8s:tier=gold"),
+        ident(401, "k8s:app=db", "k8s:tier=silver"),
+        ident(402, "k8s:app=cache"),
+        ident(403, "reserved:host", "reserved:kube-apiserver"),
+    ]
+    for i in new:
+        changed = c.add_identity(i)
+        assert set(changed) == {s for s in sels if s.matches(label_map(i.labels))}
+    gone = c.remove_identity(401)
+    assert set(gone) == {s for s in sels if s.matches(label_map(new[1].labels))}
+    fresh = SelectorCache({**IDS, **{i.id: i for i in new if i.id != 401}})
+    assert {s: c.select(s) for s in sels} == {s: fresh.select(s) for s in sels}
