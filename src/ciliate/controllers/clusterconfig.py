@@ -3,8 +3,8 @@ keep the config in the store.
 
 Role: ``load_cluster_file`` / ``parse_cluster_text`` turn the cluster.yaml format
 (../shared/examples/cluster.yaml; ``model.cluster`` documents it), or a kind cluster
-file (``kindconfig``), into a ``ClusterConfig``, collecting every problem as a ``Diagnostic`` with file:line:col
-before failing; ``kind_cluster`` builds the config kind would give a cluster of N
+file (``kindconfig``), into a ``ClusterConfig``, collecting every problem as a
+``Diagnostic`` with file:line:col before failing (``configcheck``, shared by both); ``kind_cluster`` builds the config kind would give a cluster of N
 nodes; ``cluster_doc`` / ``get_cluster_config`` store and read it as the
 cluster-scoped object ``Cluster/cluster``.
 
@@ -23,6 +23,14 @@ from pathlib import Path
 from typing import Any
 
 from ciliate.control.ipam import IPAMError, resolve_config
+from ciliate.controllers.configcheck import (
+    DNS1123_LABEL,
+    DNS1123_SUBDOMAIN,
+    ConfigChecker,
+    is_kind_cluster_name,
+    kind_node_addresses,
+    type_name,
+)
 from ciliate.controllers.kindconfig import from_kind_config, is_kind_config
 from ciliate.errors import Diagnostic, DiagnosticError, NotFoundError
 from ciliate.manifest.yaml import SourceMap, load_yaml
@@ -69,114 +77,6 @@ _CLUSTER_KEYS = frozenset(
     }
 )
 _NODE_KEYS = frozenset({"name", "role", "internalIP", "podCIDR", "ciliumInternalIP", "labels"})
-_DNS1123_LABEL = re.compile(r"^[a-z0-9]([-a-z0-9]*[a-z0-9])?$")
-_DNS1123_SUBDOMAIN = re.compile(
-    r"^[a-z0-9]([-a-z0-9]*[a-z0-9])?(\.[a-z0-9]([-a-z0-9]*[a-z0-9])?)*$"
-)
-
-
-class _Checker:
-    """Collects diagnostics for one cluster file, located through its source map."""
-
-    def __init__(self, filename: str, source: SourceMap | None) -> None:
-        self.filename = filename
-        self.source = source
-        self.diags: list[Diagnostic] = []
-
-    def add(self, path: str, reason: str) -> None:
-        line, col = self.source.locate(path) if self.source else (0, 0)
-        self.diags.append(
-            Diagnostic(reason, file=self.filename, line=line, col=col, kind="Cluster", path=path)
-        )
-
-    def mapping(self, value: Any, path: str) -> Mapping[str, Any] | None:
-        if value is None:
-            return None
-        if not isinstance(value, Mapping):
-            self.add(path, f"must be a mapping, not {_type_name(value)}")
-            return None
-        return value
-
-    def keys(self, value: Mapping[str, Any], allowed: frozenset[str], path: str) -> None:
-        for k in value:
-            if k not in allowed:
-                sub = f"{path}.{k}" if path else str(k)
-                self.add(sub, f'unknown field "{k}" (known: {", ".join(sorted(allowed))})')
-
-    def string(self, m: Mapping[str, Any], key: str, path: str, required: bool = False) -> str:
-        sub = f"{path}.{key}" if path else key
-        v = m.get(key)
-        if v is None or v == "":
-            if required:
-                self.add(sub, "required field is missing")
-            return ""
-        if not isinstance(v, str):
-            self.add(sub, f"must be a string, not {_type_name(v)}")
-            return ""
-        return v
-
-    def integer(self, m: Mapping[str, Any], key: str, path: str, lo: int, hi: int) -> int | None:
-        sub = f"{path}.{key}"
-        v = m.get(key)
-        if v is None:
-            return None
-        if isinstance(v, bool) or not isinstance(v, int):
-            self.add(sub, f"must be an integer, not {_type_name(v)}")
-            return None
-        if not lo <= v <= hi:
-            self.add(sub, f"Invalid value: {v}: must be between {lo} and {hi}")
-            return None
-        return v
-
-    def cidr(self, text: str, path: str) -> IPv4Network | None:
-        if not text:
-            return None
-        try:
-            return IPv4Network(text)
-        except ValueError as e:
-            self.add(path, f'invalid CIDR "{text}": {_ip_reason(e)}')
-            return None
-
-    def address(self, text: str, path: str) -> IPv4Address | None:
-        if not text:
-            return None
-        try:
-            return IPv4Address(text)
-        except ValueError as e:
-            self.add(path, f'invalid IPv4 address "{text}": {_ip_reason(e)}')
-            return None
-
-    def choice(self, m: Mapping[str, Any], key: str, path: str, allowed: tuple[str, ...]) -> None:
-        v = self.string(m, key, path)
-        if v and v not in allowed:
-            self.add(
-                f"{path}.{key}",
-                f'Unsupported value: "{v}": supported values: '
-                + ", ".join(f'"{a}"' for a in allowed),
-            )
-
-
-def _type_name(v: Any) -> str:
-    if isinstance(v, Mapping):
-        return "a mapping"
-    if isinstance(v, list):
-        return "a list"
-    if isinstance(v, bool):
-        return "a boolean"
-    if isinstance(v, int):
-        return "an integer"
-    if isinstance(v, float):
-        return "a number"
-    if v is None:
-        return "null"
-    return "a string"
-
-
-def _ip_reason(e: ValueError) -> str:
-    msg = str(e)
-    if "has host bits set" in msg:
-        return "host bits set"
-    return msg.split(" (", 1)[0].rstrip(".") or "malformed"
 
 
 def validate_cluster(
@@ -184,7 +84,7 @@ def validate_cluster(
 ) -> ClusterConfig:
     """Check a parsed cluster.yaml document; return the resolved config or raise
     ``DiagnosticError`` with every problem found."""
-    ck = _Checker(filename, source)
+    ck = ConfigChecker(filename, source)
     if is_kind_config(data):
         return _from_kind(ck, data)
     top = ck.mapping(data, "")
@@ -199,7 +99,7 @@ def validate_cluster(
     ck.keys(c, _CLUSTER_KEYS, "cluster")
 
     name = ck.string(c, "name", "cluster", required="cluster" in top)
-    if name and not (len(name) <= 63 and _DNS1123_LABEL.match(name)):
+    if name and not (len(name) <= 63 and DNS1123_LABEL.match(name)):
         ck.add(
             "cluster.name",
             f'Invalid value: "{name}": a lowercase RFC 1123 label must consist of lower case '
@@ -259,12 +159,12 @@ def validate_cluster(
         raise DiagnosticError([_diag(ck, "cluster.podCIDR", str(e))]) from e
 
 
-def _from_kind(ck: _Checker, data: Mapping[str, Any]) -> ClusterConfig:
+def _from_kind(ck: ConfigChecker, data: Mapping[str, Any]) -> ClusterConfig:
     """A kind cluster file (``kindconfig``), with the checks both formats share."""
     got = from_kind_config(data, ck.filename, ck.source)
     if isinstance(got, list):
         raise DiagnosticError(sorted(got, key=lambda d: (d.line, d.col)))
-    if not (len(got.name) <= 50 and _DNS1123_LABEL.match(got.name)):
+    if not is_kind_cluster_name(got.name):
         ck.add("name", f'Invalid value: "{got.name}": must be a lowercase RFC 1123 label')
     pods, services = IPv4Network(got.pod_cidr), IPv4Network(got.service_cidr)
     if pods.overlaps(services):
@@ -277,13 +177,13 @@ def _from_kind(ck: _Checker, data: Mapping[str, Any]) -> ClusterConfig:
         raise DiagnosticError([_diag(ck, "networking.podSubnet", str(e))]) from e
 
 
-def _diag(ck: _Checker, path: str, reason: str) -> Diagnostic:
+def _diag(ck: ConfigChecker, path: str, reason: str) -> Diagnostic:
     ck.add(path, reason)
     return ck.diags[-1]
 
 
 def _check_nodes(
-    ck: _Checker,
+    ck: ConfigChecker,
     top: Mapping[str, Any],
     node_net: IPv4Network | None,
     pool: IPv4Network | None,
@@ -293,7 +193,7 @@ def _check_nodes(
         ck.add("nodes", "a cluster needs at least one node")
         return
     if not isinstance(nodes, list):
-        ck.add("nodes", f"must be a list, not {_type_name(nodes)}")
+        ck.add("nodes", f"must be a list, not {type_name(nodes)}")
         return
     names: dict[str, str] = {}
     ips: dict[IPv4Address, str] = {}
@@ -308,7 +208,7 @@ def _check_nodes(
         ck.keys(n, _NODE_KEYS, p)
         name = ck.string(n, "name", p, required=True)
         if name:
-            if not (len(name) <= 253 and _DNS1123_SUBDOMAIN.match(name)):
+            if not (len(name) <= 253 and DNS1123_SUBDOMAIN.match(name)):
                 ck.add(f"{p}.name", f'Invalid value: "{name}": must be a DNS-1123 subdomain')
             if name in names:
                 ck.add(f"{p}.name", f'Duplicate value: "{name}" (also {names[name]}.name)')
@@ -404,13 +304,12 @@ def kind_cluster(
     """
     if nodes < 1:
         raise DiagnosticError([Diagnostic(f"--nodes must be at least 1, not {nodes}")])
-    ck = _Checker("<flags>", None)
-    if not (len(name) <= 50 and _DNS1123_LABEL.match(name)):
+    ck = ConfigChecker("<flags>", None)
+    if not (len(name) <= 50 and DNS1123_LABEL.match(name)):
         ck.add("name", f'Invalid value: "{name}": must be a lowercase RFC 1123 label')
         raise DiagnosticError(ck.diags)
     net = IPv4Network(node_network)
-    hosts = net.hosts()
-    next(hosts)  # .1: the bridge's gateway
+    hosts = kind_node_addresses(node_network)
     node_cfgs: list[NodeConfig] = []
     for i, node_name in enumerate(kind_node_names(name, nodes)):
         try:

@@ -33,6 +33,7 @@ from collections.abc import Mapping
 from ipaddress import IPv4Network
 from typing import Any
 
+from ciliate.controllers.configcheck import ConfigChecker, kind_node_addresses
 from ciliate.errors import Diagnostic
 from ciliate.manifest.yaml import SourceMap
 from ciliate.model.cluster import (
@@ -72,17 +73,11 @@ def _numbered(base: str, i: int) -> str:
 def from_kind_config(
     data: Mapping[str, Any], filename: str, source: SourceMap | None
 ) -> ClusterConfig | list[Diagnostic]:
-    diags: list[Diagnostic] = []
-
-    def add(path: str, reason: str) -> None:
-        line, col = source.locate(path) if source else (0, 0)
-        diags.append(Diagnostic(reason, filename, line, col, "Cluster", path=path))
+    ck = ConfigChecker(filename, source)
+    add = ck.add
 
     def keys(m: Mapping[str, Any], allowed: frozenset[str], path: str) -> None:
-        for k in m:
-            if k not in allowed:
-                sub = f"{path}.{k}" if path else str(k)
-                add(sub, f'unknown field "{k}" in a kind cluster file')
+        ck.keys(m, allowed, path, where="in a kind cluster file")
 
     keys(data, _TOP, "")
     if data.get("kind") != "Cluster":
@@ -111,8 +106,7 @@ def from_kind_config(
     if not isinstance(raw_nodes, list) or not raw_nodes:
         add("nodes", "must be a non-empty list")
         raw_nodes = []
-    hosts = IPv4Network(KIND_NODE_NETWORK).hosts()
-    next(hosts)  # .1: the docker bridge's gateway
+    hosts = kind_node_addresses(KIND_NODE_NETWORK)
     counts = {"control-plane": 0, "worker": 0}
     nodes: list[NodeConfig] = []
     for i, n in enumerate(raw_nodes):
@@ -143,8 +137,8 @@ def from_kind_config(
         )
     if raw_nodes and counts["control-plane"] == 0:
         add("nodes", "a kind cluster needs a control-plane node")
-    if diags:
-        return diags
+    if ck.diags:
+        return ck.diags
     # kind lists control planes first in its node names' order; keep the file's order
     # for addresses (kind gives them in container start order: any order is faithful).
     return ClusterConfig(
