@@ -203,20 +203,26 @@ class FlowSink:
         url = f"http://{host}{head.path}"
         pols = d.policies if d is not None else ()
         code = response or 0
+        src = hf.Endpoint(identity=d.identity if d else 0)  # the client
+        dst = hf.Endpoint(
+            id=ep.id if ep else 0,
+            identity=ep.identity if ep else 0,
+            namespace=ns,
+            pod_name=pod,
+            labels=ep.labels if ep else (),
+        )
+        ips, ports = (conn.client[0], conn.orig[0]), (conn.client[1], conn.orig[1])
+        if response:  # Hubble: a response record goes from the server to the client
+            src, dst = dst, src
+            ips, ports = ips[::-1], ports[::-1]
         flow = hf.Flow(
             time_ns=time.time_ns(),
             verdict=hf.Verdict.FORWARDED if forwarded else hf.Verdict.DROPPED,
             type=hf.FlowType.L7,
-            ip=hf.IP(conn.client[0], conn.orig[0]),
-            l4=hf.TCP(conn.client[1], conn.orig[1]),
-            source=hf.Endpoint(identity=d.identity if d else 0),
-            destination=hf.Endpoint(
-                id=ep.id if ep else 0,
-                identity=ep.identity if ep else 0,
-                namespace=ns,
-                pod_name=pod,
-                labels=ep.labels if ep else (),
-            ),
+            ip=hf.IP(*ips),
+            l4=hf.TCP(*ports),
+            source=src,
+            destination=dst,
             node_name=self.node,
             l7=hf.Layer7(
                 type=hf.L7FlowType.RESPONSE if response else hf.L7FlowType.REQUEST,
