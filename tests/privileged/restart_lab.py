@@ -1,6 +1,8 @@
-"""Helpers of the agent-restart tests: a small cluster manifest with a policy and a
-service, probes run inside pod namespaces, a long-lived TCP stream, and a snapshot of
-everything a cluster puts in the kernel (for "resumed == clean" comparisons).
+"""Helpers of the kernel-cluster tests (agent restart, test_agent): running the CLI on a
+state directory, the skip when the kernel datapath is unavailable, bounded waits, a
+small cluster manifest with a policy and a service, probes run inside pod namespaces, a
+long-lived TCP stream, a snapshot of everything a cluster puts in the kernel (for
+"resumed == clean" comparisons) and of what could outlive it (``leftovers``).
 
 Traffic only flows between namespaces the tests created; every cluster lives in its
 own state directory (unique tag) and is removed with ``ciliate down``.
@@ -22,6 +24,7 @@ from typing import Any
 
 import pytest
 
+from _paths import PACKAGED
 from ciliate.cli.context import Context
 from ciliate.cli.main import main
 from ciliate.datapath.linux import bpf, runtime
@@ -29,7 +32,7 @@ from ciliate.datapath.linux import netns as nl
 from ciliate.datapath.linux.maps import KernelMaps
 from ciliate.datapath.linux.workloads import WORKLOAD_MARKER, launch_argv
 
-EXAMPLES = Path(__file__).resolve().parents[2] / "src" / "ciliate" / "examples"
+EXAMPLES = PACKAGED  # the examples shipped in the package (a fresh clone has them)
 CLUSTER = EXAMPLES / "cluster.yaml"
 WORKER, WORKER2 = "mycluster-worker", "mycluster-worker2"
 PORT = 7007

@@ -21,39 +21,26 @@ from pathlib import Path
 from typing import Any
 
 import pytest
+from restart_lab import (
+    CLUSTER,
+    Leftovers,
+    cli,
+    leftovers,
+    ok,
+    skip_without_datapath,
+    wait_for,
+)
 
+from _paths import PACKAGED
 from ciliate.cli.context import Context
-from ciliate.cli.main import main
 from ciliate.datapath.linux import netns as nl
 from ciliate.datapath.linux import runtime
 from ciliate.datapath.linux.workloads import launch_argv
 
 pytestmark = [pytest.mark.privileged, pytest.mark.slow]
 
-# the examples shipped in the package (a fresh clone has them)
-EXAMPLES = Path(__file__).resolve().parents[2] / "src" / "ciliate" / "examples"
-CLUSTER = EXAMPLES / "cluster.yaml"
-WORKLOADS = EXAMPLES / "networking101.yaml"
-
-
-def _skip_without_datapath() -> None:
-    reason = runtime.unavailable_reason()
-    if reason:
-        pytest.skip(f"kernel datapath unavailable: {reason}")
-    if not CLUSTER.exists():
-        pytest.skip(f"examples not found at {EXAMPLES}")
-
-
-def cli(state: Path, *argv: str) -> tuple[int, str, str]:
-    out, err = io.StringIO(), io.StringIO()
-    rc = main(["--state", str(state), *argv], Context(state_dir=state, stdout=out, stderr=err))
-    return rc, out.getvalue(), err.getvalue()
-
-
-def ok(state: Path, *argv: str) -> str:
-    rc, out, err = cli(state, *argv)
-    assert rc == 0, f"ciliate {' '.join(argv)} -> {rc}\n{out}\n{err}"
-    return out
+# the examples shipped in the package (a fresh clone has them); CLUSTER is that cluster.yaml
+WORKLOADS = PACKAGED / "networking101.yaml"
 
 
 def sh(*argv: str) -> str:
@@ -80,28 +67,9 @@ class Cluster:
         return f"{self.status['tag']}-n-{node}"
 
 
-def snapshot(tag: str, state: Path) -> dict[str, Any]:
-    """Everything of one cluster that could outlive it."""
-    mounts = [line for line in Path("/proc/self/mountinfo").read_text().splitlines() if tag in line]
-    pins = (
-        sorted(str(p) for p in Path("/sys/fs/bpf/ciliate", tag).rglob("*"))
-        if Path("/sys/fs/bpf/ciliate", tag).exists()
-        else []
-    )
-    procs = []
-    for d in Path("/proc").iterdir():
-        if d.name.isdigit():
-            try:
-                if str(state) in (d / "cmdline").read_bytes().decode(errors="replace"):
-                    procs.append(int(d.name))
-            except OSError:
-                continue
-    return {"netns": nl.list_netns(f"{tag}-"), "mounts": mounts, "pins": pins, "procs": procs}
-
-
 @pytest.fixture(scope="module")
 def cluster(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Cluster]:
-    _skip_without_datapath()
+    skip_without_datapath()
     state = tmp_path_factory.mktemp("kernel-cluster")
     ok(state, "cluster", "create", "-f", str(CLUSTER))
     ok(state, "apply", "-f", str(WORKLOADS))
@@ -302,15 +270,6 @@ def test_flows_are_observed(cluster: Cluster) -> None:
 # --- reconcile -----------------------------------------------------------------------------
 
 
-def _wait(cond: Any, timeout: float = 10.0) -> bool:
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        if cond():
-            return True
-        time.sleep(0.02)
-    return False
-
-
 def _deployment(name: str, replicas: int, image: str, extra: str = "") -> str:
     return f"""apiVersion: apps/v1
 kind: Deployment
@@ -358,7 +317,7 @@ def test_pod_added_and_deleted_while_running(cluster: Cluster, tmp_path: Path) -
         st = cluster.refresh()
         return [e for e in st["endpoints"] if e["pod"] and e["pod"] not in before]
 
-    assert _wait(lambda: len(added()) == 2 and all(nl.netns_exists(e["netns"]) for e in added()))
+    assert wait_for(lambda: len(added()) == 2 and all(nl.netns_exists(e["netns"]) for e in added()))
     seen_ms = (time.monotonic() - t0) * 1000
     new = added()
     timings = cluster.status["timings"]
@@ -374,7 +333,7 @@ def test_pod_added_and_deleted_while_running(cluster: Cluster, tmp_path: Path) -
         r = subprocess.run(_in_pod(client, "curl", "-sf", "-m", "1", url), capture_output=True)
         return r.returncode == 0
 
-    assert _wait(answered)
+    assert wait_for(answered)
     body = json.loads(sh(*_in_pod(client, "curl", "-sf", "-m", "1", url)))
     assert body["pod"] == new[0]["pod"].split("/")[1]
     assert body["namespace"] == "networking101"
@@ -382,12 +341,12 @@ def test_pod_added_and_deleted_while_running(cluster: Cluster, tmp_path: Path) -
     assert len(pids) == 2
 
     ok(cluster.state, "delete", "-f", str(manifest))
-    assert _wait(lambda: not added())
-    assert _wait(lambda: not any(nl.netns_exists(e["netns"]) for e in new))
+    assert wait_for(lambda: not added())
+    assert wait_for(lambda: not any(nl.netns_exists(e["netns"]) for e in new))
     for e in new:
         assert e["lxc"] not in sh("ip", "-n", cluster.node_netns(e["node"]), "-o", "link")
     for pid in pids:
-        assert _wait(
+        assert wait_for(
             lambda pid=pid: (
                 not Path(f"/proc/{pid}").exists()
                 or "Z" in Path(f"/proc/{pid}/stat").read_text().split(")")[1][:3]
@@ -421,7 +380,7 @@ def test_agent_restart_keeps_pod_traffic_flowing(cluster: Cluster) -> None:
 def test_up_after_an_agent_crash_adopts_without_duplicate_workloads(cluster: Cluster) -> None:
     pid = cluster.status["agents"][0]["pid"]
     os.kill(pid, 9)
-    assert _wait(lambda: not runtime.is_up(cluster.ctx))
+    assert wait_for(lambda: not runtime.is_up(cluster.ctx))
     assert json.loads(ok(cluster.state, "status", "-o", "json"))["leftover_namespaces"]
     out = ok(cluster.state, "up")
     assert "adopted the running datapath" in out
@@ -442,23 +401,22 @@ def test_up_after_an_agent_crash_adopts_without_duplicate_workloads(cluster: Clu
 
 
 def test_down_leaves_nothing_behind(tmp_path: Path) -> None:
-    _skip_without_datapath()
+    skip_without_datapath()
     state = tmp_path / "st"
     ok(state, "cluster", "create", "-f", str(CLUSTER))
     ok(state, "apply", "-f", str(WORKLOADS))
-    tag = runtime.KernelPaths(state).names.tag
-    empty = snapshot(tag, state)
-    assert empty == {"netns": [], "mounts": [], "pins": [], "procs": []}
+    empty = leftovers(state)
+    assert empty == Leftovers()
     try:
         ok(state, "up")
         st = json.loads(ok(state, "status", "-o", "json"))
-        running = snapshot(tag, state)
-        assert running["netns"] and running["mounts"] and running["pins"] and running["procs"]
+        running = leftovers(state)
+        assert running.netns and running.mounts and running.pins and running.procs
         workload_pids = [w["pid"] for w in st["workloads"]]
         assert workload_pids
     finally:
         ok(state, "down")
-    assert snapshot(tag, state) == empty
+    assert leftovers(state) == empty
     for pid in workload_pids:
         assert not Path(f"/proc/{pid}").exists()
     st = json.loads(ok(state, "status", "-o", "json"))
@@ -466,7 +424,7 @@ def test_down_leaves_nothing_behind(tmp_path: Path) -> None:
 
 
 def test_demo_kernel_pings_across_nodes_and_shows_flows(tmp_path: Path) -> None:
-    _skip_without_datapath()
+    skip_without_datapath()
     state = tmp_path / "demo"
     ok(state, "cluster", "create", "-f", str(CLUSTER))
     ok(state, "apply", "-f", str(WORKLOADS))
@@ -483,22 +441,19 @@ def test_demo_kernel_pings_across_nodes_and_shows_flows(tmp_path: Path) -> None:
 
 
 def test_failed_up_rolls_back_everything(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
-    _skip_without_datapath()
+    skip_without_datapath()
     state = tmp_path / "broken"
     ok(state, "cluster", "create", "-f", str(CLUSTER))
     ok(state, "apply", "-f", str(WORKLOADS))
-    tag = runtime.KernelPaths(state).names.tag
-    empty = snapshot(tag, state)
+    empty = leftovers(state)
     # the eBPF objects cannot be found or built: the agent fails after the topology
     monkeypatch.setenv("CILIATE_BPF_DIR", str(tmp_path / "no-such-bpf-dir"))
     rc, _, err = cli(state, "up")
     assert rc == 5, err
     assert "start failed, rolled back" in err
-    after = snapshot(tag, state)
+    after = leftovers(state)
     info = {
-        p: Path(f"/proc/{p}/stat").read_text()
-        for p in after["procs"]
-        if Path(f"/proc/{p}").exists()
+        p: Path(f"/proc/{p}/stat").read_text() for p in after.procs if Path(f"/proc/{p}").exists()
     }
     assert after == empty, info
     assert json.loads(ok(state, "status", "-o", "json"))["datapath"] == "model"
