@@ -47,6 +47,15 @@ static __always_inline int host_forward(struct __sk_buff *skb, __u32 src_id, __b
 	dst = lookup_endpoint(daddr);
 	ct_build_tuple(&tuple, saddr, daddr, proto, l4);
 	ct_lookup4(&tuple, l4->tcp_flags, skb->len, &ct);
+	/* the L7 proxy answers a client that reached a backend through a service: the
+	 * reply leaves the proxy from the backend's address, the client expects the
+	 * frontend's (proxy.h) */
+	if (ct.status == CT_REPLY && ct.rev_nat_index && dst && !(dst->flags & ENDPOINT_F_HOST)) {
+		ret = lb4_rev_nat(skb, ct.rev_nat_index, proto, l4_off, &saddr);
+		if (ret > 0)
+			return DROP(skb, THIS_FILE, METRIC_INGRESS, ret, dst->lxc_id, src_id,
+				    dst->sec_id, dst->lxc_id);
+	}
 	t.reason = ct.status;
 	t.monitor = ct.monitor;
 	t.src_label = src_id;

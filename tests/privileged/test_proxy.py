@@ -47,10 +47,11 @@ W1, W2 = "reach-worker", "reach-worker2"
 def _pod(name: str, role: str, node: str, **extra: Any) -> dict[str, Any]:
     containers = [{"name": "web", "image": "nginx", "ports": [{"containerPort": 80}]}]
     containers += extra.get("more", [])
+    labels = {"role": role, **extra.get("labels", {})}
     return {
         "apiVersion": "v1",
         "kind": "Pod",
-        "metadata": {"name": name, "namespace": "default", "labels": {"role": role}},
+        "metadata": {"name": name, "namespace": "default", "labels": labels},
         "spec": {"nodeName": node, "containers": containers},
     }
 
@@ -58,10 +59,17 @@ def _pod(name: str, role: str, node: str, **extra: Any) -> dict[str, Any]:
 UDP81 = {"name": "udp", "image": "busybox", "ports": [{"containerPort": 81, "protocol": "UDP"}]}
 PODS = [
     _pod("fe1", "frontend", W1),
-    _pod("fe2", "frontend", W1, more=[UDP81]),
+    _pod("fe2", "frontend", W1, more=[UDP81], labels={"app": "web"}),
     _pod("fe3", "frontend", W2),
     _pod("other", "other", W2),
 ]
+# a ClusterIP service in front of fe2 only
+SERVICE = {
+    "apiVersion": "v1",
+    "kind": "Service",
+    "metadata": {"name": "web", "namespace": "default"},
+    "spec": {"selector": {"app": "web"}, "ports": [{"port": 8000, "targetPort": 80}]},
+}
 # the network-policy example's http-aware-rule.yaml, as written there
 POLICY = {
     "apiVersion": "cilium.io/v2",
@@ -120,14 +128,21 @@ class Cluster:
         return runtime.read_status(runtime.KernelPaths(self.state))
 
     def requests(
-        self, src: str, dst: str, *paths: str, method: str = "GET", timeout: float = 3.0
+        self,
+        src: str,
+        dst: str,
+        *paths: str,
+        method: str = "GET",
+        timeout: float = 3.0,
+        to: tuple[str, int] | None = None,
     ) -> list[tuple[int, bytes]]:
-        """Requests on ONE connection from ``src``'s netns (keep-alive): (status, body)."""
+        """Requests on ONE connection from ``src``'s netns (keep-alive): (status, body).
+        ``to``: another address than ``dst``'s pod IP port 80 (a service frontend)."""
         sock = open_in(self.pods[src].netns, "TCP")
         out: list[tuple[int, bytes]] = []
         with sock:
             sock.settimeout(timeout)
-            sock.connect((self.pods[dst].ip, 80))
+            sock.connect(to or (self.pods[dst].ip, 80))
             reader = MessageReader(request=False)
             for path in paths:
                 sock.sendall(f"{method} {path} HTTP/1.1\r\nHost: {dst}\r\n\r\n".encode())
@@ -186,7 +201,7 @@ def cluster(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Cluster]:
     c = Cluster(state)
     names = runtime.KernelPaths(state).names
     try:
-        cli(state, "apply", "-f", "-", stdin=yaml.safe_dump_all([*PODS, POLICY]))
+        cli(state, "apply", "-f", "-", stdin=yaml.safe_dump_all([*PODS, SERVICE, POLICY]))
         c.up()
         # the servers bind their ports shortly after up: wait for fe2's nginx
         wait_for(lambda: c.get("fe1", "fe2", "/public")[0] == 200, what="fe2 serving /public")
@@ -220,6 +235,15 @@ def test_other_requests_are_answered_403_by_the_proxy(cluster: Cluster) -> None:
     # one keep-alive connection: each request decided on its own, answers in order
     got = cluster.requests("fe1", "fe2", "/private", "/public", "/publicX", "/public")
     assert [s for s, _ in got] == [403, 200, 403, 200]
+
+
+def test_through_a_service_the_client_sees_the_frontend(cluster: Cluster) -> None:
+    """The connection is load-balanced to fe2 before its ingress policy redirects it;
+    the proxy's answers are reverse-NATed to the service address (bpf_host.c)."""
+    vip = cli(cluster.state, "get", "svc", "web", "-o", "jsonpath={.spec.clusterIP}").strip()
+    for src in ("fe1", "fe3"):
+        got = cluster.requests(src, "fe2", "/public", "/private", to=(vip, 8000))
+        assert [s for s, _ in got] == [200, 403], (src, got)
 
 
 def test_a_non_frontend_is_dropped_at_l4(cluster: Cluster) -> None:
