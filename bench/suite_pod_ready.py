@@ -201,6 +201,20 @@ def _split(pods: list[dict[str, float]], rounds: list[dict[str, float]]) -> dict
     return out
 
 
+def _cpu_seconds(pid: int) -> float:
+    """User + system CPU time of a process and all its threads so far."""
+    fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
+    return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
+
+
+def _idle_cpu(pid: int, seconds: float) -> float:
+    """Share of one vCPU the agent uses while nothing changes (watch, supervision, flow
+    readers), in percent."""
+    before, t = _cpu_seconds(pid), time.monotonic()
+    time.sleep(seconds)
+    return 100 * (_cpu_seconds(pid) - before) / (time.monotonic() - t)
+
+
 def run(reps: int, quick: bool) -> dict[str, Any]:
     reason = nl.root_reason()
     if reason:
@@ -218,6 +232,8 @@ def run(reps: int, quick: bool) -> dict[str, Any]:
         c.apply(_pod("prober", "bench-worker"))
         c.up()
         c.wait_revision()
+        agent_pid = int(c.status()["agents"][0]["pid"])
+        idle_cpu = _idle_cpu(agent_pid, 3.0 if quick else 10.0)
         rounds_before = len(_agent_rounds(c.state / "kernel" / "agent.log"))
         prober = Prober(c.pod_netns("default/prober"))
         prober.start()
@@ -278,11 +294,13 @@ def run(reps: int, quick: bool) -> dict[str, Any]:
     print("     inside the round (p50 ms): "
           + ", ".join(f"{k.removesuffix('_ms')} {nl.fmt(nl.median(split[k]))}"
                       for k in ("engine_ms", "wire_ms", "maps_ms")))  # fmt: skip
+    print(f"   idle agent: {nl.fmt(idle_cpu)} % of a vCPU")
     for f in failures:
         print(f"   NOT FORWARDED: {f}")
     return {"suite": "pod_ready", "pods": n, "quick": quick, "probe_interval_ms": 1,
             "stats": stats, "apply_ms": nl.summarize(apply_ms).as_dict(), "agent": agent,
             "failures": failures, "samples_ms": samples, "agent_rounds": added,
             "split_ms": {k: nl.summarize(v).as_dict() for k, v in split.items()},
+            "idle_agent_cpu_percent": idle_cpu,
             "seconds": round(time.time() - started, 1),
             "markdown": nl.markdown_table(headers, rows)}  # fmt: skip
