@@ -10,7 +10,6 @@ own state directory (unique tag) and is removed with ``ciliate down``.
 
 from __future__ import annotations
 
-import io
 import json
 import os
 import re
@@ -24,9 +23,8 @@ from typing import Any
 
 import pytest
 
+from _cli import run_cli
 from _paths import PACKAGED
-from ciliate.cli.context import Context
-from ciliate.cli.main import main
 from ciliate.datapath.linux import bpf, runtime
 from ciliate.datapath.linux import netns as nl
 from ciliate.datapath.linux.maps import KernelMaps
@@ -47,10 +45,7 @@ def skip_without_datapath() -> None:
         pytest.skip(f"examples not found at {EXAMPLES}")
 
 
-def cli(state: Path, *argv: str) -> tuple[int, str, str]:
-    out, err = io.StringIO(), io.StringIO()
-    rc = main(["--state", str(state), *argv], Context(state_dir=state, stdout=out, stderr=err))
-    return rc, out.getvalue(), err.getvalue()
+cli = run_cli  # (exit code, stdout, stderr) of `ciliate ARGV` on a state directory
 
 
 def ok(state: Path, *argv: str) -> str:

@@ -9,24 +9,21 @@ Rewrite the golden files with ``pytest --update-golden``.
 
 from __future__ import annotations
 
-import io
 import shutil
 from pathlib import Path
 
 import pytest
 
+from _cli import run_cli
 from _paths import shared_examples
 from ciliate.cli.context import Context
-from ciliate.cli.main import main
 from ciliate.manifest.yaml import MAX_DOC_BYTES
 
 CASES = Path(__file__).parent / "bad_manifests"
 
 
 def run(argv: list[str], state: Path) -> tuple[int, str, str]:
-    out, err = io.StringIO(), io.StringIO()
-    rc = main(argv, Context(state_dir=state, stdout=out, stderr=err, stdin=io.StringIO("")))
-    return rc, out.getvalue(), err.getvalue()
+    return run_cli(state, *argv)
 
 
 def store_snapshot(state: Path) -> list[dict]:  # type: ignore[type-arg]

@@ -8,16 +8,14 @@ apply reports every object unchanged, and ``get -o name`` lists each object.
 
 from __future__ import annotations
 
-import io
 import shutil
 from pathlib import Path
 from typing import Any
 
 import pytest
 
+from _cli import run_cli
 from _paths import find_shared_examples, not_found_reason, shared_examples
-from ciliate.cli.context import Context
-from ciliate.cli.main import main
 from ciliate.manifest.decode import load_paths
 from ciliate.manifest.kinds import kind_info
 
@@ -33,9 +31,7 @@ NOT_MANIFESTS = {"cluster.yaml"}  # the cluster config, applied with `cluster cr
 
 
 def run(argv: list[str], state: Path) -> tuple[int, str, str]:
-    out, err = io.StringIO(), io.StringIO()
-    rc = main(argv, Context(state_dir=state, stdout=out, stderr=err, stdin=io.StringIO("")))
-    return rc, out.getvalue(), err.getvalue()
+    return run_cli(state, *argv)
 
 
 @pytest.fixture(scope="module")

@@ -5,16 +5,15 @@ with golden files (``pytest --update-golden`` rewrites them)."""
 
 from __future__ import annotations
 
-import io
 import json
 from pathlib import Path
 from typing import Any
 
 import pytest
 
+from _cli import run_cli
 from _paths import example_file
 from ciliate.cli.context import Context
-from ciliate.cli.main import main
 from ciliate.cli.state import load_desired
 from ciliate.desired import DesiredState, Route
 
@@ -23,9 +22,8 @@ W1, W2 = "mycluster-worker", "mycluster-worker2"
 
 
 def run(state: Path, *argv: str) -> tuple[int, str]:
-    out, err = io.StringIO(), io.StringIO()
-    rc = main(list(argv), Context(state_dir=state, stdout=out, stderr=err))
-    return rc, out.getvalue() + err.getvalue()
+    rc, out, err = run_cli(state, *argv)
+    return rc, out + err
 
 
 @pytest.fixture(scope="module")

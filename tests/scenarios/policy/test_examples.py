@@ -8,15 +8,13 @@ rewrites them). Generated pod names are stable (the ephemeral cluster seeds its 
 
 from __future__ import annotations
 
-import io
 import json
 from pathlib import Path
 from typing import Any
 
 import pytest
 
-from ciliate.cli.context import Context
-from ciliate.cli.main import main
+from _cli import run_cli
 
 # Copies of ../shared/examples/{network-policy,ebook} (public manifests), so the suite
 # runs from a fresh clone.
@@ -30,10 +28,8 @@ pytestmark = pytest.mark.skipif(not NP.exists(), reason=f"examples not found at 
 
 
 def run(*argv: str) -> tuple[int, str, str]:
-    out, err = io.StringIO(), io.StringIO()
-    ctx = Context(state_dir=Path("/nonexistent-ciliate-state"), stdout=out, stderr=err)
-    code = main(list(argv), ctx)
-    return code, out.getvalue(), err.getvalue()
+    # Manifests only (-f): the state directory is never read or written.
+    return run_cli(Path("/nonexistent-ciliate-state"), *argv)
 
 
 def reach(files: list[Path], *extra: str) -> dict[str, Any]:

@@ -4,15 +4,13 @@ compared with golden files (``pytest --update-golden`` rewrites them)."""
 
 from __future__ import annotations
 
-import io
 import json
 from pathlib import Path
 
 import pytest
 
+from _cli import run_cli
 from _paths import example_file
-from ciliate.cli.context import Context
-from ciliate.cli.main import main
 
 HERE = Path(__file__).parent
 GOLDEN = HERE / "golden"
@@ -21,9 +19,8 @@ W1 = "mycluster-worker"
 
 
 def run(state: Path, *argv: str) -> tuple[int, str]:
-    out, err = io.StringIO(), io.StringIO()
-    rc = main(list(argv), Context(state_dir=state, stdout=out, stderr=err))
-    return rc, out.getvalue() + err.getvalue()
+    rc, out, err = run_cli(state, *argv)
+    return rc, out + err
 
 
 @pytest.fixture(scope="module")

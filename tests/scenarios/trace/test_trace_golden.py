@@ -11,15 +11,13 @@ review the diff.
 
 from __future__ import annotations
 
-import io
 import json
 from importlib import resources
 from pathlib import Path
 
 import pytest
 
-from ciliate.cli.context import Context
-from ciliate.cli.main import main
+from _cli import run_cli
 
 HERE = Path(__file__).parent
 GOLDEN = HERE / "golden"
@@ -32,10 +30,9 @@ NS_W2 = "networking101/netshoot-599564794-k26hg"  # mycluster-worker2
 
 
 def run(state: Path, argv: list[str]) -> tuple[int, str]:
-    out, err = io.StringIO(), io.StringIO()
-    rc = main(argv, Context(state_dir=state, stdout=out, stderr=err))
+    rc, out, err = run_cli(state, *argv)
     # Provenance names manifest files; keep the goldens independent of the checkout.
-    return rc, (out.getvalue() + err.getvalue()).replace(str(HERE), "<scenario>")
+    return rc, (out + err).replace(str(HERE), "<scenario>")
 
 
 def make_cluster(root: Path, extra: list[Path]) -> Path:

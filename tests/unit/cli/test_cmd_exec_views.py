@@ -3,23 +3,19 @@ through ``main(argv, ctx)`` on a networking101 cluster in a temporary state dir.
 
 from __future__ import annotations
 
-import io
 from importlib import resources
 from pathlib import Path
 
 import pytest
 
-from ciliate.cli.context import Context
-from ciliate.cli.main import main
+from _cli import run_cli
 
 EXAMPLES = resources.files("ciliate") / "examples"
 BB = "busybox-76f5c8b857-h2k4g"  # networking101, mycluster-worker, 10.10.2.2
 
 
 def run(state: Path, argv: list[str]) -> tuple[int, str, str]:
-    out, err = io.StringIO(), io.StringIO()
-    rc = main(argv, Context(state_dir=state, stdout=out, stderr=err))
-    return rc, out.getvalue(), err.getvalue()
+    return run_cli(state, *argv)
 
 
 @pytest.fixture(scope="module")

@@ -3,12 +3,10 @@ exit codes (manifests only; no cluster state is touched)."""
 
 from __future__ import annotations
 
-import io
 import json
 from pathlib import Path
 
-from ciliate.cli.context import Context
-from ciliate.cli.main import main
+from _cli import run_cli
 
 MANIFEST = """\
 apiVersion: v1
@@ -47,9 +45,7 @@ spec:
 
 
 def run(tmp: Path, *argv: str) -> tuple[int, str, str]:
-    out, err = io.StringIO(), io.StringIO()
-    ctx = Context(state_dir=tmp / "state", stdout=out, stderr=err)
-    return main(list(argv), ctx), out.getvalue(), err.getvalue()
+    return run_cli(tmp / "state", *argv)
 
 
 def write(tmp: Path) -> str:

@@ -12,6 +12,7 @@ from pathlib import Path
 import pytest
 import yaml
 
+from _cli import run_cli
 from _paths import shared_examples
 from ciliate.cli import virtual
 from ciliate.cli.context import Context
@@ -28,10 +29,7 @@ def state(tmp_path: Path) -> Path:
 @pytest.fixture
 def run(state: Path) -> Run:
     def _run(*argv: str, stdin: str = "") -> tuple[int, str, str]:
-        out, err = io.StringIO(), io.StringIO()
-        ctx = Context(state_dir=state, stdout=out, stderr=err, stdin=io.StringIO(stdin))
-        rc = main(list(argv), ctx)
-        return rc, out.getvalue(), err.getvalue()
+        return run_cli(state, *argv, stdin=stdin)
 
     return _run
 
