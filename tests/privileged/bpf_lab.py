@@ -17,8 +17,11 @@ import os
 import secrets
 import shutil
 import subprocess
+from collections.abc import Iterator
 from dataclasses import dataclass, field
 from ipaddress import IPv4Address, IPv4Network
+
+import pytest
 
 from ciliate import codec
 from ciliate.datapath.linux import netns
@@ -373,7 +376,24 @@ class Lab:
         return left
 
 
-__all__ = ["Lab", "codec", "unavailable"]
+@contextlib.contextmanager
+def running_lab(*, policy: bool = False) -> Iterator[Lab]:
+    """A built and loaded lab for one test module (a skip naming the reason where the
+    kernel cannot run it); destroyed afterwards, and nothing of it may be left."""
+    reason = unavailable()
+    if reason:
+        pytest.skip(f"eBPF lab unavailable: {reason}")
+    lab = Lab()
+    try:
+        lab.build()
+        lab.load(policy=policy)
+        yield lab
+    finally:
+        lab.destroy()
+        assert lab.leftovers() == []
+
+
+__all__ = ["Lab", "codec", "running_lab", "unavailable"]
 
 
 # --- TCP servers and clients inside pod namespaces (in-process: a socket stays in the

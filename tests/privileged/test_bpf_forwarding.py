@@ -13,7 +13,7 @@ from collections.abc import Iterator
 from ipaddress import IPv4Address, IPv4Network
 
 import pytest
-from bpf_lab import Lab, unavailable
+from bpf_lab import Lab, running_lab
 
 from ciliate import codec
 from ciliate.datapath.linux.events import EventReader, FlowEnricher, RawEvent, parse_event
@@ -30,17 +30,8 @@ TO_ENDPOINT, TO_OVERLAY = 0, 4
 
 @pytest.fixture(scope="module")
 def lab() -> Iterator[Lab]:
-    reason = unavailable()
-    if reason:
-        pytest.skip(f"eBPF lab unavailable: {reason}")
-    lab = Lab()
-    try:
-        lab.build()
-        lab.load()
+    with running_lab() as lab:
         yield lab
-    finally:
-        lab.destroy()
-        assert lab.leftovers() == []
 
 
 @pytest.fixture(scope="module")

@@ -12,7 +12,7 @@ from collections.abc import Iterator
 from ipaddress import IPv4Address
 
 import pytest
-from bpf_lab import Lab, NameServer, ask, connect, unavailable
+from bpf_lab import Lab, NameServer, ask, connect, running_lab
 
 from ciliate.datapath.linux.events import EventReader, parse_event
 from ciliate.desired import (
@@ -34,28 +34,23 @@ BACKENDS = {1: ("a2", "10.77.1.12"), 2: ("b1", "10.77.2.11")}
 
 @pytest.fixture(scope="module")
 def lab() -> Iterator[Lab]:
-    reason = unavailable()
-    if reason:
-        pytest.skip(f"eBPF lab unavailable: {reason}")
-    lab = Lab()
-    servers: list[NameServer] = []
-    try:
-        lab.build()
-        lab.load()
-        for _, (pod, _ip) in BACKENDS.items():
-            servers.append(NameServer(lab, pod, 8080))
-        for node in lab.nodes:
-            backends = [
-                MapChange(node, "cilium_lb4_backends_v3", bid, LB4Backend(IPv4Address(ip), 8080))
-                for bid, (_pod, ip) in BACKENDS.items()
-            ]
-            apply(lab, node, backends)
-        yield lab
-    finally:
-        for s in servers:
-            s.close()
-        lab.destroy()
-        assert lab.leftovers() == []
+    with running_lab() as lab:
+        servers: list[NameServer] = []
+        try:
+            for _, (pod, _ip) in BACKENDS.items():
+                servers.append(NameServer(lab, pod, 8080))
+            for node in lab.nodes:
+                backends = [
+                    MapChange(
+                        node, "cilium_lb4_backends_v3", bid, LB4Backend(IPv4Address(ip), 8080)
+                    )
+                    for bid, (_pod, ip) in BACKENDS.items()
+                ]
+                apply(lab, node, backends)
+            yield lab
+        finally:
+            for s in servers:
+                s.close()
 
 
 def apply(lab: Lab, node: str, changes: list[MapChange]) -> None:

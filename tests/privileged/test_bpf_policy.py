@@ -11,7 +11,7 @@ from collections.abc import Iterator
 from ipaddress import IPv4Address
 
 import pytest
-from bpf_lab import Lab, unavailable
+from bpf_lab import Lab, running_lab
 
 from ciliate.datapath.linux.events import EventReader, FlowEnricher, RawEvent, parse_event
 from ciliate.datapath.linux.maps import RuntimeConfig
@@ -28,17 +28,8 @@ DENY_A1 = Provenance("CiliumNetworkPolicy", "lab", "deny-a1", "spec.ingressDeny[
 
 @pytest.fixture(scope="module")
 def lab() -> Iterator[Lab]:
-    reason = unavailable()
-    if reason:
-        pytest.skip(f"eBPF lab unavailable: {reason}")
-    lab = Lab()
-    try:
-        lab.build()
-        lab.load(policy=True)
+    with running_lab(policy=True) as lab:
         yield lab
-    finally:
-        lab.destroy()
-        assert lab.leftovers() == []
 
 
 @pytest.fixture(scope="module")
