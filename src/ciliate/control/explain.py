@@ -41,6 +41,7 @@ from __future__ import annotations
 
 from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass
+from functools import partial
 from ipaddress import IPv4Address
 from typing import Any
 
@@ -57,7 +58,6 @@ from ciliate.control.explanation import (
 )
 from ciliate.control.explanation import namespace_labels as namespace_labels
 from ciliate.control.l7 import HTTP_FORBIDDEN, http_allowed
-from ciliate.desired import L7Rule
 from ciliate.model.cilium import CiliumPolicy, RuleElement
 from ciliate.model.cluster import ClusterConfig
 from ciliate.model.core import Namespace, Pod, Service
@@ -220,17 +220,16 @@ class Evaluator:
                         denies.append(ref)
                         break
                     cands.append(_Cand(l3, lpm, ref, l7))
+        # Every answer of this side shares its first fields.
+        side = partial(
+            DirectionVerdict, dname, subject.name, enforced, selected, notes=tuple(_uniq(notes))
+        )
         if denies:
-            return DirectionVerdict(
-                dname,
-                subject.name,
-                enforced,
-                selected,
+            return side(
                 False,
                 DROP_POLICY_DENY,
                 tuple(_uniq(denies)),
                 "denied by a deny rule (deny wins over every allow)",
-                notes=tuple(_uniq(notes)),
             )
         if not enforced:
             cands.append(_Cand(False, 0, RuleRef("derived", "", "", f"allow-any-{dname}"), None))
@@ -249,64 +248,20 @@ class Evaluator:
                 if why
                 else f"no rule allows it; policy enforcement is '{self.mode}'"
             )
-            return DirectionVerdict(
-                dname,
-                subject.name,
-                enforced,
-                selected,
-                False,
-                DROP_POLICY,
-                (),
-                reason,
-                notes=tuple(_uniq(notes)),
-            )
-        l3c = [c for c in cands if c.l3]
-        l4c = [c for c in cands if not c.l3]
-        best3 = max((c.lpm for c in l3c), default=-1)
-        best4 = max((c.lpm for c in l4c), default=-1)
-        level = (
-            [c for c in l4c if c.lpm == best4]
-            if best4 > best3
-            else [c for c in l3c if c.lpm == best3]
-        )
+            return side(False, DROP_POLICY, (), reason)
+        level = _winning_level(cands)
         refs = tuple(_uniq(c.ref for c in level))
-        redirect_rules: list[L7Rule] = []
-        for c in level:
-            for r in c.l7 or ():
-                if r not in redirect_rules:
-                    redirect_rules.append(r)
+        redirect_rules = tuple(_uniq(r for c in level for r in c.l7 or ()))
         redirect = any(c.l7 is not None for c in level)
-        if redirect and http is not None and any(r.kind == "http" for r in redirect_rules):
-            ok = http_allowed(redirect_rules, http[0], http[1], host)
-            if ok is None:
-                return DirectionVerdict(
-                    dname,
-                    subject.name,
-                    enforced,
-                    selected,
-                    False,
-                    0,
-                    refs,
-                    f"allowed at L4 but the proxy refuses {http[0]} {http[1]} (403 Access denied)",
-                    True,
-                    tuple(redirect_rules),
-                    HTTP_FORBIDDEN,
-                    tuple(_uniq(notes)),
-                )
-        return DirectionVerdict(
-            dname,
-            subject.name,
-            enforced,
-            selected,
-            True,
-            0,
-            refs,
-            "allowed",
-            redirect,
-            tuple(redirect_rules),
-            0,
-            tuple(_uniq(notes)),
-        )
+        if (
+            redirect
+            and http is not None
+            and any(r.kind == "http" for r in redirect_rules)
+            and http_allowed(redirect_rules, http[0], http[1], host) is None
+        ):
+            refused = f"allowed at L4 but the proxy refuses {http[0]} {http[1]} (403 Access denied)"
+            return side(False, 0, refs, refused, True, redirect_rules, HTTP_FORBIDDEN)
+        return side(True, 0, refs, "allowed", redirect, redirect_rules, 0)
 
     # --- element matching -------------------------------------------------------------
 
@@ -378,6 +333,18 @@ class Evaluator:
                 # wildcard peer yields an entry keyed by that identity (L3).
                 out.append((k or (named and egress), lpm, l7))
         return out
+
+
+def _winning_level(cands: Sequence[_Cand]) -> list[_Cand]:
+    """Step 4: the longest L4-only candidates if longer than every L3 one, else the
+    longest L3 candidates (cilium.md §3.3)."""
+    l3c = [c for c in cands if c.l3]
+    l4c = [c for c in cands if not c.l3]
+    best3 = max((c.lpm for c in l3c), default=-1)
+    best4 = max((c.lpm for c in l4c), default=-1)
+    if best4 > best3:
+        return [c for c in l4c if c.lpm == best4]
+    return [c for c in l3c if c.lpm == best3]
 
 
 def _uniq(items: Iterable[Any]) -> list[Any]:
