@@ -148,6 +148,7 @@ class SQLiteStore:
         history: int = DEFAULT_HISTORY,
         poll_interval: float = DEFAULT_POLL_INTERVAL,
         durable: bool = False,
+        push: bool = True,
         now: Callable[[], float] = time.time,
         new_uid: Callable[[], str] = lambda: str(uuid.uuid4()),
     ) -> None:
@@ -157,6 +158,7 @@ class SQLiteStore:
         self.path = Path(path).absolute()
         self._history = history
         self._poll_interval = poll_interval
+        self._push = push  # False: this store's watchers only poll (benchmarks, tests)
         self._synchronous = "FULL" if durable else "NORMAL"
         self._now = now
         self._new_uid = new_uid
@@ -411,6 +413,8 @@ class SQLiteStore:
     def _open_bell(self) -> Bell | None:
         """This watcher's wake-up socket, or None (then it polls every
         ``PUSHLESS_POLL_INTERVAL``): no unix sockets, a read-only state directory."""
+        if not self._push:
+            return None
         try:
             bell = Bell(self._watch_dir)
         except OSError:

@@ -200,3 +200,16 @@ def test_every_registered_watcher_is_rung(tmp_path: Path) -> None:
     finally:
         for b in bells:
             b.close()
+
+
+def test_a_store_without_push_registers_no_socket_and_still_watches(tmp_path: Path) -> None:
+    a = SQLiteStore(tmp_path / "s.db", push=False, poll_interval=0.01)
+    b = SQLiteStore(tmp_path / "s.db")
+    try:
+        it = a.watch(0, timeout=BOUND)
+        put(b, "x")
+        assert next(it).key.name == "x"
+        assert sockets(a.path) == []
+    finally:
+        a.close()
+        b.close()
