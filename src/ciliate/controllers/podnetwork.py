@@ -169,6 +169,15 @@ def _with_status(pod: Doc, status: dict[str, Any]) -> Change | None:
     return put(new)
 
 
+def _allocate(ipam: ClusterIPAM, node: str, p: Doc, host_ip: str) -> Change | None:
+    """A new address for the pod from its node's podCIDR: Running with it, or Pending
+    when the node's range is exhausted."""
+    addr = ipam.allocate(node, _key(p))
+    if isinstance(addr, Exhausted):
+        return _with_status(p, pending_status(p, REASON_EXHAUSTED, addr.message, host_ip))
+    return _with_status(p, running_status(p, addr, host_ip))
+
+
 def compute_pod_network(snap: Snapshot, config: ClusterConfig) -> list[Change]:
     nodes = {name_of(n): n for n in snap.list("Node")}
     ipam = ClusterIPAM(compute_node_ipam(config))
@@ -213,11 +222,7 @@ def compute_pod_network(snap: Snapshot, config: ClusterConfig) -> list[Change]:
         host_ip = _node_ip(node)
         st = p.get("status") or {}
         if _key(p) in readdress:
-            addr = ipam.allocate(n, _key(p))
-            if isinstance(addr, Exhausted):
-                ch = _with_status(p, pending_status(p, REASON_EXHAUSTED, addr.message, host_ip))
-            else:
-                ch = _with_status(p, running_status(p, addr, host_ip))
+            ch = _allocate(ipam, n, p, host_ip)
             if ch:
                 out.append(ch)
             continue
@@ -243,11 +248,7 @@ def compute_pod_network(snap: Snapshot, config: ClusterConfig) -> list[Change]:
                 pending_status(p, REASON_EXHAUSTED, f"IPAM: node {n} has no podCIDR", host_ip),
             )
         else:
-            addr = ipam.allocate(n, _key(p))
-            if isinstance(addr, Exhausted):
-                ch = _with_status(p, pending_status(p, REASON_EXHAUSTED, addr.message, host_ip))
-            else:
-                ch = _with_status(p, running_status(p, addr, host_ip))
+            ch = _allocate(ipam, n, p, host_ip)
         if ch:
             out.append(ch)
     return out
