@@ -18,7 +18,7 @@ from __future__ import annotations
 
 from collections.abc import Callable, Iterable, Mapping, Sequence
 from dataclasses import dataclass
-from ipaddress import IPv4Network
+from ipaddress import IPv4Address, IPv4Network
 from typing import Any
 
 from ciliate.desired import Identity, PolicyEntry, PolicyKey, PolicyMap, Provenance
@@ -83,7 +83,7 @@ class EndpointPolicies:
         self,
         config: ClusterConfig,
         namespaces: Sequence[Namespace],
-        pods: Mapping[str, tuple[Pod, int, str]],  # key -> (pod, identity, ip)
+        pods: Mapping[str, tuple[Pod, int, str | IPv4Address]],  # key -> (pod, identity, ip)
         identities: Mapping[int, Identity],
         policy_docs: Mapping[tuple[str, str, str], Doc],
         services: Callable[[], tuple[list[Service], list[Doc]]],
@@ -120,7 +120,7 @@ class EndpointPolicies:
 
     # --- incremental: each returns the pods whose maps were recompiled ----------------
 
-    def set_pod(self, pod: Pod, identity: Identity, ip: str) -> set[str]:
+    def set_pod(self, pod: Pod, identity: Identity, ip: str | IPv4Address) -> set[str]:
         if self.compiler is None:
             self.by_pod[pod.key] = FALLBACK
             return set()

@@ -180,6 +180,7 @@ class Engine:
         self.shared_ipcache: Mapping[IPCacheKey, RemoteEndpointInfo] = {}
         self.revision = 0
         self._state: DesiredState | None = None
+        self._label_memo: dict[tuple[str, str, tuple[tuple[str, str], ...]], LabelSet] = {}
         if previous is not None:
             self._seed_from(previous)
         if pins:
@@ -241,6 +242,7 @@ class Engine:
         self.namespaces = {
             n.meta.name: n for n in (Namespace.from_doc(d) for d in self._kind("Namespace"))
         }
+        self._label_memo = {}
         # 1. pods -> identities
         pods: list[tuple[Pod, IPv4Address, LabelSet]] = []
         for d in self._kind("Pod"):
@@ -270,7 +272,7 @@ class Engine:
         self.policies.rebuild(
             self.config,
             list(self.namespaces.values()),
-            {k: (r.pod, r.identity, str(r.ip)) for k, r in self.pods.items()},
+            {k: (r.pod, r.identity, r.ip) for k, r in self.pods.items()},
             self._identity_objects(),
             {k: d for kind in POLICY_KINDS for k, d in self.docs.get(kind, {}).items()},
             self._services_for_policy,
@@ -303,10 +305,23 @@ class Engine:
         self._state = None
 
     def _labels(self, pod: Pod) -> LabelSet:
+        # Replicas share their labels: compute each distinct (namespace, service
+        # account, labels) once per rebuild (namespace labels and the cluster name only
+        # change through a rebuild, which clears the memo).
+        memo_key = (
+            pod.meta.namespace,
+            pod.spec.service_account_name,
+            tuple(pod.meta.labels.items()),
+        )
+        hit = self._label_memo.get(memo_key)
+        if hit is not None:
+            return hit
         ns = self.namespaces.get(pod.meta.namespace)
         ns_labels = dict(ns.meta.labels) if ns else {}
         ns_labels.setdefault("kubernetes.io/metadata.name", pod.meta.namespace)
-        return pod_identity_labels(pod, ns_labels, self.cluster_name)
+        labels = pod_identity_labels(pod, ns_labels, self.cluster_name)
+        self._label_memo[memo_key] = labels
+        return labels
 
     def _identity_objects(self) -> dict[int, Identity]:
         out = reserved_identities()
@@ -519,7 +534,7 @@ class Engine:
             pod.key, pod, pod.spec.node_name, ip, labels, ident, IPCacheKey(host_prefix(ip))
         )
         self.pods[pod.key] = rec
-        recompiled = self.policies.set_pod(pod, Identity(ident, labels), str(ip))
+        recompiled = self.policies.set_pod(pod, Identity(ident, labels), ip)
         parts = self.parts[rec.node]
         ids = E.allocate_endpoint_ids([*self.ep_ids[rec.node], pod.key], self.ep_ids[rec.node])
         self.ep_ids[rec.node] = ids

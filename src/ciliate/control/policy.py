@@ -72,7 +72,8 @@ class PolicyInputs:
     policies: Sequence[Doc]  # NetworkPolicy, CiliumNetworkPolicy, CiliumClusterwideNetworkPolicy
     services: Sequence[Service] = ()
     endpoint_slices: Sequence[Doc] = ()
-    pod_ips: Mapping[str, str] = field(default_factory=dict)  # overrides status.podIP
+    # overrides status.podIP; an address the caller parsed already is taken as is
+    pod_ips: Mapping[str, str | IPv4Address] = field(default_factory=dict)
 
 
 @dataclass(frozen=True, slots=True)
@@ -119,6 +120,8 @@ def cidr_identity_labels(net: IPv4Network) -> tuple[str, ...]:
 
 def named_port_key(pod: Pod) -> tuple[tuple[str, str, int], ...]:
     """The per-pod input of a compiled map: its named container ports."""
+    if not any(p.name for c in pod.spec.containers for p in c.ports):
+        return ()  # most pods: no generator, no sort
     return tuple(
         sorted(
             (p.name, p.protocol, p.container_port)
@@ -271,7 +274,7 @@ class PolicyCompiler:
         ids = self._subjects(old) | self._sync_cidr_identities()
         return self._recompile_identities(ids)
 
-    def set_pod(self, pod: Pod, identity: Identity, ip: str = "") -> set[str]:
+    def set_pod(self, pod: Pod, identity: Identity, ip: str | IPv4Address = "") -> set[str]:
         """Add a pod or change its labels (a new identity); returns the pods whose maps
         were recompiled or extended."""
         old_g = self._group_of.get(pod.key)
@@ -430,19 +433,28 @@ class PolicyCompiler:
 
     # --- state helpers ----------------------------------------------------------------
 
-    def _add_pod_state(self, pod: Pod, ident: int, ip: str) -> None:
-        self.pods[pod.key] = pod
-        self.pod_identity[pod.key] = ident
-        addr = ip or pod.status.pod_ip
-        if addr:
-            with contextlib.suppress(ValueError):  # IPv6 or garbage: no address
-                self.pod_ip[pod.key] = IPv4Address(addr)
+    def _add_pod_state(self, pod: Pod, ident: int, ip: str | IPv4Address) -> None:
+        key = pod.key
+        self.pods[key] = pod
+        self.pod_identity[key] = ident
+        if isinstance(ip, IPv4Address):
+            self.pod_ip[key] = ip
+        else:
+            addr = ip or pod.status.pod_ip
+            if addr:
+                with contextlib.suppress(ValueError):  # IPv6 or garbage: no address
+                    self.pod_ip[key] = IPv4Address(addr)
         g: GroupKey = (ident, named_port_key(pod))
-        self._group_of[pod.key] = g
-        self._groups.setdefault(g, set()).add(pod.key)
-        self._ident_groups.setdefault(ident, set()).add(g)
-        self._ident_pods.setdefault(ident, set()).add(pod.key)
-        self._peer_memo.clear()
+        self._group_of[key] = g
+        members = self._groups.get(g)
+        if members is None:
+            self._groups[g] = {key}
+            self._ident_groups.setdefault(ident, set()).add(g)
+        else:
+            members.add(key)
+        self._ident_pods.setdefault(ident, set()).add(key)
+        if self._peer_memo:
+            self._peer_memo.clear()
 
     def _drop_pod_state(self, key: str) -> None:
         g = self._group_of.pop(key)
