@@ -143,8 +143,10 @@ class TraceStep:
     encap: str = ""  # "VXLAN 172.18.0.2 -> 172.18.0.4 udp/8472 vni 3372"
     ifindex: int = 0
     # The packet's ends at this point, as ``packet`` writes them ("10.96.0.10:80", or
-    # the bare address for ICMP/ARP), and the pod of the endpoint a from-endpoint or
-    # to-endpoint step is at: renderers read these instead of parsing the texts.
+    # the bare address for ICMP/ARP), and the pod of the endpoint a step is at or
+    # names (from-endpoint, to-endpoint, a cilium_lxc redirect, a policy verdict or its
+    # drop; "health" for the health endpoint): renderers read these instead of parsing
+    # the texts.
     src: str = ""
     dst: str = ""
     pod: str = ""

@@ -104,15 +104,21 @@ def _nodes_of(r: TraceResult) -> list[str]:
     return names
 
 
+def _pods_named(r: TraceResult) -> set[str]:
+    """The pods whose endpoints the trace's steps are at or name (a service's backend,
+    a policy's subject), from the steps' ``pod`` field."""
+    return {s.pod for s in (*r.steps, *r.reply_steps) if s.pod}
+
+
 def _pods_to_show(node: NodeState, r: TraceResult) -> list[str]:
     involved = {r.src.name, r.dst.name}
-    text = " ".join(s.detail for s in (*r.steps, *r.reply_steps))
+    named = _pods_named(r)
     pods = [
         ep.pod
         for ep in sorted(node.endpoints.values(), key=lambda e: e.pod)
         if ep.kind == EndpointKind.POD and ep.pod
     ]
-    chosen = [p for p in pods if p in involved or f"({p})" in text]
+    chosen = [p for p in pods if p in involved or p in named]
     for p in pods:  # a little context: other pods of the node, faded
         if len(chosen) >= 2:
             break
@@ -132,6 +138,7 @@ def _draw_nodes(
     node_x: dict[str, float] = {}
     lxc_pod: dict[tuple[str, str], str] = {}
     involved = {r.src.name, r.dst.name}
+    named = _pods_named(r)
     fabric_y = TOP + NODE_H + 46
     for i, name in enumerate(nodes):
         x0 = MARGIN + i * (NODE_W + GAP)
@@ -153,9 +160,7 @@ def _draw_nodes(
             ep = next(e for e in ns.endpoints.values() if e.pod == pod)
             cx = x0 + 20 + slot * (j + 0.5)
             py = y0 + 66
-            faded = pod not in involved and f"({pod})" not in " ".join(
-                s.detail for s in (*r.steps, *r.reply_steps)
-            )
+            faded = pod not in involved and pod not in named
             opacity = ' opacity="0.45"' if faded else ""
             out.append(f"<g{opacity}>")
             out.append(

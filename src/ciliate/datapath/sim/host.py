@@ -220,6 +220,7 @@ def from_netdev(w: Walk, node: str, p: Packet) -> Outcome:
             f"cilium_lxc hit: {p.dst} is local endpoint {info.lxc_id} ({ep.pod or 'health'})",
             p,
             (lxc_lk,),
+            pod=ep.pod or "health",
         )
         return deliver_local(w, node, ep, p, src_id, interface=ep.lxc_name, program=prog)
     if info is not None or p.dst in idx.local_ips:
@@ -299,6 +300,7 @@ def from_host(w: Walk, node: str, p: Packet) -> Outcome:
             f"cilium_lxc hit: {p.dst} is local endpoint {info.lxc_id} ({ep.pod or 'health'})",
             p,
             (lxc_lk,),
+            pod=ep.pod or "health",
         )
         return deliver_local(w, node, ep, p, host_id, interface=ep.lxc_name, program=prog)
     if info is not None:

@@ -204,6 +204,7 @@ def from_container(w: Walk, node: str, ep: EndpointState, p: Packet) -> Outcome:
             f"cilium_lxc hit: {p.dst} is local endpoint {info.lxc_id} ({dst_ep.pod or 'health'}); tail call cilium_call_policy[{info.lxc_id}], redirect to {dst_ep.lxc_name}",
             p,
             (lxc_lk,),
+            pod=dst_ep.pod or "health",
         )
         return deliver_local(
             w, node, dst_ep, p, ep.identity, interface=dst_ep.lxc_name, program=PROGRAM

@@ -92,6 +92,7 @@ def from_overlay(w: Walk, node: str, p: Packet) -> Outcome:
             f"cilium_lxc hit: {q.dst} is local endpoint {info.lxc_id} ({ep.pod or 'health'}); tail call its policy program",
             q,
             (lk,),
+            pod=ep.pod or "health",
         )
         return deliver_local(
             w,

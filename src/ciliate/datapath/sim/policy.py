@@ -194,13 +194,23 @@ def enforce(
                 provenance=prov,
                 ifindex=ep.lxc_ifindex,
                 policy_refs=refs,
+                pod=ep.pod or "health",
             ),
         )
     text = f"{dirname} policy of {who} allows remote identity {remote_id} (match {mt})"
     if not enforced:
         text += "; policy not enforced for this direction"
     w.step(
-        node, interface, program, "policy", text, p, lk, verdict=Verdict.FORWARDED, provenance=prov
+        node,
+        interface,
+        program,
+        "policy",
+        text,
+        p,
+        lk,
+        verdict=Verdict.FORWARDED,
+        provenance=prov,
+        pod=ep.pod or "health",
     )
     if v.redirect and v.entry is not None:
         ok, why = l7_decide(v.entry, p.http)

@@ -451,6 +451,7 @@ class Walk:
         provenance: tuple[str, ...] = (),
         ifindex: int = 0,
         policy_refs: tuple[tuple[str, str, str], ...] = (),
+        pod: str = "",
     ) -> Outcome:
         from ciliate.datapath.api import drop_text
 
@@ -466,6 +467,7 @@ class Walk:
             drop_reason=reason,
             provenance=provenance,
             ifindex=ifindex,
+            pod=pod,
         )
         self.event(
             node,
