@@ -14,16 +14,32 @@ from __future__ import annotations
 
 import argparse
 import contextlib
+import importlib
 import json
 import os
 import time
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from ciliate.cli.context import Context
 from ciliate.cli.render import table
-from ciliate.datapath.linux import runtime
-from ciliate.datapath.linux.netns import list_netns
 from ciliate.errors import ExitCode, UnsupportedError
+
+if TYPE_CHECKING:
+    from ciliate.datapath.linux import runtime
+else:
+
+    class _LazyModule:
+        """The kernel runtime (netns, pyroute2: ~0.3 s of imports) is loaded on first
+        use, so that commands which never touch the kernel (apply, get) do not pay for
+        it when the parser registers these commands."""
+
+        def __init__(self, name: str) -> None:
+            self._name = name
+
+        def __getattr__(self, attr: str) -> Any:
+            return getattr(importlib.import_module(self._name), attr)
+
+    runtime = _LazyModule("ciliate.datapath.linux.runtime")
 
 _FMT = argparse.RawDescriptionHelpFormatter
 
@@ -55,7 +71,8 @@ def register(subparsers: Any) -> None:
         action="store_true",
         help="replace a running agent; the datapath is adopted, pod traffic keeps flowing",
     )
-    p.add_argument("--timeout", type=float, default=runtime.READY_TIMEOUT, help=argparse.SUPPRESS)
+    # None = runtime.READY_TIMEOUT (read when used: see _LazyModule)
+    p.add_argument("--timeout", type=float, default=None, help=argparse.SUPPRESS)
     p.set_defaults(func=_up)
 
     p = _sub(
@@ -95,7 +112,7 @@ def _up(args: argparse.Namespace, ctx: Context) -> int:
         return _up_foreground(ctx)
     if args.restart:
         _require_cluster(ctx)
-        st = runtime.restart(ctx, timeout=args.timeout)
+        st = runtime.restart(ctx, timeout=_ready_timeout(args))
         _print_up(ctx, st)
         return ExitCode.OK
     if runtime.is_up(ctx):
@@ -103,9 +120,13 @@ def _up(args: argparse.Namespace, ctx: Context) -> int:
         ctx.out(f"cluster {st.get('cluster', '')} is already up (agent pid {_agent_pid(st)})")
         return ExitCode.OK
     _require_cluster(ctx)
-    st = runtime.up(ctx, timeout=args.timeout)
+    st = runtime.up(ctx, timeout=_ready_timeout(args))
     _print_up(ctx, st)
     return ExitCode.OK
+
+
+def _ready_timeout(args: argparse.Namespace) -> float:
+    return float(runtime.READY_TIMEOUT if args.timeout is None else args.timeout)
 
 
 def _require_cluster(ctx: Context) -> None:
@@ -171,6 +192,8 @@ def _print_up(ctx: Context, st: dict[str, Any]) -> None:
 def _down(args: argparse.Namespace, ctx: Context) -> int:
     kp = runtime.paths(ctx)
     was_up = runtime.agent_pid(kp) is not None
+    from ciliate.datapath.linux.netns import list_netns
+
     if not was_up and not list_netns(kp.names.prefix) and not kp.names.pin_root.exists():
         ctx.out("cluster is not up; nothing to remove")
         return ExitCode.OK
