@@ -27,7 +27,13 @@ from typing import Any
 from ciliate.cli.context import Context
 from ciliate.cli.probeflags import parse_http
 from ciliate.control.explain import Evaluator, request_host
-from ciliate.control.reach import ClusterView, Matrix, build_view, reach_matrix
+from ciliate.control.reach import (
+    ClusterView,
+    Matrix,
+    build_view,
+    expand_classes,
+    reach_matrix,
+)
 from ciliate.desired import DesiredState
 from ciliate.errors import (
     CiliateError,
@@ -205,19 +211,7 @@ def sim_matrix(
                     f"warning: model datapath disagrees with the map lookup for "
                     f"{pair[0]} -> {pair[1]} ({got} vs {cm[i][j]})"
                 )
-    col = [col_of[b] for b in keys]
-    out: dict[str, dict[str, bool]] = {}
-    rows: dict[int, list[bool]] = {}
-    for a in keys:
-        ca = cls_of[a]
-        vals = rows.get(ca)
-        if vals is None:
-            vals = [cm[ca][c] for c in col]
-            rows[ca] = vals
-        row = dict(zip(keys, vals, strict=True))
-        row[a] = True
-        out[a] = row
-    return Matrix(port, protocol, keys, out)
+    return Matrix(port, protocol, keys, expand_classes(keys, cls_of, col_of, cm))
 
 
 def compute_reach(

@@ -299,21 +299,32 @@ def reach_matrix(
         row = cm[i]
         for j, (di, dm, host) in enumerate(cols):
             row[j] = map_verdict(sm, dm, si, di, proto, port, http, host)[0]
-    # Expansion: pods of one class share their row of verdicts.
-    col_cls = [col_of[b] for b in keys]
-    row_vals: dict[int, list[bool]] = {}
-    ordered: dict[str, dict[str, bool]] = {}
+    return Matrix(port, protocol.upper(), keys, expand_classes(keys, row_of, col_of, cm))
+
+
+def expand_classes(
+    keys: Sequence[str],
+    row_of: Mapping[str, int],
+    col_of: Mapping[str, int],
+    verdicts: Sequence[Sequence[bool]],
+) -> dict[str, dict[str, bool]]:
+    """Pod-by-pod verdicts from class-by-class ones (``verdicts[row class][column
+    class]``): pods of one row class share their row; a pod to itself is always allowed
+    (it never crosses the datapath)."""
+    cols = [col_of[b] for b in keys]
+    rows: dict[int, list[bool]] = {}
+    out: dict[str, dict[str, bool]] = {}
     for a in keys:
         ca = row_of[a]
-        vals = row_vals.get(ca)
+        vals = rows.get(ca)
         if vals is None:
-            crow = cm[ca]
-            vals = [crow[c] for c in col_cls]
-            row_vals[ca] = vals
-        prow = dict(zip(keys, vals, strict=True))
-        prow[a] = True  # a pod to itself never crosses the datapath
-        ordered[a] = prow
-    return Matrix(port, protocol.upper(), keys, ordered)
+            crow = verdicts[ca]
+            vals = [crow[c] for c in cols]
+            rows[ca] = vals
+        row = dict(zip(keys, vals, strict=True))
+        row[a] = True
+        out[a] = row
+    return out
 
 
 def explain_matrix(
