@@ -527,14 +527,14 @@ def connect_target_arg(label: str, ips: Sequence[str], port: int) -> str:
 
 def connect_interleaved(ns: str, targets: dict[str, tuple[Sequence[str], int]], n: int,
                         tool: Path, cpu: int = 1, budget: float = 20.0, mode: str = "echo",
-                        warmup: int = 10, seed: int = 1) -> ConnectRun:  # fmt: skip
+                        warmup: int = 10, seed: int = 1, close: str = "rst") -> ConnectRun:  # fmt: skip
     """``n`` rounds from ``ns``, each one connection to every target (label -> (ips,
     port); one of several ips at random), in an order shuffled each round (``seed``);
-    pinned to ``cpu``; bounded by ``budget`` seconds. Per-target medians of one run are
-    paired."""
+    pinned to ``cpu``; bounded by ``budget`` seconds; ``close`` "rst" (abortive: no
+    TIME_WAIT builds up) or "fin". Per-target medians of one run are paired."""
     args = [connect_target_arg(label, ips, port) for label, (ips, port) in targets.items()]
-    argv = [str(tool), "-m", mode, "-n", str(n), "-w", str(warmup), "-t", str(budget),
-            "-s", str(seed), *args]  # fmt: skip
+    argv = [str(tool), "-m", mode, "-c", close, "-n", str(n), "-w", str(warmup),
+            "-t", str(budget), "-s", str(seed), *args]  # fmt: skip
     try:
         proc = run(in_netns(ns, argv, cpu), timeout=budget + 15, check=False)
     except subprocess.TimeoutExpired:

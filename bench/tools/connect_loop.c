@@ -2,8 +2,8 @@
 /* connect_loop: TCP connection latency to one or more targets, interleaved connection by
  * connection, for the services benchmark (bench/suite_services.py).
  *
- * Usage: connect_loop [-m echo|connect] [-n N] [-w WARMUP] [-t SECONDS] [-s SEED]
- *                     LABEL=IP[,IP...]:PORT...
+ * Usage: connect_loop [-m echo|connect] [-c rst|fin] [-n N] [-w WARMUP] [-t SECONDS]
+ *                     [-s SEED] LABEL=IP[,IP...]:PORT...
  *
  * Each round makes one connection to every target, in an order shuffled anew each round
  * (a seeded xorshift PRNG, -s SEED), so no target always follows the same neighbour --
@@ -17,10 +17,16 @@
  *   -m echo    (default) one byte sent and the same byte read back, or
  *   -m connect connect() returned (the SYN / SYN-ACK round trip);
  * close() follows outside the timed region.  socket() is created before the clock starts.
+ * The close is abortive by default (-c rst: SO_LINGER 0, a RST), so that no TIME_WAIT
+ * socket builds up at either end over a run: a new connection whose 4-tuple meets a
+ * TIME_WAIT socket costs more, and a server port that several targets share (a service's
+ * targetPort, also reached directly) collects more of them -- a drift of ~1 µs between
+ * two identical paths over a few thousand connections per second.  -c fin closes
+ * normally.
  * The first WARMUP rounds (default 10) are not recorded; the loop is bounded by N rounds
  * and by SECONDS of wall time (default 20).  A failed attempt is counted, never a sample.
  *
- * Output (stdout, one JSON object): {"mode": "echo", "clock": "CLOCK_MONOTONIC",
+ * Output (stdout, one JSON object): {"mode": "echo", "close": "rst", "clock": "CLOCK_MONOTONIC",
  *   "rounds": R, "targets": [{"label": "vip", "addr": "10.96.0.10:80", "errors": 0,
  *   "samples_us": [41.234, ...]}, ...]}
  * Exit status 0, or 2 for bad arguments.  Pinning is the caller's (taskset).
@@ -112,9 +118,10 @@ static int parse_target(const char *arg, struct target *t)
 }
 
 /* One connection; returns the elapsed µs, or a negative value on failure. */
-static double one(const struct sockaddr_in *addr, int echo)
+static double one(const struct sockaddr_in *addr, int echo, int rst)
 {
 	struct timeval tv = {.tv_sec = 1, .tv_usec = 0};
+	struct linger lg = {.l_onoff = 1, .l_linger = 0};
 	int one_ = 1;
 	char c = 'x';
 	double start, elapsed = -1.0;
@@ -136,6 +143,8 @@ static double one(const struct sockaddr_in *addr, int echo)
 				elapsed = now_us() - start;
 		}
 	}
+	if (rst)
+		setsockopt(fd, SOL_SOCKET, SO_LINGER, &lg, sizeof(lg));
 	close(fd);
 	return elapsed;
 }
@@ -145,17 +154,25 @@ int main(int argc, char **argv)
 	struct target targets[MAX_TARGETS];
 	long n = 1000, warmup = 10, rounds = 0;
 	double seconds = 20.0, end;
-	int echo = 1, k = 0, opt;
+	int echo = 1, rst = 1, k = 0, opt;
 
 	int order[MAX_TARGETS];
 
-	while ((opt = getopt(argc, argv, "m:n:w:t:s:")) != -1) {
+	while ((opt = getopt(argc, argv, "m:n:w:t:s:c:")) != -1) {
 		switch (opt) {
 		case 'm':
 			if (strcmp(optarg, "echo") == 0)
 				echo = 1;
 			else if (strcmp(optarg, "connect") == 0)
 				echo = 0;
+			else
+				goto usage;
+			break;
+		case 'c':
+			if (strcmp(optarg, "rst") == 0)
+				rst = 1;
+			else if (strcmp(optarg, "fin") == 0)
+				rst = 0;
 			else
 				goto usage;
 			break;
@@ -204,7 +221,7 @@ int main(int argc, char **argv)
 		}
 		for (int j = 0; j < k; j++) {
 			struct target *t = &targets[order[j]];
-			double us = one(&t->addrs[rng() % (unsigned long long)t->naddrs], echo);
+			double us = one(&t->addrs[rng() % (unsigned long long)t->naddrs], echo, rst);
 
 			if (r < warmup)
 				continue;
@@ -217,8 +234,9 @@ int main(int argc, char **argv)
 			rounds++;
 	}
 
-	printf("{\"mode\": \"%s\", \"clock\": \"CLOCK_MONOTONIC\", \"rounds\": %ld, \"targets\": [",
-	       echo ? "echo" : "connect", rounds);
+	printf("{\"mode\": \"%s\", \"close\": \"%s\", \"clock\": \"CLOCK_MONOTONIC\", "
+	       "\"rounds\": %ld, \"targets\": [",
+	       echo ? "echo" : "connect", rst ? "rst" : "fin", rounds);
 	for (int j = 0; j < k; j++) {
 		const struct target *t = &targets[j];
 
@@ -232,7 +250,8 @@ int main(int argc, char **argv)
 	return 0;
 
 usage:
-	fprintf(stderr, "usage: connect_loop [-m echo|connect] [-n N] [-w WARMUP] [-t SECONDS] [-s SEED] "
+	fprintf(stderr, "usage: connect_loop [-m echo|connect] [-c rst|fin] [-n N] [-w WARMUP] [-t SECONDS] "
+			"[-s SEED] "
 			"LABEL=IP[,IP...]:PORT...\n");
 	return 2;
 }
