@@ -20,7 +20,6 @@ import argparse
 import importlib
 import importlib.util
 import json
-import random
 from collections.abc import Sequence
 from typing import Any
 
@@ -42,9 +41,8 @@ from ciliate.errors import (
     UnsupportedError,
 )
 from ciliate.model.cluster import ClusterConfig
-from ciliate.model.meta import Doc, is_namespaced
+from ciliate.model.meta import Doc
 
-EPHEMERAL_CLUSTER = "reach"
 PROTOCOLS = ("TCP", "UDP", "SCTP")
 
 
@@ -54,47 +52,18 @@ PROTOCOLS = ("TCP", "UDP", "SCTP")
 def ephemeral_docs(
     docs: Sequence[Doc], config: ClusterConfig | None = None
 ) -> tuple[list[Doc], ClusterConfig]:
-    """Manifests + default kind-style nodes, reconciled in memory (no store)."""
-    from ciliate.controllers.cluster import cluster_objects
-    from ciliate.controllers.clusterconfig import kind_cluster
-    from ciliate.controllers.reconcile import compute_round
-    from ciliate.controllers.snapshot import Snapshot
+    """Manifests + default kind-style nodes, reconciled in memory (no store):
+    ``controllers.ephemeral``, imported when a command needs it (CLI start-up)."""
+    from ciliate.controllers.ephemeral import ephemeral_docs as reconcile
 
-    cfg = config or kind_cluster(EPHEMERAL_CLUSTER, ephemeral_node_count(docs))
-    base = cluster_objects(cfg)
-    # Namespaces the files use but do not declare are created (an ephemeral cluster is
-    # for answering questions about the files, not for refusing them).
-    have = {str((d.get("metadata") or {}).get("name")) for d in [*base, *docs]
-            if d.get("kind") == "Namespace"}  # fmt: skip
-    used = {
-        str((d.get("metadata") or {}).get("namespace") or "default")
-        for d in docs
-        if is_namespaced(str(d.get("kind", "")))
-    }
-    implied = [
-        {"apiVersion": "v1", "kind": "Namespace", "metadata": {"name": n}}
-        for n in sorted(used - have)
-    ]
-    snap = Snapshot([*base, *implied, *docs])
-    rng = random.Random(0)
-    for _ in range(20):
-        changes = compute_round(snap, cfg, rng)
-        if not changes:
-            break
-        snap = snap.with_changes(changes)
-    return snap.all(), cfg
+    return reconcile(docs, config)
 
 
 def ephemeral_node_count(docs: Sequence[Doc]) -> int:
     """kind's 3 nodes, more when the pods would not fit the /24 pod CIDR per node."""
-    pods = 0
-    for d in docs:
-        kind = d.get("kind")
-        if kind == "Pod":
-            pods += 1
-        elif kind in ("Deployment", "ReplicaSet", "StatefulSet"):
-            pods += int((d.get("spec") or {}).get("replicas", 1) or 0)
-    return max(3, -(-pods // 200))
+    from ciliate.controllers.ephemeral import ephemeral_node_count as count
+
+    return count(docs)
 
 
 def load_manifests(paths: Sequence[str], ctx: Context) -> list[Doc]:
