@@ -136,10 +136,14 @@ def test_pod_has_eth0_peered_with_its_lxc_and_routes_via_cilium_host(cluster: Cl
         )
         assert f"eth0@if{lxc_index}:" in link
         assert f"inet {ep['ip']}/32" in sh("ip", "-n", ep["netns"], "-o", "-4", "addr")
-        assert sh("ip", "-n", ep["netns"], "route").splitlines() == [
-            f"default via {gw} dev eth0 ",
-            f"{gw} dev eth0 scope link ",
+        cidr = {"mycluster-worker": "10.10.2.0/24", "mycluster-worker2": "10.10.1.0/24"}[ep["node"]]
+        routes = [line.rstrip() for line in sh("ip", "-n", ep["netns"], "route").splitlines()]
+        assert routes == [
+            f"default via {gw} dev eth0 mtu 1450",
+            f"{cidr} via {gw} dev eth0",
+            f"{gw} dev eth0 scope link",
         ]
+        assert " mtu 1500 " in link
 
 
 # --- traffic -----------------------------------------------------------------------------
