@@ -142,18 +142,25 @@ static __always_inline __u32 ct_lifetime(const struct ct_entry *e, __u8 nexthdr)
 	return CT_LIFETIME_TCP;
 }
 
+/* Writes to a shared entry are kept to the ones that change something: the two
+ * directions of a connection are often handled on different CPUs (data on the sender's,
+ * ACKs on the receiver's), and every store pulls the entry's cache line across.  So the
+ * lifetime is rewritten only when it moves (it has one-second resolution), flags only when
+ * they gain a bit, and the packet/byte counters exist only with CT_ACCOUNTING (off, as
+ * Cilium's --bpf-conntrack-accounting is by default since 1.16: nothing reads them). */
 static __always_inline __u8 ct_touch(struct ct_entry *e, __u8 tcp_flags, __u32 len, int reply,
-				     __u8 nexthdr)
+				     __u8 nexthdr, __u32 now)
 {
-	__u32 now = bpf_sec();
 	__u32 *last = reply ? &e->last_rx_report : &e->last_tx_report;
 	__u8 *seen = reply ? &e->rx_flags_seen : &e->tx_flags_seen;
+	__u16 flags = e->flags;
+	__u32 lifetime;
 	__u8 monitor = 0;
 
-	/* Plain adds: counters may miss a packet under a race between CPUs, which costs
-	 * less than a locked instruction on every packet (they are statistics only). */
+#ifdef CT_ACCOUNTING
 	e->packets += 1;
 	e->bytes += len;
+#endif
 	if (tcp_flags & (TCP_FLAG_SYN_ | TCP_FLAG_FIN_ | TCP_FLAG_RST_))
 		monitor = 1;
 	if ((*seen | tcp_flags) != *seen) {
@@ -165,10 +172,15 @@ static __always_inline __u8 ct_touch(struct ct_entry *e, __u8 tcp_flags, __u32 l
 		monitor = 1;
 	}
 	if (tcp_flags & (TCP_FLAG_FIN_ | TCP_FLAG_RST_))
-		e->flags |= reply ? CT_F_RX_CLOSING : CT_F_TX_CLOSING;
+		flags |= reply ? CT_F_RX_CLOSING : CT_F_TX_CLOSING;
 	if (tcp_flags & TCP_FLAG_ACK_)
-		e->flags |= CT_F_SEEN_NON_SYN;
-	e->lifetime = now + ct_lifetime(e, nexthdr);
+		flags |= CT_F_SEEN_NON_SYN;
+	if (flags != e->flags)
+		e->flags = flags;
+	/* after the flags: a closing connection gets the closing lifetime */
+	lifetime = now + ct_lifetime(e, nexthdr);
+	if (lifetime != e->lifetime)
+		e->lifetime = lifetime;
 	return monitor;
 }
 
@@ -195,7 +207,7 @@ static __always_inline void ct_lookup4(const struct ipv4_ct_tuple *tuple, __u8 t
 		res->backend_id = (__u32)e->backend_id;
 		res->src_sec_id = e->src_sec_id;
 		res->proxy_redirect = !!(e->flags & CT_F_PROXY_REDIRECT);
-		res->monitor = ct_touch(e, tcp_flags, len, 0, tuple->nexthdr);
+		res->monitor = ct_touch(e, tcp_flags, len, 0, tuple->nexthdr, now);
 		return;
 	}
 	ct_tuple_reverse(tuple, &rev);
@@ -212,7 +224,7 @@ static __always_inline void ct_lookup4(const struct ipv4_ct_tuple *tuple, __u8 t
 		res->src_sec_id = e->src_sec_id;
 		if (e->flags & CT_F_FROM_TUNNEL)
 			res->tunnel_src = (__be32)e->reserved0;
-		res->monitor = ct_touch(e, tcp_flags, len, 1, tuple->nexthdr);
+		res->monitor = ct_touch(e, tcp_flags, len, 1, tuple->nexthdr, now);
 		return;
 	}
 	res->status = CT_NEW;
