@@ -325,7 +325,7 @@ def run(reps: int, quick: bool) -> dict[str, Any]:
     for k, v in errors.items():
         print(f"   {k}: NOT MEASURED: {v}")
     result = {"suite": "services", "reps": reps, "quick": quick, "sizes": sizes,
-              "samples_per_run": samples, "client": "bench/tools/connect_loop.c, -m echo",
+              "samples_per_run": samples, "client": "bench/tools/connect_loop.c -m echo -c rst",
               "pinning": "client+servers taskset -c 1", "noisy_reps": noisy_reps,
               "errors": errors, "failed_connects": failed, "raw": raw,
               "noise_us": analysis["noise_us"], "summary": analysis["summary"],
