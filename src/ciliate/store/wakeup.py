@@ -80,6 +80,10 @@ class Bell:
         finally:
             addr.close()
         self._sock.setblocking(False)
+        # poll, not select: an agent with many pods holds more than FD_SETSIZE (1024)
+        # descriptors, and select() refuses any numbered above it.
+        self._poller = select.poll()
+        self._poller.register(self._sock, select.POLLIN)
 
     def fileno(self) -> int:
         return self._sock.fileno()
@@ -92,11 +96,7 @@ class Bell:
 
     def wait(self, timeout: float) -> bool:
         """Block until rung or ``timeout`` seconds pass; True when rung."""
-        try:
-            readable, _, _ = select.select([self._sock], [], [], max(timeout, 0.0))
-        except InterruptedError:
-            return True  # a signal: look again, it costs one pragma
-        return bool(readable)
+        return bool(self._poller.poll(max(timeout, 0.0) * 1000))
 
     def ring(self) -> None:
         """Wake this bell's own watcher (the store closing under it)."""

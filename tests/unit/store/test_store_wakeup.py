@@ -6,6 +6,8 @@ bounded waits was delivered by the push, not by the polling fallback.
 
 from __future__ import annotations
 
+import os
+import resource
 import signal
 import subprocess
 import sys
@@ -13,6 +15,8 @@ import textwrap
 import threading
 from pathlib import Path
 from typing import Any
+
+import pytest
 
 from ciliate.store.api import Change, ObjectKey, WatchEvent
 from ciliate.store.sqlite import WATCH_DIR_SUFFIX, SQLiteStore
@@ -213,3 +217,27 @@ def test_a_store_without_push_registers_no_socket_and_still_watches(tmp_path: Pa
     finally:
         a.close()
         b.close()
+
+
+def test_a_bell_numbered_above_fd_setsize_still_wakes(tmp_path: Path) -> None:
+    """An agent with many pods holds more than 1024 descriptors (select's limit)."""
+    soft, hard = resource.getrlimit(resource.RLIMIT_NOFILE)
+    if hard != resource.RLIM_INFINITY and hard < 1200:
+        pytest.skip(f"RLIMIT_NOFILE hard limit {hard} < 1200")
+    resource.setrlimit(resource.RLIMIT_NOFILE, (max(soft, 1200), hard))
+    fds = [
+        os.open(os.devnull, os.O_RDONLY)
+        for _ in range(max(0, 1100 - len(os.listdir("/proc/self/fd"))))
+    ]
+    try:
+        bell = Bell(tmp_path)
+        try:
+            assert bell.fileno() > 1024
+            assert Ringer(tmp_path).ring() == 1
+            assert bell.wait(BOUND)
+        finally:
+            bell.close()
+    finally:
+        for fd in fds:
+            os.close(fd)
+        resource.setrlimit(resource.RLIMIT_NOFILE, (soft, hard))
