@@ -3,8 +3,8 @@
 Role: lets a commit in one process wake the watchers of the same SQLite file in every
 other process at once, instead of after their next poll. Inputs: the directory that
 registers the watchers of one database (``<db>-watch/``, next to ``-wal`` and
-``-shm``). Outputs: ``Bell`` (a watcher's socket: ``wait``, ``drain``, ``close``) and
-``ring`` (what a writer calls after each commit). Imports only the standard library;
+``-shm``). Outputs: ``Bell`` (a watcher's socket: ``drain``, ``wait``, ``close``) and
+``Ringer`` (a writer's: ``ring`` after each commit). Imports only the standard library;
 must not import anything of ciliate (it sits under ``store.sqlite``).
 
 Theory of operation:
