@@ -19,7 +19,8 @@ Theory of operation:
    ``control.services``.
 4. Every per-node map is a ``LayeredMap`` over the shared one, and every update goes
    through ``desired.layered``: earlier DesiredStates are never mutated, and ``diff``
-   compares only the layers that differ.
+   compares only the layers that differ. What is kept per node between updates, and
+   how it becomes the node's ``NodeState``: ``control.node_parts``.
 
 Pods, Services, EndpointSlices and policies (through the policy compiler's own
 incremental updates) change incrementally; any other kind (Node, Namespace, Cluster)
@@ -33,25 +34,31 @@ from __future__ import annotations
 import contextlib
 import gc
 from collections.abc import Iterable, Iterator, Mapping, Sequence
-from dataclasses import dataclass, field
 from ipaddress import IPv4Address, IPv4Network
 from typing import Any, Protocol
 
 from ciliate.control import endpoints as E
 from ciliate.control import services as S
-from ciliate.control.endpoint_policy import ALLOW_ALL, POLICY_KINDS, EndpointPolicies
+from ciliate.control.endpoint_policy import POLICY_KINDS, EndpointPolicies
 from ciliate.control.identity import (
     LabelSet,
     allocate_identities,
     pod_identity_labels,
     reserved_identities,
 )
-from ciliate.control.ipcache import WORLD, cidr_delta, host_prefix, local_view, remote_view
+from ciliate.control.ipcache import WORLD, cidr_delta, host_prefix, remote_view
 from ciliate.control.lbstate import LBState
+from ciliate.control.node_parts import (
+    NodeParts,
+    PodRecord,
+    build_node_parts,
+    endpoint_state,
+    ip4,
+    node_state,
+    pod_eligible,
+)
 from ciliate.control.nodes import (
     NodeInfo,
-    node_devices,
-    node_routes,
     resolve_nodes,
     sorted_pod_cidrs,
 )
@@ -59,20 +66,13 @@ from ciliate.control.pins import export_pins, seed_pins
 from ciliate.desired import (
     IPCACHE_F_HAS_TUNNEL_EP,
     DesiredState,
-    Device,
-    EndpointInfo,
     EndpointKey,
     EndpointState,
     Identity,
     IPCacheKey,
-    LayeredMap,
     MapChange,
     MapName,
-    NodeState,
-    PodNet,
-    PolicyMap,
     RemoteEndpointInfo,
-    Route,
     layered,
     policy_map_name,
 )
@@ -112,45 +112,6 @@ class DocEvent(Protocol):
     def object(self) -> Doc: ...
 
 
-@dataclass(frozen=True, slots=True)
-class PodRecord:
-    key: str
-    pod: Pod
-    node: str
-    ip: IPv4Address
-    labels: LabelSet
-    identity: int
-    ipcache_key: IPCacheKey  # ip/32, built once (IPv4Network construction is not cheap)
-
-
-@dataclass(slots=True)
-class _NodeParts:
-    info: NodeInfo
-    base_devices: tuple[Device, ...]
-    routes: tuple[Route, ...]
-    host_endpoint_id: int
-    endpoints: Mapping[int, EndpointState] = field(default_factory=dict)
-    lxc: Mapping[EndpointKey, EndpointInfo] = field(default_factory=dict)
-    own_ipcache: Mapping[IPCacheKey, RemoteEndpointInfo] = field(default_factory=dict)
-    policy: Mapping[int, PolicyMap] = field(default_factory=dict)
-    pods: Mapping[str, PodNet] = field(default_factory=dict)
-    # (the endpoints mapping it was built from, devices): rebuilt when endpoints change
-    devices: tuple[Mapping[int, EndpointState], tuple[Device, ...]] | None = None
-
-
-def _pod_eligible(pod: Pod) -> bool:
-    return (
-        bool(pod.spec.node_name)
-        and bool(pod.status.pod_ip)
-        and not pod.spec.host_network
-        and pod.status.phase not in ("Succeeded", "Failed")
-    )
-
-
-def _ip4(text: str) -> IPv4Address | None:
-    return S.parse_ipv4(text)
-
-
 class Engine:
     """Incremental control engine. ``load`` builds everything; ``update`` and
     ``apply_events`` take changed and deleted documents and return the map changes.
@@ -167,7 +128,7 @@ class Engine:
         self.previous = previous
         self.docs: dict[str, dict[tuple[str, str, str], Doc]] = {}  # kind -> key -> doc
         self.nodes: dict[str, NodeInfo] = {}
-        self.parts: dict[str, _NodeParts] = {}
+        self.parts: dict[str, NodeParts] = {}
         self.namespaces: dict[str, Namespace] = {}
         self.pods: dict[str, PodRecord] = {}
         self.label_ids: dict[LabelSet, int] = {}
@@ -247,8 +208,8 @@ class Engine:
         pods: list[tuple[Pod, IPv4Address, LabelSet]] = []
         for d in self._kind("Pod"):
             pod = Pod.from_doc(d)
-            ip = _ip4(pod.status.pod_ip)
-            if ip is None or not _pod_eligible(pod) or pod.spec.node_name not in self.nodes:
+            ip = ip4(pod.status.pod_ip)
+            if ip is None or not pod_eligible(pod) or pod.spec.node_name not in self.nodes:
                 continue
             pods.append((pod, ip, self._labels(pod)))
         self.label_ids = allocate_identities((p[2] for p in pods), self.label_ids)
@@ -347,52 +308,14 @@ class Engine:
         all_nodes: Sequence[NodeInfo],
         recs: list[PodRecord],
         cidrs: Sequence[tuple[str, str]] | None = None,
-    ) -> _NodeParts:
-        cfg = self.config
+    ) -> NodeParts:
         keys = [r.key for r in recs] + [E.HOST_KEY] + ([E.HEALTH_KEY] if info.health_ip else [])
         ids = E.allocate_endpoint_ids(keys, self.ep_ids.get(info.name, {}))
         self.ep_ids[info.name] = ids
-        endpoints: dict[int, EndpointState] = {}
-        lxc: dict[EndpointKey, EndpointInfo] = E.host_lxc_entries(info, cfg.cluster_id)
-        own = local_view(info)
-        policy: dict[int, PolicyMap] = {}
-        pod_eps: dict[str, EndpointState] = {}
-        health = E.health_endpoint(info, ids.get(E.HEALTH_KEY, 0))
-        if health is not None:
-            endpoints[health.id] = health
-            k, v = E.lxc_entry(health, cfg.cluster_id)
-            lxc[k] = v
-            policy[health.id] = ALLOW_ALL
-        for rec in recs:
-            ep = self._endpoint(info, rec, ids[rec.key])
-            endpoints[ep.id] = ep
-            k, v = E.lxc_entry(ep, cfg.cluster_id)
-            lxc[k] = v
-            own[rec.ipcache_key] = RemoteEndpointInfo(rec.identity)
-            policy[ep.id] = self.policies.get(rec.key).map
-            pod_eps[rec.key] = ep
-        return _NodeParts(
-            info=info,
-            base_devices=node_devices(info, cfg),
-            routes=node_routes(info, all_nodes, cfg, cidrs),
-            host_endpoint_id=ids[E.HOST_KEY],
-            endpoints=endpoints,
-            lxc=lxc,
-            own_ipcache=own,
-            policy=policy,
-            pods=E.PodNets(info, cfg.pod_mtu, pod_eps, cfg.pod_route_mtu),
-        )
+        return build_node_parts(self.config, info, all_nodes, recs, ids, self.policies, cidrs)
 
     def _endpoint(self, info: NodeInfo, rec: PodRecord, ep_id: int) -> EndpointState:
-        ep = E.pod_endpoint(info, rec.key, ep_id, rec.ip, rec.identity, rec.labels)
-        pol = self.policies.get(rec.key)
-        if pol.ingress_enforced or pol.egress_enforced:
-            from dataclasses import replace
-
-            ep = replace(
-                ep, ingress_enforced=pol.ingress_enforced, egress_enforced=pol.egress_enforced
-            )
-        return ep
+        return endpoint_state(info, rec, ep_id, self.policies)
 
     # --- the state ---------------------------------------------------------------------
 
@@ -401,39 +324,15 @@ class Engine:
         if self._state is None:
             self._state = DesiredState(
                 cluster=self.config.name,
-                nodes={n: self._node_state(p) for n, p in self.parts.items()},
+                nodes={
+                    n: node_state(p, self.shared_ipcache, self.lb.node_view(n))
+                    for n, p in self.parts.items()
+                },
                 identities=self.identities,
                 revision=self.revision,
                 services=self.lb.frontends,
             )
         return self._state
-
-    def _node_state(self, p: _NodeParts) -> NodeState:
-        info = p.info
-        if p.devices is None or p.devices[0] is not p.endpoints:
-            lxc_devs = tuple(
-                E.lxc_device(ep) for ep in sorted(p.endpoints.values(), key=lambda e: e.lxc_ifindex)
-            )
-            p.devices = (p.endpoints, p.base_devices + lxc_devs)
-        return NodeState(
-            info.name,
-            info.internal_ip,
-            info.node_prefix_len,
-            info.cilium_internal_ip,
-            info.pod_cidr,
-            info.health_ip,
-            p.devices[1],
-            p.routes,
-            p.endpoints,
-            p.lxc,
-            LayeredMap(self.shared_ipcache, p.own_ipcache),
-            p.policy,
-            *self.lb.node_view(info.name),
-            p.pods,
-            p.host_endpoint_id,
-            info.role,
-            info.labels,
-        )
 
     # --- incremental updates -------------------------------------------------------------
 
@@ -510,17 +409,17 @@ class Engine:
         out: list[MapChange] = []
         if pod.key in self.pods:
             old = self.pods[pod.key]
-            ip = _ip4(pod.status.pod_ip)
+            ip = ip4(pod.status.pod_ip)
             if (
-                _pod_eligible(pod)
+                pod_eligible(pod)
                 and ip == old.ip
                 and pod.spec.node_name == old.node
                 and self._labels(pod) == old.labels
             ):
                 return out
             out += self._remove_pod(pod.key)
-        ip = _ip4(pod.status.pod_ip)
-        if ip is None or not _pod_eligible(pod) or pod.spec.node_name not in self.parts:
+        ip = ip4(pod.status.pod_ip)
+        if ip is None or not pod_eligible(pod) or pod.spec.node_name not in self.parts:
             return out
         labels = self._labels(pod)
         new_ident = labels not in self.label_ids
