@@ -114,6 +114,7 @@ int cil_from_host(struct __sk_buff *skb)
 	struct l4_info l4;
 	void *data_end;
 	struct iphdr *ip4;
+	__u32 src_id;
 
 	if (skb->protocol == bpf_htons(ETH_P_ARP)) {
 		/* cilium_host should be NOARP (Cilium sets it so); if it is not, the host ARPs
@@ -133,8 +134,10 @@ int cil_from_host(struct __sk_buff *skb)
 		return CTX_ACT_OK;
 	if (l4_load(skb, ETH_HLEN + ipv4_hdrlen(ip4), ip4->protocol, &l4) < 0)
 		return CTX_ACT_OK;
-	return host_forward(skb, HOST_ID, ip4->saddr, ip4->daddr, ip4->protocol,
-			    ETH_HLEN + ipv4_hdrlen(ip4), &l4, &lb);
+	/* the L7 proxy's upstream of an egress redirect carries the source's identity */
+	src_id = proxy_egress_identity(skb);
+	return host_forward(skb, src_id ? src_id : HOST_ID, ip4->saddr, ip4->daddr,
+			    ip4->protocol, ETH_HLEN + ipv4_hdrlen(ip4), &l4, &lb);
 }
 
 SEC("tc")

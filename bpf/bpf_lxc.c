@@ -60,7 +60,7 @@ static __always_inline int handle_ipv4(struct __sk_buff *skb)
 	struct iphdr *ip4;
 	__be32 saddr, daddr;
 	__u32 l4_off, src_id, dst_id, flags;
-	__u16 src_ep;
+	__u16 src_ep, egress_proxy = 0;
 	__u8 proto;
 	int ret;
 
@@ -119,7 +119,8 @@ static __always_inline int handle_ipv4(struct __sk_buff *skb)
 
 	/* 4. Egress policy of the source, for new connections only. */
 	if (ct.status == CT_NEW && (flags & RUNTIME_F_POLICY)) {
-		ret = policy_can_access(skb, src_ep, dst_id, 1, proto, l4.dport);
+		ret = policy_can_access_proxy(skb, src_ep, dst_id, 1, proto, l4.dport,
+					      &egress_proxy);
 		if (ret)
 			return DROP(skb, THIS_FILE, METRIC_EGRESS, ret, src_ep, src_id, dst_id, 0);
 	}
@@ -128,6 +129,20 @@ static __always_inline int handle_ipv4(struct __sk_buff *skb)
 	t.monitor = ct.monitor;
 	t.src_label = src_id;
 	t.dst_label = dst_id;
+
+	/* L7 egress policy, and every later packet of a connection this node's proxy
+	 * serves (either direction's redirect): to the proxy (proxy.h) */
+	if (egress_proxy || (ct.status == CT_ESTABLISHED && ct.proxy_redirect)) {
+		if (ct.status == CT_NEW)
+			ct_create4(&tuple, src_id, lb.rev_nat_index, lb.backend_id, l4.tcp_flags,
+				   skb->len);
+		t.source = src_ep;
+		ret = redirect_to_proxy(skb, &t, &tuple, egress_proxy != 0, saddr, daddr, &l4,
+					egress_proxy);
+		if (ret)
+			return DROP(skb, THIS_FILE, METRIC_EGRESS, ret, src_ep, src_id, dst_id, 0);
+		return CTX_ACT_OK;
+	}
 
 	/* 5. Deliver.  A reply on a connection that came through the overlay goes back
 	 * through it, to the node it came from: that node may hold the connection's service
@@ -163,7 +178,7 @@ static __always_inline int handle_ipv4(struct __sk_buff *skb)
 		t.dst_label = dst->sec_id;
 		t.ifindex = dst->ifindex;
 		/* L7 ingress policy: the node's proxy serves the connection (proxy.h) */
-		if (proxy_port || (ct.status == CT_ESTABLISHED && ct.proxy_redirect)) {
+		if (proxy_port) {
 			ret = redirect_to_proxy(skb, &t, &tuple, proxy_port != 0, saddr, daddr, &l4,
 						proxy_port);
 			if (ret)

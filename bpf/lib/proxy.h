@@ -2,7 +2,8 @@
 /* proxy.h: hand a connection to the node's L7 proxy, the way Cilium's TPROXY path does
  * (Cilium bpf/lib/proxy.h: ctx_redirect_to_proxy_first / assign_socket_tcp).
  *
- * Theory of operation (ingress L7 at the destination endpoint; TCP only):
+ * Theory of operation (TCP only; ingress L7 at the destination endpoint's node, egress L7
+ * at the source endpoint's node):
  *   1. policy.h chose an allow entry with a proxy port (an L7 rule): the program creates
  *      the conntrack entry as for any allowed connection and marks it CT_F_PROXY_REDIRECT,
  *      so every later packet of the connection in the same direction comes here too
@@ -20,12 +21,17 @@
  *      socket carries the pod's address and answers from it.
  *   4. No socket (the proxy is not running): DROP_PROXY_LOOKUP_FAILED (178), assignment
  *      refused: DROP_PROXY_SET_FAILED (179).
- * The proxy's own upstream connections carry SO_MARK MARK_MAGIC_PROXY_INGRESS: policy was
- * enforced on them by the proxy (the destination's L7 rules), the host programs let them
- * through without a second lookup (proxy_upstream()).
- * Egress L7 (a redirect entry in the source's egress policy) still drops with 180
- * (DROP_PROXY_UNSUPPORTED): the proxy's upstream leaves from the node, so the destination
- * would see the node's identity instead of the source's.
+ * The proxy's upstream connections leave from the node (cilium_host) and carry SO_MARK:
+ *   - MARK_MAGIC_PROXY_INGRESS after an ingress redirect: the proxy enforced the
+ *     destination's policy, the host programs let it through without a second lookup
+ *     (proxy_upstream());
+ *   - MARK_MAGIC_PROXY_EGRESS | source identity << 16 after an egress redirect: the host
+ *     programs forward it as the source's traffic (proxy_egress_identity()), so the
+ *     destination's ingress policy -- here, or across the overlay through the VNI -- sees
+ *     the source, not the node.
+ * Not handled (DROP_PROXY_UNSUPPORTED, 180, as before): L7 entries on other protocols than
+ * TCP, and an egress-redirected upstream that meets an ingress redirect on the same node
+ * (cil_from_host runs at egress, where no socket can be assigned).
  */
 #ifndef CILIATE_PROXY_H
 #define CILIATE_PROXY_H
@@ -37,6 +43,7 @@
 #define MARK_MAGIC_HOST_MASK 0x0F00
 #define MARK_MAGIC_TO_PROXY 0x0200
 #define MARK_MAGIC_PROXY_INGRESS 0x0A00 /* SO_MARK of the proxy's upstream sockets */
+#define MARK_MAGIC_PROXY_EGRESS 0x0B00 /* ... of an egress redirect: identity << 16 */
 
 #define DROP_PROXY_LOOKUP_FAILED 178
 #define DROP_PROXY_SET_FAILED 179
@@ -49,6 +56,14 @@
 static __always_inline int proxy_upstream(const struct __sk_buff *skb)
 {
 	return (skb->mark & MARK_MAGIC_HOST_MASK) == MARK_MAGIC_PROXY_INGRESS;
+}
+
+/* The source identity an egress-redirected upstream carries in its mark (0: none). */
+static __always_inline __u32 proxy_egress_identity(const struct __sk_buff *skb)
+{
+	if ((skb->mark & MARK_MAGIC_HOST_MASK) != MARK_MAGIC_PROXY_EGRESS)
+		return 0;
+	return skb->mark >> 16;
 }
 
 /* Mark the conntrack entry of a connection handed to the proxy (step 1). */

@@ -62,6 +62,10 @@ PODS = [
     _pod("fe2", "frontend", W1, more=[UDP81], labels={"app": "web"}),
     _pod("fe3", "frontend", W2),
     _pod("other", "other", W2),
+    # egress L7: c1 may send only GET /public to role=api pods, which admit only clients
+    _pod("c1", "client", W1),
+    _pod("api1", "api", W1),
+    _pod("api2", "api", W2),
 ]
 # a ClusterIP service in front of fe2 only
 SERVICE = {
@@ -86,6 +90,41 @@ POLICY = {
                         "rules": {"http": [{"method": "GET", "path": "/public"}]},
                     }
                 ],
+            }
+        ],
+    },
+}
+
+
+EGRESS_L7 = {
+    "apiVersion": "cilium.io/v2",
+    "kind": "CiliumNetworkPolicy",
+    "metadata": {"name": "client-egress-l7", "namespace": "default"},
+    "spec": {
+        "endpointSelector": {"matchLabels": {"role": "client"}},
+        "egress": [
+            {
+                "toEndpoints": [{"matchLabels": {"role": "api"}}],
+                "toPorts": [
+                    {
+                        "ports": [{"port": "80", "protocol": "TCP"}],
+                        "rules": {"http": [{"method": "GET", "path": "/public"}]},
+                    }
+                ],
+            }
+        ],
+    },
+}
+API_FROM_CLIENTS = {
+    "apiVersion": "cilium.io/v2",
+    "kind": "CiliumNetworkPolicy",
+    "metadata": {"name": "api-from-clients", "namespace": "default"},
+    "spec": {
+        "endpointSelector": {"matchLabels": {"role": "api"}},
+        "ingress": [
+            {
+                "fromEndpoints": [{"matchLabels": {"role": "client"}}],
+                "toPorts": [{"ports": [{"port": "80", "protocol": "TCP"}]}],
             }
         ],
     },
@@ -201,7 +240,13 @@ def cluster(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Cluster]:
     c = Cluster(state)
     names = runtime.KernelPaths(state).names
     try:
-        cli(state, "apply", "-f", "-", stdin=yaml.safe_dump_all([*PODS, SERVICE, POLICY]))
+        cli(
+            state,
+            "apply",
+            "-f",
+            "-",
+            stdin=yaml.safe_dump_all([*PODS, SERVICE, POLICY, EGRESS_L7, API_FROM_CLIENTS]),
+        )
         c.up()
         # the servers bind their ports shortly after up: wait for fe2's nginx
         wait_for(lambda: c.get("fe1", "fe2", "/public")[0] == 200, what="fe2 serving /public")
@@ -217,7 +262,8 @@ def test_one_proxy_on_the_node_of_the_l7_endpoints(cluster: Cluster) -> None:
     # fe1/fe2 on W1, fe3 on W2 are selected by the rule; the control plane has none
     assert set(proxies) == {W1, W2}
     assert all(p["running"] for p in proxies.values())
-    assert proxies[W1]["endpoints"] == 2 and proxies[W2]["endpoints"] == 1
+    # W1: fe1, fe2 (ingress L7), c1 (egress L7); W2: fe3
+    assert proxies[W1]["endpoints"] == 3 and proxies[W2]["endpoints"] == 1
 
 
 def test_allowed_request_gets_the_servers_answer(cluster: Cluster) -> None:
@@ -244,6 +290,17 @@ def test_through_a_service_the_client_sees_the_frontend(cluster: Cluster) -> Non
     for src in ("fe1", "fe3"):
         got = cluster.requests(src, "fe2", "/public", "/private", to=(vip, 8000))
         assert [s for s, _ in got] == [200, 403], (src, got)
+
+
+def test_egress_l7_at_the_source_carries_its_identity(cluster: Cluster) -> None:
+    """c1's egress rule sends its connections to its node's proxy; the upstream carries
+    c1's identity (mark, then the VNI), so api2's ingress policy -- clients only --
+    admits it across the overlay, as it admits c1 itself."""
+    for dst in ("api1", "api2"):
+        got = cluster.requests("c1", dst, "/public", "/private", "/public")
+        assert [s for s, _ in got] == [200, 403, 200], (dst, got)
+        assert got[1][1] == b"Access denied\r\n"
+    assert not cluster.connects("other", "api2")  # api admits clients only
 
 
 def test_a_non_frontend_is_dropped_at_l4(cluster: Cluster) -> None:
@@ -307,6 +364,18 @@ def test_observe_shows_the_redirect_and_the_l7_records(cluster: Cluster) -> None
     codes = {f.l7.http.code for f in l7 if f.l7 and f.l7.http and f.l7.type is L7FlowType.RESPONSE}
     assert {200, 403} <= codes
     # and through the CLI: `ciliate observe --type l7`-style output names the requests
+    egress = wait_for(
+        lambda: [
+            f
+            for f in cluster.flows()
+            if f.type is FlowType.L7
+            and f.egress_allowed_by
+            and f.source is not None
+            and f.source.pod_name == "c1"
+        ],
+        what="an egress L7 record of c1",
+    )
+    assert [p.name for p in egress[0].egress_allowed_by] == ["client-egress-l7"]
     text = cli(cluster.state, "observe", "--last", "200")
     assert "to-proxy" in text and "http-request" in text
 
@@ -326,3 +395,4 @@ def test_the_proxy_outlives_the_agent_and_is_adopted(cluster: Cluster) -> None:
     assert all(p["adopted"] and p["running"] for p in after.values())
     assert cluster.get("fe1", "fe2", "/private") == (403, b"Access denied\r\n")
     assert cluster.get("fe3", "fe2", "/public")[0] == 200
+    assert [s for s, _ in cluster.requests("c1", "api2", "/public", "/x")] == [200, 403]

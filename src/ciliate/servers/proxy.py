@@ -11,17 +11,20 @@ Per connection:
 1. the original destination is the accepted socket's own address (``getsockname``);
    the client's identity is the one the kernel decided with: the conntrack entry of the
    connection (``src_sec_id``), else the node's ipcache, else world;
-2. the rules: the destination endpoint's policy map from the agent's rules file
-   (``datapath.linux.proxy_rules``, reloaded when it changes), looked up with
-   ``control.mapstate.lookup`` -- the datapath's lookup -- for (identity, ingress, TCP,
-   port); the chosen entry's HTTP rules decide each request with
-   ``control.l7.http_allowed``, the model's matcher;
+2. the rules (``decide_connection``): the agent's rules file
+   (``datapath.linux.proxy_rules``, reloaded when it changes) holds the policy maps of
+   the node's redirecting endpoints; the destination's map looked up for the client
+   (ingress L7), else the client's map looked up for the destination's identity (egress
+   L7), with ``control.mapstate.lookup`` -- the datapath's lookup; the chosen entry's
+   HTTP rules decide each request with ``control.l7.http_allowed``, the model's matcher;
 3. requests are framed by ``servers.proxy_http`` (HTTP/1.1, keep-alive, pipelining,
    chunked bodies). An allowed request is relayed verbatim over one upstream connection
-   from the node to the original destination (SO_MARK 0xA00: the host programs let the
-   proxy's own traffic through, the policy was enforced here); a denied one is answered
-   ``403`` with the body ``Access denied\\r\\n`` (Envoy's) and the connection stays open;
-   responses go back in request order. Not HTTP: 400 and close;
+   from the node to the original destination, marked for the host programs (SO_MARK
+   0xA00 after an ingress redirect: the policy was enforced here; 0xB00 with the
+   source's identity after an egress one: the destination's ingress policy sees the
+   source); a denied one is answered ``403`` with the body ``Access denied\\r\\n``
+   (Envoy's) and the connection stays open; responses go back in request order. Not
+   HTTP: 400 and close;
 4. every request gives Hubble L7 records (type L7, http method/url/code, verdict
    FORWARDED or DROPPED, the policy) appended to the node's proxy flow log, which
    ``ciliate observe`` merges with the kernel's flows.
@@ -40,9 +43,10 @@ import logging
 import os
 import signal
 import socket
+import struct
 import time
 from collections import deque
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from ipaddress import IPv4Address, IPv4Network
 from pathlib import Path
@@ -68,6 +72,7 @@ log = logging.getLogger("ciliate.proxy")
 
 IP_TRANSPARENT = 19
 MARK_PROXY_UPSTREAM = 0x0A00  # bpf/lib/proxy.h MARK_MAGIC_PROXY_INGRESS
+MARK_PROXY_EGRESS = 0x0B00  # bpf/lib/proxy.h MARK_MAGIC_PROXY_EGRESS, identity << 16
 WORLD_ID = 2
 TCP = 6
 
@@ -77,12 +82,23 @@ TCP = 6
 
 @dataclass(frozen=True, slots=True)
 class Decision:
-    """What applies to one proxied connection."""
+    """What applies to one proxied connection. ``endpoint`` is the local endpoint whose
+    map decided: the destination (ingress) or the client (egress); ``identity`` the
+    remote identity of the lookup (the client's, or the destination's)."""
 
     endpoint: EndpointRules | None
     identity: int
     entry: PolicyEntry | None  # the redirect entry chosen (None: relay as L4)
     denied: bool = False  # the map denies the connection now: closed, never relayed
+    egress: bool = False
+
+    @property
+    def upstream_mark(self) -> int:
+        """SO_MARK of the upstream (bpf/lib/proxy.h): an egress redirect carries the
+        source's identity, so the destination's ingress policy sees the source."""
+        if self.egress and self.endpoint is not None:
+            return MARK_PROXY_EGRESS | (self.endpoint.identity & 0xFFFF) << 16
+        return MARK_PROXY_UPSTREAM
 
     @property
     def http_rules(self) -> tuple[L7Rule, ...]:
@@ -104,13 +120,40 @@ class Decision:
         return http_allowed(rules, head.method, head.path, host, head.header_map) is not None
 
 
-def decide(endpoint: EndpointRules | None, identity: int, port: int) -> Decision:
+def decide(
+    endpoint: EndpointRules | None, identity: int, port: int, *, egress: bool = False
+) -> Decision:
     """The entry the kernel chose for this connection: the same lookup, same map."""
     if endpoint is None:
-        return Decision(None, identity, None)
-    v = lookup(endpoint.policy, identity, False, TCP, port)
+        return Decision(None, identity, None, egress=egress)
+    v = lookup(endpoint.policy, identity, egress, TCP, port)
     entry = v.entry if v.allowed and v.redirect else None
-    return Decision(endpoint, identity, entry, denied=not v.allowed)
+    return Decision(endpoint, identity, entry, denied=not v.allowed, egress=egress)
+
+
+def decide_connection(
+    rules: dict[str, EndpointRules],
+    client: tuple[str, int],
+    orig: tuple[str, int],
+    client_identity: int,
+    remote_identity: Callable[[str], int],
+) -> Decision:
+    """Which redirect brought the connection here, in the order the kernel looks:
+
+    1. the destination is a local endpoint whose ingress entry for the client redirects;
+    2. the client is a local endpoint whose egress entry for the destination redirects;
+    3. otherwise a map that now denies closes it; else it is relayed as L4 (the policy
+       changed since the redirect), egress when the client is a local endpoint."""
+    ingress = decide(rules.get(orig[0]), client_identity, orig[1])
+    if ingress.entry is not None:
+        return ingress
+    src = rules.get(client[0])
+    egress = decide(src, remote_identity(orig[0]), orig[1], egress=True) if src else None
+    if egress is not None and egress.entry is not None:
+        return egress
+    if ingress.denied:
+        return ingress
+    return egress if egress is not None else ingress
 
 
 class Rules:
@@ -165,9 +208,13 @@ class Identities:
                     sec = codec.parse_ct_entry(raw).src_sec_id
                     if sec:
                         return sec
+        return self.remote(client[0])
+
+    def remote(self, ip: str) -> int:
+        """The identity of an address from the node's ipcache (world when absent)."""
         ipc = self._map("cilium_ipcache")
         if ipc is not None:
-            key = codec.build_ipcache_key(IPCacheKey(IPv4Network(f"{client[0]}/32")))
+            key = codec.build_ipcache_key(IPCacheKey(IPv4Network(f"{ip}/32")))
             with contextlib.suppress(OSError, codec.CodecError):
                 raw = ipc.lookup(key)
                 if raw is not None:
@@ -211,6 +258,9 @@ class FlowSink:
             pod_name=pod,
             labels=ep.labels if ep else (),
         )
+        egress = d is not None and d.egress
+        if egress:  # the endpoint is the client, the lookup's identity the server's
+            src, dst = dst, src
         ips, ports = (conn.client[0], conn.orig[0]), (conn.client[1], conn.orig[1])
         if response:  # Hubble: a response record goes from the server to the client
             src, dst = dst, src
@@ -231,9 +281,13 @@ class FlowSink:
             ),
             is_reply=bool(response),
             event_type=hf.CiliumEventType(129, 0),
-            traffic_direction=hf.TrafficDirection.INGRESS,
-            ingress_allowed_by=pols if forwarded else (),
-            ingress_denied_by=pols if not forwarded else (),
+            traffic_direction=(
+                hf.TrafficDirection.EGRESS if egress else hf.TrafficDirection.INGRESS
+            ),
+            ingress_allowed_by=pols if forwarded and not egress else (),
+            ingress_denied_by=pols if not forwarded and not egress else (),
+            egress_allowed_by=pols if forwarded and egress else (),
+            egress_denied_by=pols if not forwarded and egress else (),
             proxy_port=conn.proxy.port,
         )
         try:
@@ -304,9 +358,14 @@ class ClientConnection(asyncio.Protocol):
         if self.orig[1] in self.proxy.ports:  # a direct connection to the proxy: no
             transport.close()  # original destination to relay to
             return
-        endpoint = self.proxy.rules.current().get(self.orig[0])
-        identity = self.proxy.identities.of(self.client, self.orig)
-        self.decision = decide(endpoint, identity, self.orig[1])
+        ids = self.proxy.identities
+        self.decision = decide_connection(
+            self.proxy.rules.current(),
+            self.client,
+            self.orig,
+            ids.of(self.client, self.orig),
+            ids.remote,
+        )
         if self.decision.denied:  # fail closed (the policy changed since the redirect)
             log.info("%s:%d -> %s:%d: denied by the current policy", *self.client, *self.orig)
             self._close()
@@ -379,9 +438,11 @@ class ClientConnection(asyncio.Protocol):
     async def _open_upstream(self) -> None:
         loop = asyncio.get_running_loop()
         sock = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
-        sock.setsockopt(socket.SOL_SOCKET, socket.SO_MARK, MARK_PROXY_UPSTREAM)
-        sock.setblocking(False)
+        mark = self.decision.upstream_mark if self.decision else MARK_PROXY_UPSTREAM
         try:
+            # an unsigned 32-bit value: identities past 0x7fff set the sign bit
+            sock.setsockopt(socket.SOL_SOCKET, socket.SO_MARK, struct.pack("=I", mark))
+            sock.setblocking(False)
             await asyncio.wait_for(loop.sock_connect(sock, self.orig), self.proxy.connect_timeout)
             _, proto = await loop.create_connection(lambda: Upstream(self), sock=sock)
         except (OSError, TimeoutError) as e:

@@ -49,6 +49,9 @@ class Identity:
     def of(self, client: tuple[str, int], orig: tuple[str, int]) -> int:
         return FRONTEND
 
+    def remote(self, ip: str) -> int:
+        return FRONTEND
+
 
 @pytest.fixture
 def proxy(tmp_path: Path) -> P.Proxy:
@@ -133,7 +136,7 @@ def test_not_http_is_answered_400_and_closed(proxy: P.Proxy) -> None:
 
 
 def test_a_connection_the_policy_no_longer_allows_is_closed(proxy: P.Proxy) -> None:
-    class Stranger:
+    class Stranger(Identity):
         def of(self, client: tuple[str, int], orig: tuple[str, int]) -> int:
             return 99999
 
@@ -142,3 +145,26 @@ def test_a_connection_the_policy_no_longer_allows_is_closed(proxy: P.Proxy) -> N
     client = FakeTransport(SERVER, CLIENT)
     conn.connection_made(client)
     assert client.closed and conn.decision is not None and conn.decision.denied
+
+
+def test_an_egress_redirect_is_decided_on_the_clients_map() -> None:
+    """No ingress redirect at the destination: the client's egress entry applies, and
+    the upstream carries the client's identity in its mark (bpf/lib/proxy.h)."""
+    client_ep = P.EndpointRules(
+        id=9,
+        identity=40829,
+        pod="default/c1",
+        labels=(),
+        policy={
+            PolicyKey(FRONTEND, True, 6, 80, 16): PolicyEntry(
+                proxy_port=10080, l7_rules=(L7Rule("http", path="/public"),), provenance=PROV
+            )
+        },
+    )
+    rules = {CLIENT[0]: client_ep}
+    d = P.decide_connection(rules, CLIENT, SERVER, 40829, lambda ip: FRONTEND)
+    assert d.egress and d.entry is not None and d.endpoint is client_ep
+    assert d.upstream_mark == 0x0B00 | 40829 << 16
+    # an identity the egress map does not allow: closed
+    d = P.decide_connection(rules, CLIENT, SERVER, 40829, lambda ip: 12345)
+    assert d.denied and d.entry is None
