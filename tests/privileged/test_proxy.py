@@ -28,8 +28,10 @@ from typing import Any, TypeVar
 import pytest
 import yaml
 
+from ciliate.cli.cmd_policy import compute_reach
 from ciliate.cli.context import Context
 from ciliate.cli.main import main
+from ciliate.controllers.clusterconfig import get_cluster_config
 from ciliate.datapath.flowlog import read_flows
 from ciliate.datapath.linux import netns as nl
 from ciliate.datapath.linux import reach, runtime
@@ -37,6 +39,7 @@ from ciliate.datapath.linux.probe import Target, open_in
 from ciliate.datapath.linux.workloads import process_start_time
 from ciliate.observe.flow import Flow, FlowType, L7FlowType, TraceObservationPoint, Verdict
 from ciliate.servers.proxy_http import END, Head, MessageReader
+from ciliate.store.sqlite import SQLiteStore
 
 pytestmark = [pytest.mark.privileged, pytest.mark.slow]
 
@@ -378,6 +381,43 @@ def test_observe_shows_the_redirect_and_the_l7_records(cluster: Cluster) -> None
     assert [p.name for p in egress[0].egress_allowed_by] == ["client-egress-l7"]
     text = cli(cluster.state, "observe", "--last", "200")
     assert "to-proxy" in text and "http-request" in text
+
+
+@pytest.mark.parametrize(
+    ("port", "protocol", "http"),
+    [
+        (80, "TCP", None),
+        (80, "TCP", ("GET", "/public")),
+        (80, "TCP", ("GET", "/private")),
+        (81, "TCP", None),
+        (80, "UDP", None),
+    ],
+)
+def test_model_and_kernel_agree_on_every_pair(
+    cluster: Cluster, port: int, protocol: str, http: tuple[str, str] | None
+) -> None:
+    """Ingress L7, egress L7 and L4 policies together: the model's matrix (the compiled
+    maps walked by datapath.sim and its proxy model) equals the kernel's, pair by pair."""
+    store = SQLiteStore(cluster.state / "store.db")
+    try:
+        docs, config = store.list(), get_cluster_config(store)
+    finally:
+        store.close()
+    model = compute_reach(docs, config, port, protocol, http)
+    kernel = reach.probe_running(
+        cluster.state, port, protocol, http, confirm=lambda a, b: bool(model.allowed[a][b])
+    )
+    wrong = [
+        f"{a} -> {b}: model {bool(model.allowed[a][b])}, kernel {kernel.allowed[a][b]} "
+        f"({kernel.details.get(a, {}).get(b, '?')})"
+        for a in model.pods
+        for b in model.pods
+        if bool(model.allowed[a][b]) != kernel.allowed[a][b]
+    ]
+    assert not wrong, "\n".join([model.table(), kernel.table(), *wrong])
+    # the matrix is not trivial: some pairs pass, some do not
+    cells = [bool(model.allowed[a][b]) for a in model.pods for b in model.pods if a != b]
+    assert any(cells) and not all(cells)
 
 
 def test_the_proxy_outlives_the_agent_and_is_adopted(cluster: Cluster) -> None:
