@@ -228,19 +228,29 @@ class ProxyManager:
         files = self.files(node)
         try:
             write_rules(files.rules, self.cache.document(node))
-            running = node in self.procs
-            if not running and (self.cache.needs_proxy(node) or (adopt and files.record.exists())):
-                self._run(node, files)
+            if node not in self.procs:
+                self._run(node, files, adopt=adopt)
         except (OSError, subprocess.CalledProcessError) as e:  # status, not a crash
             self.errors.append(f"proxy of {node}: {e}")
             log.warning("proxy of %s: %s", node, e)
 
-    def _run(self, node: str, files: ProxyFiles) -> None:
+    def _run(self, node: str, files: ProxyFiles, *, adopt: bool) -> None:
+        """Adopt the proxy an earlier agent left running (it keeps serving the
+        connections it has, even when no redirect is left); else start one when the
+        node needs it. A record of a process that is gone is dropped."""
         netns = self.kp.names.node(node)
         if not netns_exists(netns):
             return
-        ensure_policy_routing(netns)
-        proc = self._adopt(node, files, netns) or self._spawn(_Proc(files, netns), node)
+        proc = self._adopt(node, files, netns) if adopt else None
+        if proc is None:
+            with contextlib.suppress(FileNotFoundError):
+                files.record.unlink()
+            if not self.cache.needs_proxy(node):
+                return
+            ensure_policy_routing(netns)
+            proc = self._spawn(_Proc(files, netns), node)
+        else:
+            ensure_policy_routing(netns)
         with self._lock:
             self.procs[node] = proc
 
