@@ -74,6 +74,10 @@ class PolicyCompiler(Distillery):
         self._peer_memo: dict[R.Peers, frozenset[int]] = {}
         self._policy_cidrs: dict[tuple[str, str, str], set[IPv4Network]] = {}
         self._pod_deps: RuleIndex | None = None
+        # each policy's position in policy order (kept when it is replaced, as the
+        # dict order of ``rules``): rules are merged in this order
+        self._policy_pos: dict[tuple[str, str, str], int] = {}
+        self._next_pos = 0
         self._init_distillery()
 
     # --- construction ---------------------------------------------------------------
@@ -90,11 +94,15 @@ class PolicyCompiler(Distillery):
             c._add_pod_state(pod, ident, inputs.pod_ips.get(pod.key, ""))
         for doc in inputs.policies:
             pid = R.policy_id(doc)
+            c._position(pid)
             c.rules[pid] = R.resolve_rules(doc, c.cluster)
             c._policy_cidrs[pid] = c._cidrs_of(c.rules[pid])
         c._sync_cidr_identities()
         for g in c._groups:
             c._maps[g] = c._compile_group(g)
+        # Built now, then kept current by each update: otherwise the first pod event
+        # after startup would pay for indexing every rule.
+        c._deps()
         return c
 
     def result(self) -> PolicyResult:
@@ -117,7 +125,10 @@ class PolicyCompiler(Distillery):
         self.rules[pid] = new
         self._policy_cidrs[pid] = self._cidrs_of(new)
         self._reindex(old, new)
-        self._pod_deps = None
+        pos = self._position(pid)
+        if self._pod_deps is not None:
+            self._pod_deps.remove_rules(old)
+            self._pod_deps.add_rules(pos, new)
         ids = self._subjects(old) | self._subjects(new) | self._sync_cidr_identities()
         return self._recompile_identities(ids)
 
@@ -125,8 +136,10 @@ class PolicyCompiler(Distillery):
         pid = (kind, namespace, name)
         old = self.rules.pop(pid, ())
         self._policy_cidrs.pop(pid, None)
+        self._policy_pos.pop(pid, None)
         self._reindex(old, ())
-        self._pod_deps = None
+        if self._pod_deps is not None:
+            self._pod_deps.remove_rules(old)
         ids = self._subjects(old) | self._sync_cidr_identities()
         return self._recompile_identities(ids)
 
@@ -322,10 +335,19 @@ class PolicyCompiler(Distillery):
         return self._deps().rules_peering(changed)
 
     def _deps(self) -> RuleIndex:
-        """The rule indexes (rebuilt on first use after a policy change)."""
+        """The rule indexes (built on first use, then updated per policy change)."""
         if self._pod_deps is None:
-            self._pod_deps = index_rules(self._all_rules())
+            pos = self._policy_pos
+            self._pod_deps = index_rules((pos[pid], rs) for pid, rs in self.rules.items())
         return self._pod_deps
+
+    def _position(self, pid: tuple[str, str, str]) -> int:
+        """A policy's position in policy order (a new one goes last)."""
+        pos = self._policy_pos.get(pid)
+        if pos is None:
+            pos = self._policy_pos[pid] = self._next_pos
+            self._next_pos += 1
+        return pos
 
     def _pod_sensitive_users(self, key: str) -> set[int]:
         """Subject identities of rules whose peers this pod can change besides ipBlocks:

@@ -304,7 +304,7 @@ def extend_map(g: GroupKey, base: PolicyMap, ups: Mapping[PolicyKey, PolicyEntry
     # what ``layered`` does for a base without deletes (a new identity deletes nothing)
     layer = dict(base.upserts)
     layer.update(ups)
-    if len(layer) + len(base.deletes) <= 8 + g[0] % 53:
+    if len(layer) + len(base.deletes) <= 16 + g[0] % 113:
         return LayeredMap(base.base, layer, base.deletes)
     flat = dict(base.base)
     for k in base.deletes:

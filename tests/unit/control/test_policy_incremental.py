@@ -270,3 +270,67 @@ def test_new_identity_extends_maps_with_denies_named_ports_and_merged_rules() ->
     assert [p.name for p in web_keys[0].provenance] == ["web-a", "web-b"]
     db_ports = {k.dport for k in after["x/db-0"][0] if k.identity == gold_id}
     assert db_ports == {5432}
+
+
+def test_rule_index_follows_policy_changes_as_a_rebuild_would() -> None:
+    """The compiler updates its rule index per policy change instead of rebuilding it;
+    after adds, replacements and removals it must hold what indexing every rule anew
+    gives (as multisets: list order is not part of the contract, rule order is)."""
+    from ciliate.control.rule_index import RuleIndex, index_rules
+
+    def cnp(name: str, spec: Doc) -> Doc:
+        return {
+            "apiVersion": "cilium.io/v2",
+            "kind": "CiliumNetworkPolicy",
+            "metadata": {"name": name, "namespace": "x"},
+            "spec": {"endpointSelector": {"matchLabels": {"app": "web"}}, **spec},
+        }
+
+    def shape(d: RuleIndex) -> dict[str, Any]:
+        def names(rs: list[Any]) -> list[tuple[str, int]]:
+            return sorted((r.name, d.order[id(r)][1]) for r in rs)
+
+        return {
+            "peers": {k: names(v) for k, v in d.peers.items()},
+            "peer_elems": {k: names([r for r, _e in v]) for k, v in d.peer_elems.items()},
+            "subjects": {k: names(v) for k, v in d.subjects.items()},
+            "order": sorted(d.order.values()),
+            "cidrs": {k: sorted(map(str, v)) for k, v in d.cidrs.items()},
+            "service_ns": {k: sorted(map(str, v)) for k, v in d.service_ns.items()},
+            "named": {k: sorted(map(str, v)) for k, v in d.named.items()},
+        }
+
+    api = {"matchLabels": {"app": "api"}}
+    docs = [*world(), cnp("a", {"ingress": [{"fromEndpoints": [api]}]})]
+    c = PolicyCompiler.from_inputs(build_view(CFG, docs).inputs())
+    c.set_pod(*_fresh(c, "x/gold-0", "10.10.3.1"))  # builds the index
+    c.set_policy(
+        cnp(
+            "b",
+            {
+                "egress": [
+                    {"toEndpoints": [api], "toPorts": [{"ports": [{"port": "web"}]}]},
+                    {"toCIDRSet": [{"cidr": "10.10.0.0/16"}]},
+                    {"toServices": [{"k8sService": {"serviceName": "s", "namespace": "y"}}]},
+                ]
+            },
+        )
+    )
+    c.set_policy(
+        np_(
+            "np",
+            "x",
+            {"podSelector": {}, "ingress": [{"from": [{"ipBlock": {"cidr": "10.10.0.0/24"}}]}]},
+        )
+    )
+    c.set_policy(cnp("a", {"ingress": [{"fromEndpoints": [api, {}]}]}))  # replaced
+    c.remove_policy("CiliumNetworkPolicy", "x", "b")
+    kept = c._deps()
+    fresh = index_rules((c._policy_pos[pid], rs) for pid, rs in c.rules.items())
+    assert shape(kept) == shape(fresh)
+    assert kept.order == {id(r): fresh.order[id(r)] for rs in c.rules.values() for r in rs}
+
+
+def _fresh(c: PolicyCompiler, key: str, ip: str) -> tuple[Pod, Identity, str]:
+    p = Pod.from_doc(pod(key, ip, app="other", tier="gold"))
+    return p, identity_of(p, {"x": ns("x")}, c.identities), ip
