@@ -31,7 +31,7 @@ from collections.abc import Callable, Iterable
 from dataclasses import dataclass
 from ipaddress import IPv4Interface
 from pathlib import Path
-from typing import Any, TypeVar
+from typing import Any, TypeVar, cast
 
 from pyroute2 import IPRoute
 from pyroute2.netlink.exceptions import NetlinkError
@@ -197,6 +197,24 @@ def ensure_netns_rtnl(name: str, sysctls: Iterable[tuple[str, str]] = ()) -> tup
     if made is None or made[0] is None:
         return False, open_rtnl(name, items)
     return True, IPRoute(use_socket=made[0])
+
+
+def ensure_netns_with(
+    name: str, sysctls: Iterable[tuple[str, str]], inside: Callable[[], T]
+) -> tuple[bool, T]:
+    """``ensure_netns_rtnl`` for any handles: ``sysctls`` are written and ``inside()``
+    runs in the namespace -- in the creating thread when it is new (one trip), else in
+    a thread that enters it. Returns (created, what ``inside`` returned)."""
+    items = list(sysctls)
+
+    def run() -> T:
+        _write_sysctls(items)
+        return inside()
+
+    made = _create_netns(name, run)
+    if made is None:
+        return False, run_in_netns(name, run)
+    return True, cast(T, made[0])
 
 
 def delete_netns(name: str) -> None:
