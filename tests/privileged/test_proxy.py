@@ -343,6 +343,7 @@ def test_udp_81_is_dropped_as_without_the_proxy(cluster: Cluster) -> None:
 def test_observe_shows_the_redirect_and_the_l7_records(cluster: Cluster) -> None:
     cluster.get("fe1", "fe2", "/public")
     cluster.get("fe1", "fe2", "/private")
+    cluster.get("c1", "api1", "/public")
 
     def seen() -> tuple[list[Flow], list[Flow]] | None:
         flows = cluster.flows()
@@ -362,8 +363,16 @@ def test_observe_shows_the_redirect_and_the_l7_records(cluster: Cluster) -> None
     by_url = {(f.l7.http.url.rsplit("/", 1)[-1], f.verdict) for f in requests if f.l7 and f.l7.http}
     assert ("public", Verdict.FORWARDED) in by_url
     assert ("private", Verdict.DROPPED) in by_url
-    denied = next(f for f in requests if f.verdict is Verdict.DROPPED)
+    fe1 = cluster.pods["fe1"].ip
+    denied = next(
+        f
+        for f in requests
+        if f.verdict is Verdict.DROPPED and f.ip is not None and f.ip.source == fe1
+    )
     assert [p.name for p in denied.ingress_denied_by] == ["http-aware-rule"]
+    # both ends named: the server from the rules, the client as a pod of the node
+    assert denied.destination is not None and denied.destination.pod_name == "fe2"
+    assert denied.source is not None and denied.source.pod_name == "fe1"
     codes = {f.l7.http.code for f in l7 if f.l7 and f.l7.http and f.l7.type is L7FlowType.RESPONSE}
     assert {200, 403} <= codes
     # and through the CLI: `ciliate observe --type l7`-style output names the requests

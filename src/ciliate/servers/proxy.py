@@ -56,7 +56,7 @@ from ciliate.control.l7 import http_allowed
 from ciliate.control.mapstate import lookup
 from ciliate.datapath.flowlog import FlowLogWriter
 from ciliate.datapath.linux import bpf
-from ciliate.datapath.linux.proxy_rules import EndpointRules, load_rules
+from ciliate.datapath.linux.proxy_rules import EndpointRules, load_document
 from ciliate.desired import IPCacheKey, L7Rule, PolicyEntry
 from ciliate.observe import flow as hf
 from ciliate.servers.proxy_http import (
@@ -163,6 +163,7 @@ class Rules:
         self.path = path
         self._stamp: tuple[int, int] | None = None
         self.endpoints: dict[str, EndpointRules] = {}
+        self.pods: dict[str, str] = {}  # IP -> namespace/name of the node's endpoints
 
     def current(self) -> dict[str, EndpointRules]:
         try:
@@ -172,7 +173,7 @@ class Rules:
             stamp = (0, 0)
         if stamp != self._stamp:
             try:
-                self.endpoints = load_rules(self.path)
+                self.endpoints, self.pods = load_document(self.path)
                 self._stamp = stamp
             except ValueError as e:  # keep the previous rules; the agent rewrites it
                 log.warning("%s", e)
@@ -250,7 +251,12 @@ class FlowSink:
         url = f"http://{host}{head.path}"
         pols = d.policies if d is not None else ()
         code = response or 0
-        src = hf.Endpoint(identity=d.identity if d else 0)  # the client
+        # the peer of the deciding endpoint: named when it is a pod of this node
+        peer_ip = conn.orig[0] if d is not None and d.egress else conn.client[0]
+        peer_ns, _, peer_pod = conn.proxy.rules.pods.get(peer_ip, "").partition("/")
+        src = hf.Endpoint(  # the client (the server, for an egress redirect)
+            identity=d.identity if d else 0, namespace=peer_ns, pod_name=peer_pod
+        )
         dst = hf.Endpoint(
             id=ep.id if ep else 0,
             identity=ep.identity if ep else 0,

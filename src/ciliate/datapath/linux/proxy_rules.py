@@ -18,7 +18,9 @@ proxy's side.
 
 File: ``{"version": 1, "node": NAME, "endpoints": {IP: {"id", "identity", "pod",
 "labels", "entries": [[identity, egress, proto, dport, prefix, deny, proxy_port,
-auth, [l7 rules], [[kind, namespace, name], ...]], ...]}}}``.
+auth, [l7 rules], [[kind, namespace, name], ...]], ...]}}, "pods": {IP: "ns/name"}}``;
+``pods`` names every endpoint of a node that runs a proxy, so its L7 records name the
+local peers too (kept up to date only for those nodes).
 
 Inputs: ``desired.NodeState`` and ``MapChange``s; outputs: JSON files and
 ``EndpointRules``. Must not import cli, agent or the control engine.
@@ -142,16 +144,29 @@ class RulesCache:
 
     def __init__(self) -> None:
         self.nodes: dict[str, dict[int, tuple[str, Doc]]] = {}
+        self.pods: dict[str, dict[str, str]] = {}  # node -> IP -> pod, proxied nodes only
+
+    def _names(self, node: NodeState) -> bool:
+        """Refresh the pod names of a proxied node; True when they changed."""
+        if not self.needs_proxy(node.name):
+            return self.pods.pop(node.name, None) is not None
+        names = {str(ep.ip): ep.pod for ep in node.endpoints.values() if ep.pod}
+        if self.pods.get(node.name) == names:
+            return False
+        self.pods[node.name] = names
+        return True
 
     def load(self, nodes: Iterable[NodeState]) -> set[str]:
         """A full computation (agent start). Returns every node name."""
         self.nodes = {}
+        self.pods = {}
         names = set()
         for node in nodes:
             names.add(node.name)
             docs = self.nodes.setdefault(node.name, {})
             for ip, d in compute_rules(node).items():
                 docs[int(d["id"])] = (ip, d)
+            self._names(node)
         return names
 
     def update(self, nodes: Mapping[str, NodeState], changes: Iterable[MapChange]) -> set[str]:
@@ -185,6 +200,10 @@ class RulesCache:
                 changed.add(name)
         for name in [n for n in self.nodes if n not in nodes]:
             del self.nodes[name]
+            self.pods.pop(name, None)
+        for name, node in nodes.items():
+            if (self.needs_proxy(name) or name in self.pods) and self._names(node):
+                changed.add(name)
         return changed
 
     def document(self, node: str) -> Doc:
@@ -193,6 +212,7 @@ class RulesCache:
             "version": VERSION,
             "node": node,
             "endpoints": {ip: d for ip, d in sorted(docs.values(), key=lambda t: t[0])},
+            "pods": dict(sorted(self.pods.get(node, {}).items())),
         }
 
     def needs_proxy(self, node: str) -> bool:
@@ -214,18 +234,27 @@ def write_rules(path: Path, doc: Doc) -> bool:
     return True
 
 
-def load_rules(path: Path) -> dict[str, EndpointRules]:
-    """IP -> rules; an absent file is no rules. A malformed file raises ValueError
-    naming the file and the reason."""
+def load_document(path: Path) -> tuple[dict[str, EndpointRules], dict[str, str]]:
+    """(IP -> rules, IP -> pod); an absent file is no rules. A malformed file raises
+    ValueError naming the file and the reason."""
     try:
         doc = json.loads(path.read_text())
     except FileNotFoundError:
-        return {}
+        return {}, {}
     except json.JSONDecodeError as e:
         raise ValueError(f"{path}:{e.lineno}:{e.colno}: {e.msg}") from e
     if not isinstance(doc, dict) or doc.get("version") != VERSION:
         raise ValueError(f"{path}: version: expected {VERSION}")
     try:
-        return {str(ip): parse_endpoint(d) for ip, d in (doc.get("endpoints") or {}).items()}
+        rules = {str(ip): parse_endpoint(d) for ip, d in (doc.get("endpoints") or {}).items()}
     except (KeyError, TypeError, ValueError) as e:
         raise ValueError(f"{path}: endpoints: {e!r}") from e
+    pods = doc.get("pods") or {}
+    if not isinstance(pods, dict):
+        raise ValueError(f"{path}: pods: expected an object")
+    return rules, {str(k): str(v) for k, v in pods.items()}
+
+
+def load_rules(path: Path) -> dict[str, EndpointRules]:
+    """IP -> rules (``load_document`` without the pod names)."""
+    return load_document(path)[0]

@@ -9,7 +9,13 @@ from pathlib import Path
 
 import pytest
 
-from ciliate.datapath.linux.proxy_rules import EndpointRules, RulesCache, load_rules, write_rules
+from ciliate.datapath.linux.proxy_rules import (
+    EndpointRules,
+    RulesCache,
+    load_document,
+    load_rules,
+    write_rules,
+)
 from ciliate.datapath.sim import trace
 from ciliate.desired import (
     DesiredState,
@@ -71,6 +77,10 @@ def test_only_redirecting_endpoints_are_written_with_their_whole_map(
     assert got.pod == NS_B and got.id == ep.id
     assert dict(got.policy) == L7
     assert rules_of(s, "mycluster-worker", tmp_path) == {}
+    # the proxied node's pods are named (for the L7 records), the other node's are not
+    _, pods = load_document(tmp_path / "mycluster-worker2.rules.json")
+    assert pods[str(ep.ip)] == NS_B and set(pods.values()) >= {NS_B, "networking101/busybox-b"}
+    assert load_document(tmp_path / "mycluster-worker.rules.json")[1] == {}
 
 
 @pytest.mark.parametrize(
