@@ -17,8 +17,8 @@ Variants, built at once and measured interleaved run by run:
   routed client and three backends with the same echo server.
 
 One run of a variant is one ``connect_loop`` process (bench/tools, C, CLOCK_MONOTONIC)
-in the client's namespace, pinned to vCPU 1 with the servers, cycling connection by
-connection over four targets:
+in the client's namespace, pinned to vCPU 1 with the servers, making rounds of one
+connection to each of four targets in a shuffled order:
 
 - ``vip``: the last-created service (the end of the iptables chain: the worst case);
 - ``vip_mid``: a service at a seeded random position;
@@ -29,11 +29,16 @@ connection over four targets:
   ciliate it is the same path as ``direct``, so ``direct_walk − direct`` there is a null
   measurement: the noise floor of the method.
 
-A sample is connect() + one byte echoed (close follows, untimed). Per run and target: p50
+A sample is connect() + one byte echoed (close follows, untimed and abortive: no
+TIME_WAIT piles up on the port ``vip`` and ``direct_walk`` share). Per run and target: p50
 and p99. Per rep, paired inside the run: ``overhead = p50(vip) − p50(direct)``. Over
 reps: median and IQR; the iptables/ciliate overhead ratio per ``bench.overhead.compare``
 (a lower bound when ciliate's overhead is within noise of zero). Totals are kept:
 iptables/ciliate on ``vip`` p50, and ciliate's lat(N)/lat(10).
+
+Inputs: root, iproute2, iptables-restore, nsenter, taskset, a C compiler. Outputs: the
+result dict and two printed tables (``analyse`` is pure and unit-tested). Must not import
+ciliate except through ``bench.netlab``'s cluster helpers.
 """
 
 from __future__ import annotations
