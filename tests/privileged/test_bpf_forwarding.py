@@ -277,4 +277,7 @@ def test_conntrack_entries_use_ciliums_tuple_naming(lab: Lab) -> None:
     assert icmp and icmp[0].daddr == IPv4Address("10.77.1.11") and icmp[0].flags == 0
     entries = dict(node.maps.dump("cilium_ct_any4_global"))
     e = codec.parse_ct_entry(entries[codec.build_ct_tuple(icmp[0])])
-    assert e.packets >= 2 and e.src_sec_id == 30001 and e.lifetime > 0
+    assert e.src_sec_id == 30001 and e.lifetime > 0
+    # the echo reply went through the same entry (its first reply-direction report time
+    # is set); packet counters are off without CT_ACCOUNTING, as in Cilium's default
+    assert e.last_rx_report > 0 and e.packets == 1
