@@ -19,22 +19,25 @@ share a pin. ``ciliate node exec`` bind-mounts the node's ``tc/globals`` on
 ``/sys/fs/bpf/tc/globals`` so Cilium's paths work verbatim.
 
 Inputs: names, device names, program names. Outputs: kernel objects. Must not import the
-control plane or the store; netlink goes through ``datapath.linux.netns``.
+control plane or the store; netlink goes through ``datapath.linux.netns``
+(``datapath.linux.rtnl`` for the raw requests of ``attach``).
 """
 
 from __future__ import annotations
 
 import contextlib
+import errno
 import fcntl
 import os
 import shutil
+import socket
 import subprocess
 from pathlib import Path
 from typing import Any, Literal
 
 from pyroute2.netlink.exceptions import NetlinkError
 
-from ciliate.datapath.linux import bpf, netns
+from ciliate.datapath.linux import bpf, netns, rtnl
 from ciliate.datapath.linux.events import EventReader
 from ciliate.datapath.linux.maps import KernelMaps
 
@@ -143,6 +146,7 @@ class NodeBPF:
         self._objects: dict[str, bpf.BPFObject] = {}
         self._maps: KernelMaps | None = None
         self._ipr: Any = None
+        self._raw: socket.socket | None = None  # raw rtnetlink in the node's namespace
 
     # --- objects and maps ---------------------------------------------------------------
 
@@ -236,28 +240,23 @@ class NodeBPF:
         if direction not in _PARENT:
             raise ValueError(f"direction must be ingress or egress, not {direction!r}")
         fd = self.program_fd(program)
-        ipr = self._rtnl()
-        idx = netns.link_index(ipr, device)
+        # Raw rtnetlink (``rtnl``): three pyroute2 requests cost ~1.5 ms of Python on a
+        # new pod's path; the same lookup, qdisc and filter take two system calls here.
+        sock = self._raw_rtnl()
+        idx = rtnl.link_index(sock, device)
         if not idx:
             raise FileNotFoundError(f"no device {device} in netns {self.netns_name}")
-        try:
-            ipr.tc("add", "clsact", idx)
-        except NetlinkError as e:
-            if e.code != 17:  # EEXIST: the qdisc is there already
-                raise
-        ipr.tc(
-            "replace-filter",
-            "bpf",
-            idx,
-            handle=1,
-            prio=1,
-            protocol=_ETH_P_ALL,
-            fd=fd,
-            name=program,
-            parent=_PARENT[direction],
-            classid=1,
-            direct_action=True,
+        parent = int(_PARENT[direction].replace(":", ""), 16)
+        rtnl.request(
+            sock,
+            [rtnl.clsact(idx), rtnl.bpf_filter(idx, parent, fd, program)],
+            tolerate=(errno.EEXIST,),  # the qdisc is there already
         )
+
+    def _raw_rtnl(self) -> socket.socket:
+        if self._raw is None:
+            self._raw = netns.run_in_netns(self.netns_name, rtnl.raw_socket)
+        return self._raw
 
     def detach(self, device: str) -> None:
         """Remove the clsact qdisc (and with it every program) from ``device``."""
@@ -299,6 +298,9 @@ class NodeBPF:
         if self._maps is not None:
             self._maps.close()
             self._maps = None
+        if self._raw is not None:
+            self._raw.close()
+            self._raw = None
         if self._ipr is not None:
             with contextlib.suppress(Exception):
                 self._ipr.close()

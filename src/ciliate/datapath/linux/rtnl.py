@@ -26,11 +26,12 @@ Must not import anything of ciliate above ``datapath.linux.netns``.
 
 from __future__ import annotations
 
+import errno
 import itertools
 import os
 import socket
 import struct
-from collections.abc import Iterable
+from collections.abc import Collection, Iterable
 from ipaddress import IPv4Address, IPv4Interface
 
 from pyroute2.netlink.exceptions import NetlinkError
@@ -52,8 +53,11 @@ NLM_F_EXCL = 0x200
 NLM_F_CREATE = 0x400
 
 RTM_NEWLINK = 16
+RTM_GETLINK = 18
 RTM_NEWADDR = 20
 RTM_NEWROUTE = 24
+RTM_NEWQDISC = 36
+RTM_NEWTFILTER = 44
 
 IFF_UP = 0x1
 IFLA_ADDRESS = 1
@@ -78,10 +82,22 @@ RTAX_MTU = 2
 RT_TABLE_MAIN = 254
 RTN_UNICAST = 1
 
+TCA_KIND = 1
+TCA_OPTIONS = 2
+TCA_BPF_CLASSID = 3
+TCA_BPF_FD = 6
+TCA_BPF_NAME = 7
+TCA_BPF_FLAGS = 8
+TCA_BPF_FLAG_ACT_DIRECT = 1
+TC_H_CLSACT = 0xFFFFFFF1
+TC_H_CLSACT_HANDLE = 0xFFFF0000  # TC_H_MAKE(TC_H_CLSACT, 0)
+ETH_P_ALL = 0x0003
+
 _NLMSGHDR = struct.Struct("=IHHII")
 _IFINFOMSG = struct.Struct("=BxHiII")
 _IFADDRMSG = struct.Struct("=BBBBI")
 _RTMSG = struct.Struct("=BBBBBBBBI")
+_TCMSG = struct.Struct("=BxxxiIII")
 _seq = itertools.count(1)
 
 
@@ -179,13 +195,67 @@ def route(r: RouteSpec, oif: int) -> tuple[int, int, bytes]:
     return RTM_NEWROUTE, NLM_F_CREATE | NLM_F_REPLACE, body
 
 
+def clsact(index: int) -> tuple[int, int, bytes]:
+    """``tc qdisc add dev INDEX clsact`` (EEXIST when it is there)."""
+    body = _TCMSG.pack(socket.AF_UNSPEC, index, TC_H_CLSACT_HANDLE, TC_H_CLSACT, 0)
+    return RTM_NEWQDISC, NLM_F_CREATE | NLM_F_EXCL, body + _attr(TCA_KIND, b"clsact\0")
+
+
+def bpf_filter(
+    index: int, parent: int, fd: int, name: str, *, prio: int = 1, handle: int = 1
+) -> tuple[int, int, bytes]:
+    """``tc filter replace dev INDEX parent PARENT pref PRIO handle HANDLE protocol all
+    bpf direct-action fd FD name NAME classid 1`` (what ``loader`` asked pyroute2 for):
+    replacing is atomic, the hook never runs without a program."""
+    info = (prio << 16) | socket.htons(ETH_P_ALL)
+    options = (
+        _u32(TCA_BPF_CLASSID, 1)
+        + _u32(TCA_BPF_FD, fd)
+        + _attr(TCA_BPF_NAME, name.encode() + b"\0")
+        + _u32(TCA_BPF_FLAGS, TCA_BPF_FLAG_ACT_DIRECT)
+    )
+    body = _TCMSG.pack(socket.AF_UNSPEC, index, handle, parent, info)
+    body += _attr(TCA_KIND, b"bpf\0") + _attr(TCA_OPTIONS, options)
+    return RTM_NEWTFILTER, NLM_F_CREATE | NLM_F_REPLACE, body
+
+
 # --- sending ----------------------------------------------------------------------------
 
 
-def request(sock: socket.socket, requests: Iterable[tuple[int, int, bytes]]) -> None:
+def link_index(sock: socket.socket, name: str) -> int:
+    """``ip link show NAME``'s index, 0 when there is no such link."""
+    seq = next(_seq)
+    body = _IFINFOMSG.pack(socket.AF_UNSPEC, 0, 0, 0, 0) + _attr(IFLA_IFNAME, name.encode() + b"\0")
+    sock.sendto(
+        _NLMSGHDR.pack(_NLMSGHDR.size + len(body), RTM_GETLINK, NLM_F_REQUEST, seq, 0) + body,
+        (0, 0),
+    )
+    while True:
+        data = sock.recv(65536)
+        off = 0
+        while off + _NLMSGHDR.size <= len(data):
+            length, kind, _flags, mseq, _pid = _NLMSGHDR.unpack_from(data, off)
+            if length < _NLMSGHDR.size:
+                break
+            if mseq == seq:
+                if kind == RTM_NEWLINK:
+                    return int(_IFINFOMSG.unpack_from(data, off + _NLMSGHDR.size)[2])
+                if kind == NLMSG_ERROR:
+                    (code,) = struct.unpack_from("=i", data, off + _NLMSGHDR.size)
+                    if -code in (errno.ENODEV, 0):
+                        return 0
+                    raise NetlinkError(-code, os.strerror(-code))
+            off += (length + 3) & ~3
+
+
+def request(
+    sock: socket.socket,
+    requests: Iterable[tuple[int, int, bytes]],
+    tolerate: Collection[int] = (),
+) -> None:
     """Send ``requests`` in one datagram and wait for every acknowledgement; raise
-    ``NetlinkError`` for the first that failed (after reading them all, so the socket
-    is left clean)."""
+    ``NetlinkError`` for the first that failed with an errno not in ``tolerate`` (after
+    reading them all, so the socket is left clean)."""
     seqs: list[int] = []
     out = bytearray()
     for kind, flags, body in requests:
@@ -210,7 +280,7 @@ def request(sock: socket.socket, requests: Iterable[tuple[int, int, bytes]]) -> 
             if kind == NLMSG_ERROR and seq in pending:
                 (code,) = struct.unpack_from("=i", data, off + _NLMSGHDR.size)
                 pending.discard(seq)
-                if code:
+                if code and -code not in tolerate:
                     errors[seq] = -code
             off += (length + 3) & ~3
     for seq in seqs:

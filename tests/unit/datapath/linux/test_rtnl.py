@@ -130,3 +130,60 @@ def test_no_requests_sends_nothing() -> None:
     k = FakeKernel()
     rtnl.request(k, [])  # type: ignore[arg-type]
     assert k.sent == []
+
+
+def test_clsact_qdisc_and_a_direct_action_bpf_filter() -> None:
+    kind, flags, body = rtnl.clsact(12)
+    assert kind == rtnl.RTM_NEWQDISC and flags == rtnl.NLM_F_CREATE | rtnl.NLM_F_EXCL
+    assert struct.unpack_from("=BxxxiIII", body) == (0, 12, 0xFFFF0000, 0xFFFFFFF1, 0)
+    assert attrs(body[20:]) == {rtnl.TCA_KIND: b"clsact\0"}
+
+    kind, flags, body = rtnl.bpf_filter(12, 0xFFFFFFF2, 9, "cil_from_container")
+    assert kind == rtnl.RTM_NEWTFILTER
+    assert flags == rtnl.NLM_F_CREATE | rtnl.NLM_F_REPLACE  # atomic: never without a program
+    _fam, index, handle, parent, info = struct.unpack_from("=BxxxiIII", body)
+    # pref 1, protocol all (ETH_P_ALL in network order), handle 1, on the ingress hook
+    assert (index, handle, parent, info) == (12, 1, 0xFFFFFFF2, (1 << 16) | socket.htons(0x0003))
+    top = attrs(body[20:])
+    assert top[rtnl.TCA_KIND] == b"bpf\0"
+    opts = attrs(top[rtnl.TCA_OPTIONS])
+    assert struct.unpack("=I", opts[rtnl.TCA_BPF_FD]) == (9,)
+    assert opts[rtnl.TCA_BPF_NAME] == b"cil_from_container\0"
+    assert struct.unpack("=I", opts[rtnl.TCA_BPF_FLAGS]) == (rtnl.TCA_BPF_FLAG_ACT_DIRECT,)
+    assert struct.unpack("=I", opts[rtnl.TCA_BPF_CLASSID]) == (1,)
+
+
+def test_tolerated_errors_are_not_raised() -> None:
+    k = FakeKernel(fail={0: 17})
+    rtnl.request(k, [rtnl.clsact(12), rtnl.link_up(12)], tolerate=(17,))  # type: ignore[arg-type]
+    assert k.replies == []
+
+
+class FakeLinks:
+    """Answers RTM_GETLINK by name: an RTM_NEWLINK with the index, or ENODEV."""
+
+    def __init__(self, links: dict[str, int]) -> None:
+        self.links = links
+        self.replies: list[bytes] = []
+
+    def sendto(self, data: bytes, addr: Any) -> None:
+        _len, kind, _flags, seq, _pid = struct.unpack_from("=IHHII", data)
+        assert kind == rtnl.RTM_GETLINK
+        name = attrs(data[32:])[rtnl.IFLA_IFNAME].rstrip(b"\0").decode()
+        noise = struct.pack("=IHHII", 16, rtnl.NLMSG_ERROR + 1, 0, seq + 1000, 0)  # not ours
+        if name in self.links:
+            ifi = struct.pack("=BxHiII", 0, 1, self.links[name], 0, 0)
+            msg = struct.pack("=IHHII", 32, rtnl.RTM_NEWLINK, 0, seq, 0) + ifi
+        else:
+            err = struct.pack("=i", -19) + data[:16]
+            msg = struct.pack("=IHHII", 16 + len(err), rtnl.NLMSG_ERROR, 0, seq, 0) + err
+        self.replies.append(noise + msg)
+
+    def recv(self, size: int) -> bytes:
+        return self.replies.pop(0)
+
+
+def test_link_index_by_name() -> None:
+    k = FakeLinks({"lxc1": 12})
+    assert rtnl.link_index(k, "lxc1") == 12  # type: ignore[arg-type]
+    assert rtnl.link_index(k, "missing") == 0  # type: ignore[arg-type]
