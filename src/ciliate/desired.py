@@ -23,7 +23,7 @@ Must import nothing but ``ciliate.model``, ``ciliate.layered`` and the standard 
 from __future__ import annotations
 
 import enum
-from collections.abc import Iterable, Mapping
+from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass, field, replace
 from ipaddress import IPv4Address, IPv4Network
 from typing import Any
@@ -324,7 +324,7 @@ class NodeState:
     pod_cidr: IPv4Network
     health_ip: IPv4Address | None
     devices: tuple[Device, ...]
-    routes: tuple[Route, ...]
+    routes: Sequence[Route]  # a tuple, or a sequence built on first read (equal to it)
     endpoints: Mapping[int, EndpointState]  # by endpoint ID
     lxc: Mapping[EndpointKey, EndpointInfo]
     ipcache: Mapping[IPCacheKey, RemoteEndpointInfo]

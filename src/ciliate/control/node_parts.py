@@ -13,9 +13,10 @@ Inputs: ``NodeInfo``s, ``PodRecord``s, endpoint policies. Outputs: ``NodeParts``
 
 from __future__ import annotations
 
-from collections.abc import Mapping, Sequence
+from collections.abc import Iterator, Mapping, Sequence
 from dataclasses import dataclass, field, replace
 from ipaddress import IPv4Address
+from typing import Any, overload
 
 from ciliate.control import endpoints as E
 from ciliate.control import services as S
@@ -56,7 +57,7 @@ class PodRecord:
 class NodeParts:
     info: NodeInfo
     base_devices: tuple[Device, ...]
-    routes: tuple[Route, ...]
+    routes: Sequence[Route]
     host_endpoint_id: int
     endpoints: Mapping[int, EndpointState] = field(default_factory=dict)
     lxc: Mapping[EndpointKey, EndpointInfo] = field(default_factory=dict)
@@ -65,6 +66,57 @@ class NodeParts:
     pods: Mapping[str, PodNet] = field(default_factory=dict)
     # (the endpoints mapping it was built from, devices): rebuilt when endpoints change
     devices: tuple[Mapping[int, EndpointState], tuple[Device, ...]] | None = None
+
+
+class NodeRoutes(Sequence[Route]):
+    """A node's routing table (``nodes.node_routes``), built on first read: every node
+    has a route to every pod CIDR, so 1,000 nodes make 1,000,000 routes that a full
+    build would create although only the nodes a datapath realizes (or a user views)
+    are read. Read-only; equal to the tuple of its routes."""
+
+    __slots__ = ("_args", "_routes")
+
+    def __init__(
+        self,
+        info: NodeInfo,
+        all_nodes: Sequence[NodeInfo],
+        cfg: ClusterConfig,
+        cidrs: Sequence[tuple[str, str]] | None,
+    ) -> None:
+        # the engine never mutates these after a build (a rebuild makes new ones)
+        self._args: tuple[Any, ...] | None = (info, all_nodes, cfg, cidrs)
+        self._routes: tuple[Route, ...] = ()
+
+    def _all(self) -> tuple[Route, ...]:
+        if self._args is not None:
+            self._routes = node_routes(*self._args)
+            self._args = None
+        return self._routes
+
+    @overload
+    def __getitem__(self, i: int) -> Route: ...
+    @overload
+    def __getitem__(self, i: slice) -> tuple[Route, ...]: ...
+    def __getitem__(self, i: int | slice) -> Route | tuple[Route, ...]:
+        return self._all()[i]
+
+    def __len__(self) -> int:
+        return len(self._all())
+
+    def __iter__(self) -> Iterator[Route]:
+        return iter(self._all())
+
+    def __eq__(self, other: object) -> bool:
+        if isinstance(other, NodeRoutes):
+            return self._all() == other._all()
+        if isinstance(other, Sequence) and not isinstance(other, str):
+            return self._all() == tuple(other)
+        return NotImplemented
+
+    __hash__ = None  # type: ignore[assignment]  # like a list: equal by content
+
+    def __repr__(self) -> str:
+        return f"NodeRoutes({self._all()!r})"
 
 
 def pod_eligible(pod: Pod) -> bool:
@@ -125,7 +177,7 @@ def build_node_parts(
     return NodeParts(
         info=info,
         base_devices=node_devices(info, cfg),
-        routes=node_routes(info, all_nodes, cfg, cidrs),
+        routes=NodeRoutes(info, all_nodes, cfg, cidrs),
         host_endpoint_id=ids[E.HOST_KEY],
         endpoints=endpoints,
         lxc=lxc,
