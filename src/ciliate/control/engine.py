@@ -48,6 +48,7 @@ from ciliate.control.identity import (
 )
 from ciliate.control.ipcache import WORLD, cidr_delta, host_prefix, remote_view
 from ciliate.control.lbstate import LBState
+from ciliate.control.mapstate import map_delta
 from ciliate.control.node_parts import (
     NodeParts,
     PodRecord,
@@ -72,6 +73,9 @@ from ciliate.desired import (
     IPCacheKey,
     MapChange,
     MapName,
+    PolicyEntry,
+    PolicyKey,
+    PolicyMap,
     RemoteEndpointInfo,
     layered,
     policy_map_name,
@@ -494,9 +498,11 @@ class Engine:
         return out
 
     def _sync_policy(self, pods: set[str], out: list[MapChange]) -> None:
-        """Pick up recompiled policy maps of existing pods and emit their entry changes."""
-        from ciliate.desired import diff_map
-
+        """Pick up recompiled policy maps of existing pods and emit their entry changes.
+        Pods of one endpoint group share their old and new map: each pair is diffed
+        once, and each node's policy mapping takes all its new maps in one layer."""
+        deltas: dict[tuple[int, int], list[tuple[PolicyKey, PolicyEntry | None]]] = {}
+        per_node: dict[str, dict[int, PolicyMap]] = {}
         for key, new in sorted(self.policies.refresh(pods).items()):
             rec = self.pods.get(key)
             if rec is None:
@@ -508,9 +514,13 @@ class Engine:
             old_map = parts.policy[ep_id]
             if old_map is new.map:
                 continue
-            for pk, pe in diff_map(old_map, new.map):
-                out.append(MapChange(rec.node, policy_map_name(ep_id), pk, pe))
-            parts.policy = layered(parts.policy, {ep_id: new.map})
+            pair = (id(old_map), id(new.map))  # both alive through this call
+            delta = deltas.get(pair)
+            if delta is None:
+                delta = deltas[pair] = map_delta(old_map, new.map)
+            name = policy_map_name(ep_id)
+            out.extend([MapChange(rec.node, name, pk, pe) for pk, pe in delta])
+            per_node.setdefault(rec.node, {})[ep_id] = new.map
             old_ep = parts.endpoints[ep_id]
             if (old_ep.ingress_enforced, old_ep.egress_enforced) != (
                 new.ingress_enforced,
@@ -519,6 +529,9 @@ class Engine:
                 parts.endpoints = layered(
                     parts.endpoints, {ep_id: self._endpoint(parts.info, rec, ep_id)}
                 )
+        for node, maps in per_node.items():
+            parts = self.parts[node]
+            parts.policy = layered(parts.policy, maps)
 
     # policies
 

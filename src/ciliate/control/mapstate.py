@@ -24,8 +24,9 @@ from __future__ import annotations
 import enum
 from collections.abc import Iterable, Mapping
 from dataclasses import dataclass
+from typing import Any
 
-from ciliate.desired import PolicyEntry, PolicyKey, PolicyMap, Provenance
+from ciliate.desired import LayeredMap, PolicyEntry, PolicyKey, PolicyMap, Provenance, diff_map
 
 # Drop reasons (cilium.md §5): the datapath reports them negated; we keep them positive.
 DROP_POLICY = 133
@@ -274,6 +275,50 @@ def build_map(items: Iterable[tuple[PolicyKey, PolicyEntry]]) -> dict[PolicyKey,
     for k, e in items:
         b.add(k, e)
     return b.build()
+
+
+_NONE: Any = object()
+
+
+def map_delta(old: PolicyMap, new: PolicyMap) -> list[tuple[PolicyKey, PolicyEntry | None]]:
+    """(key, new entry or None) for every entry that differs between two versions of a
+    compiled map, sorted by key: ``desired.diff_map`` for the shapes the compiler makes.
+
+    A version is usually the previous one with a layer more (a new identity's keys) or
+    compacted into a dict: then only the layers (or the dicts underneath, at C speed,
+    skipping entries that are the same object) are compared, not every entry through
+    ``LayeredMap`` lookups and dataclass equality. Other shapes go to ``diff_map``.
+    """
+    out: list[tuple[PolicyKey, PolicyEntry | None]] = []
+    if not isinstance(old, LayeredMap) or old.deletes:
+        return diff_map(old, new)
+    ob, ou = old.base, old.upserts
+    if isinstance(new, LayeredMap) and new.base is ob and not new.deletes:
+        nu = new.upserts
+        for k, v in nu.items():
+            ov = ou.get(k, _NONE)
+            if ov is _NONE:
+                ov = ob.get(k, _NONE)
+            if ov is not v and ov != v:
+                out.append((k, v))
+        for k, ov in ou.items():
+            if k not in nu:
+                nv = ob.get(k)
+                if nv is not ov and nv != ov:
+                    out.append((k, nv))
+    elif isinstance(new, dict) and isinstance(ob, dict):
+        for k, v in new.items():
+            ov = ou.get(k, _NONE)
+            if ov is _NONE:
+                ov = ob.get(k, _NONE)
+            if ov is not v and ov != v:
+                out.append((k, v))
+        out.extend((k, None) for k in ou if k not in new)
+        out.extend((k, None) for k in ob if k not in new and k not in ou)
+    else:
+        return diff_map(old, new)
+    out.sort(key=lambda kv: kv[0])
+    return out
 
 
 def allow_all(egress: bool, provenance: Provenance) -> tuple[PolicyKey, PolicyEntry]:

@@ -103,3 +103,30 @@ def test_builder_merges_allows_redirect_wins() -> None:
     k = PolicyKey(300, False, TCP, 80, 16)
     m = build_map([(k, ALLOW), (k, PolicyEntry(proxy_port=15001))])
     assert m[k].proxy_port == 15001
+
+
+def test_map_delta_equals_diff_map_on_every_shape_the_compiler_makes() -> None:
+    """``map_delta`` compares only layers (or dicts at C speed): it must give exactly
+    ``diff_map``'s answer for a layer more, a compaction, a changed entry, a key gone
+    and the shapes it hands to ``diff_map``."""
+    from ciliate.control.mapstate import map_delta
+    from ciliate.desired import LayeredMap, diff_map
+
+    def k(i: int, port: int = 80) -> PolicyKey:
+        return PolicyKey(i, False, 6, port, 16)
+
+    e1, e2 = PolicyEntry(), PolicyEntry(deny=True)
+    base = {k(1): e1, k(2): e1, k(3): e2}
+    v1 = LayeredMap(base, {k(4): e1})
+    cases = [
+        (v1, LayeredMap(base, {k(4): e1, k(5): e1})),  # a new identity's key
+        (v1, LayeredMap(base, {k(4): e2})),  # a changed entry
+        (v1, LayeredMap(base, {k(5): e1})),  # k(4) gone back to the base (absent)
+        (v1, LayeredMap(base, {k(2): e2, k(4): e1})),  # a base entry overridden
+        (v1, {**base, k(4): e1, k(6): e1}),  # compacted, one key more
+        (v1, {k(1): e1, k(4): PolicyEntry()}),  # compacted, keys gone, equal entry
+        (LayeredMap(base, {k(4): e1}, [k(1)]), dict(base)),  # deletes: diff_map's way
+        (dict(base), LayeredMap(base, {k(7): e1})),
+    ]
+    for old, new in cases:
+        assert map_delta(old, new) == diff_map(old, new), (old, new)
