@@ -15,7 +15,7 @@ from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from ipaddress import IPv4Address, IPv4Network
 
-from ciliate.desired import Identity, PolicyMap
+from ciliate.desired import Identity, PolicyEntry, PolicyKey, PolicyMap
 from ciliate.model.cluster import ClusterConfig
 from ciliate.model.core import Namespace, Pod, Service
 from ciliate.model.meta import Doc
@@ -47,6 +47,12 @@ class EndpointPolicy:
     map: PolicyMap
     ingress_enforced: bool
     egress_enforced: bool
+    # When the compiler only added entries to the previous map (a new identity's keys):
+    # (that previous map, the added entries), so a consumer holding the previous map
+    # can take the change without diffing the two.
+    extends: tuple[PolicyMap, Mapping[PolicyKey, PolicyEntry]] | None = field(
+        default=None, compare=False, repr=False
+    )
 
 
 @dataclass(frozen=True, slots=True)

@@ -129,7 +129,10 @@ class Distillery:
                     ups = self._new_identity_keys(g, ident, items)
                 if ups:
                     maps[g] = EndpointPolicy(
-                        extend_map(g, old.map, ups), old.ingress_enforced, old.egress_enforced
+                        extend_map(g, old.map, ups),
+                        old.ingress_enforced,
+                        old.egress_enforced,
+                        (old.map, ups),
                     )
                     out.update(groups[g])
         return out

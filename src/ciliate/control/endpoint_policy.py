@@ -17,7 +17,7 @@ Sans-IO; imports the model, ``desired`` and ``control``.
 from __future__ import annotations
 
 from collections.abc import Callable, Iterable, Mapping, Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from ipaddress import IPv4Address, IPv4Network
 from typing import Any
 
@@ -47,6 +47,11 @@ class EPPolicy:
     map: PolicyMap
     ingress_enforced: bool
     egress_enforced: bool
+    # (previous map, entries added to it) when that is all that changed (the compiler's
+    # ``EndpointPolicy.extends``)
+    extends: tuple[PolicyMap, Mapping[PolicyKey, PolicyEntry]] | None = field(
+        default=None, compare=False, repr=False
+    )
 
 
 FALLBACK = EPPolicy(ALLOW_ALL, False, False)
@@ -158,11 +163,16 @@ class EndpointPolicies:
         out: dict[str, EPPolicy] = {}
         if self.compiler is None:
             return out
+        shared: dict[int, EPPolicy] = {}  # pods of one group share one compiled policy
         for key in pods:
             ep = self.compiler.endpoint(key)
             if ep is None:
                 continue
-            new = EPPolicy(ep.map, ep.ingress_enforced, ep.egress_enforced)
+            new = shared.get(id(ep))
+            if new is None:
+                new = shared[id(ep)] = EPPolicy(
+                    ep.map, ep.ingress_enforced, ep.egress_enforced, ep.extends
+                )
             self.by_pod[key] = new
             out[key] = new
         return out

@@ -508,16 +508,20 @@ class Engine:
             if rec is None:
                 continue
             ep_id = self.ep_ids.get(rec.node, {}).get(key)
-            parts = self.parts[rec.node]
-            if ep_id is None or ep_id not in parts.policy:
+            if ep_id is None:
                 continue
-            old_map = parts.policy[ep_id]
-            if old_map is new.map:
+            parts = self.parts[rec.node]
+            old_map = parts.policy.get(ep_id)
+            if old_map is None or old_map is new.map:
                 continue
             pair = (id(old_map), id(new.map))  # both alive through this call
             delta = deltas.get(pair)
             if delta is None:
-                delta = deltas[pair] = map_delta(old_map, new.map)
+                if new.extends is not None and new.extends[0] is old_map:
+                    delta = sorted(new.extends[1].items())  # entries added, nothing else
+                else:
+                    delta = map_delta(old_map, new.map)
+                deltas[pair] = delta
             name = policy_map_name(ep_id)
             out.extend([MapChange(rec.node, name, pk, pe) for pk, pe in delta])
             per_node.setdefault(rec.node, {})[ep_id] = new.map

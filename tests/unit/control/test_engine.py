@@ -299,3 +299,36 @@ def test_owner_objects_do_not_cost_a_rebuild() -> None:
            "metadata": {"name": "busybox", "namespace": "networking101"}, "spec": {"replicas": 3}}  # fmt: skip
     assert eng.update([dep]) == []
     assert eng.state is s0  # nothing was recomputed
+
+
+def test_new_identity_pod_extends_peering_maps_incrementally() -> None:
+    """A pod with a new identity that policies peer with: the engine emits exactly the
+    entries the compiler added to those endpoints' maps (taken from the compiler's
+    ``extends`` instead of a diff), twice in a row (the second extends the first's
+    layer), and the state equals a full recompute."""
+    cfg = C.config()
+    pol = _netpol()
+    pol["spec"]["ingress"][0]["from"].append({"podSelector": {"matchLabels": {"tier": "t"}}})  # type: ignore[index]
+    base = C.node_docs(cfg) + C.networking101() + [pol]
+    eng = Engine(cfg)
+    s = eng.load(base)
+    docs = list(base)
+    for i, octet in enumerate((201, 202)):
+        new = C.pod(
+            "networking101", f"tiered-{i}", W2, f"10.10.1.{octet}", {"tier": "t", "n": str(i)}
+        )
+        ch = eng.update([new])
+        docs.append(new)
+        assert map_contents(apply_delta(s, ch)) == map_contents(eng.state)
+        assert map_contents(eng.state) == map_contents(compute_desired(docs, cfg, previous=s))
+        policy_changes = [c for c in ch if c.map.startswith("cilium_policy_v2_")]
+        netshoot = {
+            f"cilium_policy_v2_{e.id:05d}"
+            for n in eng.state.nodes.values()
+            for e in n.endpoints.values()
+            if "netshoot" in e.pod
+        }
+        ident = eng.state.nodes[W2].ipcache[IPCacheKey(IPv4Network(f"10.10.1.{octet}/32"))]
+        touched = [c for c in policy_changes if c.map in netshoot]
+        assert touched and all(c.key.identity == ident.sec_identity for c in touched)
+        s = eng.state
