@@ -201,8 +201,11 @@ class RulesCache:
         for name in [n for n in self.nodes if n not in nodes]:
             del self.nodes[name]
             self.pods.pop(name, None)
-        for name, node in nodes.items():
-            if (self.needs_proxy(name) or name in self.pods) and self._names(node):
+        # pod names: only nodes that run a proxy now or did (a cluster without L7 policy
+        # pays nothing per round)
+        for name in {n for n, d in self.nodes.items() if d} | set(self.pods):
+            node = nodes.get(name)
+            if node is not None and self._names(node):
                 changed.add(name)
         return changed
 
