@@ -390,6 +390,12 @@ def test_observe_shows_the_redirect_and_the_l7_records(cluster: Cluster) -> None
     assert [p.name for p in egress[0].egress_allowed_by] == ["client-egress-l7"]
     text = cli(cluster.state, "observe", "--last", "200")
     assert "to-proxy" in text and "http-request" in text
+    # hubble's filters apply to them: the proxy's denials, the redirects
+    denials = cli(cluster.state, "observe", "-t", "l7", "--http-status", "403", "--last", "50")
+    lines = [ln for ln in denials.splitlines() if ln.strip()]
+    assert lines and all("403" in ln for ln in lines), denials
+    redirects = cli(cluster.state, "observe", "-t", "trace:to-proxy", "--last", "50")
+    assert redirects.strip() and all("to-proxy" in ln for ln in redirects.splitlines() if ln)
 
 
 @pytest.mark.parametrize(
