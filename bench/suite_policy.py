@@ -9,7 +9,10 @@ Rows (``quick`` uses small sizes):
   <= 10 s), and ``matrix_1000_sim``: the same through the model datapath (``sim.probe``
   over the DesiredState of the control engine, what ``ciliate reach`` prints).
 - ``incremental``: p99 of one policy change, one pod add (a replica of a known
-  identity) and one pod add with a new identity, on the 10,000-pod state (goal <= 5 ms).
+  identity) and one pod add with a new identity, on the 10,000-pod state (goal <= 5 ms),
+  in wall and in process CPU time.
+- ``engine_new_identity``: that new-identity pod add through ``Engine.update`` (the
+  pods spread over 100 nodes): compiler plus the per-endpoint map changes it causes.
 - ``nca``: the same pods/namespaces/policies exported as YAML lists and given to
   ``nca --connectivity POLICIES --pod_list pods.yaml --ns_list ns.yaml -o
   txt_no_fw_rules`` (1,000 pods / 200 policies; quick: 100 / 20); verdicts compared on
@@ -251,6 +254,50 @@ def bench_incremental(n_pods: int, n_pols: int, reps: int) -> dict[str, Any]:
     }  # fmt: skip
 
 
+def bench_engine_new_identity(n_pods: int, n_pols: int, n_nodes: int, reps: int) -> dict[str, Any]:
+    """The same new-identity pod add end to end: ``Engine.update`` on the input above
+    spread over ``n_nodes`` nodes, i.e. the compiler plus picking up every recompiled or
+    extended map and emitting its per-endpoint map changes (each endpoint has its own
+    policy map, as in Cilium)."""
+    from bench import suite_state
+    from ciliate.control.engine import Engine
+
+    cfg, node_docs = suite_state.generate(n_nodes, 0, 0)
+    nodes = [d for d in node_docs if d["kind"] == "Node"]
+    docs = generate(n_pods, n_pols)
+    for d in docs:
+        if d["kind"] == "Pod":
+            d["spec"]["nodeName"] = nodes[int(d["metadata"]["name"][2:]) % n_nodes]["metadata"][
+                "name"
+            ]
+    eng = Engine(cfg)
+    eng.load(nodes + docs)
+    gc.collect()
+    gc.freeze()
+    wall: list[float] = []
+    cpu: list[float] = []
+    changes = 0
+    for i in range(max(20, reps * 4)):
+        pod = {"apiVersion": "v1", "kind": "Pod",
+               "metadata": {"name": f"fresh-{i}", "namespace": f"ns-{i % 50}",
+                            "labels": {"app": f"fresh-{i}"}},
+               "spec": {"nodeName": nodes[i % n_nodes]["metadata"]["name"],
+                        "containers": [{"name": "c", "ports": [
+                            {"name": "http", "containerPort": 8080}]}]},
+               "status": {"phase": "Running", "podIP": f"10.200.{i // 250}.{i % 250 + 1}"}}  # fmt: skip
+        t, tc = time.perf_counter(), time.process_time()
+        changes = len(eng.update([pod]))
+        wall.append(time.perf_counter() - t)
+        cpu.append(time.process_time() - tc)
+    gc.unfreeze()
+    return {
+        "pods": n_pods, "policies": n_pols, "nodes": n_nodes, "updates": len(wall),
+        "median_ms": statistics.median(wall) * 1e3, "p99_ms": _p99(wall) * 1e3,
+        "cpu_median_ms": statistics.median(cpu) * 1e3, "cpu_p99_ms": _p99(cpu) * 1e3,
+        "map_changes": changes,
+    }  # fmt: skip
+
+
 # --- NCA ---------------------------------------------------------------------------------
 
 
@@ -386,12 +433,14 @@ def run(reps: int, quick: bool) -> dict[str, Any]:
         out["matrix_1000"] = bench_matrix(200, 40, reps, sim=True)
         out["matrix_5000"] = bench_matrix(500, 100, reps)
         out["incremental"] = bench_incremental(1000, 100, reps)
+        out["engine_new_identity"] = bench_engine_new_identity(1000, 100, 10, reps)
         out["nca"] = bench_nca(100, 20, timeout=300)
     else:
         out["compile"] = bench_compile(10_000, 1_000, reps)
         out["matrix_1000"] = bench_matrix(1000, 200, reps, sim=True)
         out["matrix_5000"] = bench_matrix(5000, 1000, max(1, reps // 2))
         out["incremental"] = bench_incremental(10_000, 1_000, reps)
+        out["engine_new_identity"] = bench_engine_new_identity(10_000, 1_000, 100, reps)
         out["nca"] = bench_nca(1000, 200, timeout=1800)
     _print(out)
     return out
@@ -418,6 +467,10 @@ def _print(r: dict[str, Any]) -> None:
           f"(goal <= {GOALS['incr_p99_ms']} ms); CPU time p99: "
           f"{inc['policy_change_cpu_p99_ms']:.2f} / {inc['pod_add_cpu_p99_ms']:.2f} / "
           f"{inc['pod_add_new_identity_cpu_p99_ms']:.2f} ms")  # fmt: skip
+    e = r["engine_new_identity"]
+    print(f"   engine pod add with a new identity ({e['pods']} pods, {e['nodes']} nodes): "
+          f"median {e['median_ms']:.2f} ms, p99 {e['p99_ms']:.2f} ms (CPU {e['cpu_median_ms']:.2f}"
+          f" / {e['cpu_p99_ms']:.2f} ms), {e['map_changes']} map changes")  # fmt: skip
     if "nca_s" in nca:
         print(f"   NCA {nca['pods']} pods / {nca['policies']} policies: nca {nca['nca_s']:.2f} s, "
               f"ciliate {nca['ciliate_s']:.3f} s (x{nca['ratio_nca_over_ciliate']:.0f}); "

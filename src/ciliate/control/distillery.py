@@ -298,16 +298,20 @@ class Distillery:
 
 
 def extend_map(g: GroupKey, base: PolicyMap, ups: Mapping[PolicyKey, PolicyEntry]) -> PolicyMap:
-    """``layered(base, ups)``, compacted earlier than ``layered`` would at a point that
-    differs per group: one new identity extends hundreds of maps in one update, and
-    compacting all of them in the same update would make it several times slower than
-    the others (a p99 spike every ~60 new identities)."""
+    """``base`` with ``ups`` layered over it (``desired.layered``), compacted into one
+    dict when the layer passes a size that differs per group (32..254 keys).
+
+    Why per group: one new identity extends hundreds of maps in one update; with one
+    threshold they would all compact in the same update (a p99 spike every ~60 new
+    identities). Why up to 254 keys: a compaction copies the whole map and hands the
+    collector a fresh dict of it to scan, while a longer layer only costs its own copy
+    (small dict copies keep their hashes)."""
     if not isinstance(base, LayeredMap):
         return LayeredMap(base, dict(ups))
     # what ``layered`` does for a base without deletes (a new identity deletes nothing)
     layer = dict(base.upserts)
     layer.update(ups)
-    if len(layer) + len(base.deletes) <= 16 + g[0] % 113:
+    if len(layer) + len(base.deletes) <= 32 + g[0] % 223:
         return LayeredMap(base.base, layer, base.deletes)
     flat = dict(base.base)
     for k in base.deletes:
