@@ -29,9 +29,11 @@
  *     programs forward it as the source's traffic (proxy_egress_identity()), so the
  *     destination's ingress policy -- here, or across the overlay through the VNI -- sees
  *     the source, not the node.
+ * An egress-redirected upstream toward an endpoint of the same node that has L7 ingress
+ * rules cannot be redirected again (cil_from_host runs at egress, where no socket can be
+ * assigned): the proxy applies both sides itself and marks it PROXY_INGRESS.
  * Not handled (DROP_PROXY_UNSUPPORTED, 180, as before): L7 entries on other protocols than
- * TCP, and an egress-redirected upstream that meets an ingress redirect on the same node
- * (cil_from_host runs at egress, where no socket can be assigned).
+ * TCP.
  */
 #ifndef CILIATE_PROXY_H
 #define CILIATE_PROXY_H

@@ -65,7 +65,8 @@ PODS = [
     _pod("fe2", "frontend", W1, more=[UDP81], labels={"app": "web"}),
     _pod("fe3", "frontend", W2),
     _pod("other", "other", W2),
-    # egress L7: c1 may send only GET /public to role=api pods, which admit only clients
+    # egress L7: c1 may send GET /public and /egress-only to role=api pods, which admit
+    # only clients, and from them only GET /public and /ingress-only
     _pod("c1", "client", W1),
     _pod("api1", "api", W1),
     _pod("api2", "api", W2),
@@ -111,7 +112,7 @@ EGRESS_L7 = {
                 "toPorts": [
                     {
                         "ports": [{"port": "80", "protocol": "TCP"}],
-                        "rules": {"http": [{"method": "GET", "path": "/public"}]},
+                        "rules": {"http": [{"method": "GET", "path": "/public|/egress-only"}]},
                     }
                 ],
             }
@@ -127,7 +128,12 @@ API_FROM_CLIENTS = {
         "ingress": [
             {
                 "fromEndpoints": [{"matchLabels": {"role": "client"}}],
-                "toPorts": [{"ports": [{"port": "80", "protocol": "TCP"}]}],
+                "toPorts": [
+                    {
+                        "ports": [{"port": "80", "protocol": "TCP"}],
+                        "rules": {"http": [{"method": "GET", "path": "/public|/ingress-only"}]},
+                    }
+                ],
             }
         ],
     },
@@ -265,8 +271,8 @@ def test_one_proxy_on_the_node_of_the_l7_endpoints(cluster: Cluster) -> None:
     # fe1/fe2 on W1, fe3 on W2 are selected by the rule; the control plane has none
     assert set(proxies) == {W1, W2}
     assert all(p["running"] for p in proxies.values())
-    # W1: fe1, fe2 (ingress L7), c1 (egress L7); W2: fe3
-    assert proxies[W1]["endpoints"] == 3 and proxies[W2]["endpoints"] == 1
+    # W1: fe1, fe2, api1 (ingress L7), c1 (egress L7); W2: fe3, api2
+    assert proxies[W1]["endpoints"] == 4 and proxies[W2]["endpoints"] == 2
 
 
 def test_allowed_request_gets_the_servers_answer(cluster: Cluster) -> None:
@@ -304,6 +310,14 @@ def test_egress_l7_at_the_source_carries_its_identity(cluster: Cluster) -> None:
         assert [s for s, _ in got] == [200, 403, 200], (dst, got)
         assert got[1][1] == b"Access denied\r\n"
     assert not cluster.connects("other", "api2")  # api admits clients only
+
+
+def test_egress_and_ingress_l7_both_apply(cluster: Cluster) -> None:
+    """A request must pass c1's egress rules and api's ingress rules: on one node one
+    proxy applies both, across nodes each node's proxy applies its side."""
+    for dst in ("api1", "api2"):
+        got = cluster.requests("c1", dst, "/public", "/egress-only", "/ingress-only")
+        assert [s for s, _ in got] == [200, 403, 403], (dst, got)
 
 
 def test_a_non_frontend_is_dropped_at_l4(cluster: Cluster) -> None:
@@ -387,7 +401,7 @@ def test_observe_shows_the_redirect_and_the_l7_records(cluster: Cluster) -> None
         ],
         what="an egress L7 record of c1",
     )
-    assert [p.name for p in egress[0].egress_allowed_by] == ["client-egress-l7"]
+    assert "client-egress-l7" in [p.name for p in egress[0].egress_allowed_by]
     text = cli(cluster.state, "observe", "--last", "200")
     assert "to-proxy" in text and "http-request" in text
     # hubble's filters apply to them: the proxy's denials, the redirects
@@ -404,6 +418,8 @@ def test_observe_shows_the_redirect_and_the_l7_records(cluster: Cluster) -> None
         (80, "TCP", None),
         (80, "TCP", ("GET", "/public")),
         (80, "TCP", ("GET", "/private")),
+        (80, "TCP", ("GET", "/egress-only")),
+        (80, "TCP", ("GET", "/ingress-only")),
         (81, "TCP", None),
         (80, "UDP", None),
     ],

@@ -47,7 +47,7 @@ import struct
 import time
 from collections import deque
 from collections.abc import Callable, Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from ipaddress import IPv4Address, IPv4Network
 from pathlib import Path
 
@@ -91,12 +91,16 @@ class Decision:
     entry: PolicyEntry | None  # the redirect entry chosen (None: relay as L4)
     denied: bool = False  # the map denies the connection now: closed, never relayed
     egress: bool = False
+    # an egress redirect to an endpoint of this node that has L7 ingress rules too: its
+    # decision, enforced here as well (the host programs cannot redirect the upstream)
+    also: Decision | None = None
 
     @property
     def upstream_mark(self) -> int:
         """SO_MARK of the upstream (bpf/lib/proxy.h): an egress redirect carries the
-        source's identity, so the destination's ingress policy sees the source."""
-        if self.egress and self.endpoint is not None:
+        source's identity, so the destination's ingress policy sees the source --
+        unless that policy was applied here (``also``)."""
+        if self.egress and self.endpoint is not None and self.also is None:
             return MARK_PROXY_EGRESS | (self.endpoint.identity & 0xFFFF) << 16
         return MARK_PROXY_UPSTREAM
 
@@ -108,11 +112,18 @@ class Decision:
     def policies(self) -> tuple[hf.Policy, ...]:
         if self.entry is None:
             return ()
-        seen = dict.fromkeys((p.kind, p.namespace, p.name) for p in self.entry.provenance)
+        provs = [
+            *self.entry.provenance,
+            *(self.also.entry.provenance if self.also and self.also.entry else ()),
+        ]
+        seen = dict.fromkeys((p.kind, p.namespace, p.name) for p in provs)
         return tuple(hf.Policy(name=n, namespace=ns, kind=k) for k, ns, n in seen if n)
 
     def allows(self, head: Head) -> bool:
-        """The model's answer for this request (``datapath.sim.policy.l7_decide``)."""
+        """The model's answer for this request (``datapath.sim.policy.l7_decide``; with
+        ``also``, the source's egress and the destination's ingress rules, in turn)."""
+        if self.also is not None and not self.also.allows(head):
+            return False
         rules = self.http_rules
         if self.entry is None or not rules:
             return True
@@ -140,18 +151,21 @@ def decide_connection(
 ) -> Decision:
     """Which redirect brought the connection here, in the order the kernel looks:
 
-    1. the destination is a local endpoint whose ingress entry for the client redirects;
-    2. the client is a local endpoint whose egress entry for the destination redirects;
+    1. the client is a local endpoint whose egress entry for the destination redirects
+       (``bpf_lxc.c`` checks the source's egress policy first); when the destination is
+       an endpoint of this node with L7 rules too, its ingress decision is enforced here
+       as well (``also``) -- or, if its map denies the client, the connection closes;
+    2. the destination is a local endpoint whose ingress entry for the client redirects;
     3. otherwise a map that now denies closes it; else it is relayed as L4 (the policy
        changed since the redirect), egress when the client is a local endpoint."""
     ingress = decide(rules.get(orig[0]), client_identity, orig[1])
-    if ingress.entry is not None:
-        return ingress
     src = rules.get(client[0])
     egress = decide(src, remote_identity(orig[0]), orig[1], egress=True) if src else None
     if egress is not None and egress.entry is not None:
-        return egress
-    if ingress.denied:
+        if ingress.denied:
+            return ingress
+        return replace(egress, also=ingress) if ingress.entry is not None else egress
+    if ingress.entry is not None or ingress.denied:
         return ingress
     return egress if egress is not None else ingress
 

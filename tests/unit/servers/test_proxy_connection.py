@@ -168,3 +168,33 @@ def test_an_egress_redirect_is_decided_on_the_clients_map() -> None:
     # an identity the egress map does not allow: closed
     d = P.decide_connection(rules, CLIENT, SERVER, 40829, lambda ip: 12345)
     assert d.denied and d.entry is None
+
+
+def test_egress_to_a_local_l7_endpoint_applies_both_sides() -> None:
+    """The kernel redirects at the source first; a destination of this node with L7
+    ingress rules cannot redirect the upstream again, so the proxy applies both."""
+    client_ep = P.EndpointRules(
+        9, 40829, "default/c1", (),
+        {PolicyKey(FRONTEND, True, 6, 80, 16): PolicyEntry(
+            proxy_port=10080, l7_rules=(L7Rule("http", path="/public|/egress-only"),),
+            provenance=PROV)},
+    )  # fmt: skip
+    server_ep = P.EndpointRules(
+        7, FRONTEND, "default/fe2", (),
+        {PolicyKey(40829, False, 6, 80, 16): PolicyEntry(
+            proxy_port=10080, l7_rules=(L7Rule("http", path="/public|/ingress-only"),),
+            provenance=PROV)},
+    )  # fmt: skip
+    rules = {CLIENT[0]: client_ep, SERVER[0]: server_ep}
+    d = P.decide_connection(rules, CLIENT, SERVER, 40829, lambda ip: FRONTEND)
+    assert d.egress and d.also is not None and not d.also.egress
+    assert d.upstream_mark == P.MARK_PROXY_UPSTREAM  # both sides enforced here
+
+    def allowed(path: str) -> bool:
+        head = P.MessageReader(request=True).feed(req(path))[0]
+        assert isinstance(head, P.Head)
+        return d.allows(head)
+
+    assert [allowed(p) for p in ("/public", "/egress-only", "/ingress-only")] == [
+        True, False, False,
+    ]  # fmt: skip
