@@ -5,9 +5,13 @@
  *   network are DNATed (lb.h) and delivered to a local backend or tunnelled to the
  *   backend's node, which returns the replies through the tunnel for the reverse NAT;
  *   everything else passes.
- * cil_to_host (cilium_host and cilium_net ingress): traffic handed to the host; passes.
+ * cil_to_host (cilium_host and cilium_net ingress): traffic handed to the host; replies
+ *   of the host's service connections tunnelled back by a remote backend's node are
+ *   reverse-NATed here; everything passes.
  * cil_from_host (cilium_host egress): the host's own traffic towards pods, routed to
- *   cilium_host by the per-pod-CIDR routes: local pods are delivered through cilium_lxc
+ *   cilium_host by the per-pod-CIDR routes, and towards service frontends, routed there
+ *   by the node's policy rules (hostsvc.py) and DNATed as socket-LB would at connect()
+ *   (no backend: drop 158; decision 0009): local pods are delivered through cilium_lxc
  *   (the destination's ingress policy sees identity host), remote pods are tunnelled with
  *   VNI = host (1), which the far side reads as remote-node (6).  ARP requests of the host
  *   (when cilium_host is not NOARP) are answered with cilium_host's MAC.
@@ -106,6 +110,29 @@ static __always_inline int host_forward(struct __sk_buff *skb, __u32 src_id, __b
 	return CTX_ACT_OK;
 }
 
+/* The host's own connection to a service frontend (the node's policy rules route
+ * frontends to cilium_host: datapath/linux/hostsvc.py): DNAT as socket-LB does at
+ * connect() for the host (decision 0009).  Pod addresses are never frontends, so traffic
+ * to pods skips the service lookups; only exact frontends match (the node's own
+ * NodePort entry included), not the 0.0.0.0 surrogate, as in the model.  Returns 0 or a
+ * drop reason. */
+static __always_inline int host_service(struct __sk_buff *skb, __be32 saddr, __be32 *daddr,
+					__u8 proto, __u32 l4_off, struct l4_info *l4,
+					struct lb_result *lb)
+{
+	struct endpoint_info *dst = lookup_endpoint(*daddr);
+	struct remote_endpoint_info *remote;
+
+	if (dst && !(dst->flags & ENDPOINT_F_HOST))
+		return 0;
+	if (!dst) {
+		remote = lookup_ipcache(*daddr);
+		if (remote && (remote->flags & IPCACHE_F_HAS_TUNNEL_EP))
+			return 0;
+	}
+	return lb4_translate(skb, saddr, daddr, proto, l4_off, l4, LB_LOOKUP_SCOPE_INT, 0, lb);
+}
+
 SEC("tc")
 int cil_from_host(struct __sk_buff *skb)
 {
@@ -114,7 +141,10 @@ int cil_from_host(struct __sk_buff *skb)
 	struct l4_info l4;
 	void *data_end;
 	struct iphdr *ip4;
-	__u32 src_id;
+	__be32 saddr, daddr;
+	__u32 src_id, l4_off;
+	__u8 proto;
+	int ret;
 
 	if (skb->protocol == bpf_htons(ETH_P_ARP)) {
 		/* cilium_host should be NOARP (Cilium sets it so); if it is not, the host ARPs
@@ -132,17 +162,61 @@ int cil_from_host(struct __sk_buff *skb)
 	ip4 = ipv4_hdr(skb, &data_end);
 	if (!ip4)
 		return CTX_ACT_OK;
-	if (l4_load(skb, ETH_HLEN + ipv4_hdrlen(ip4), ip4->protocol, &l4) < 0)
+	saddr = ip4->saddr;
+	daddr = ip4->daddr;
+	proto = ip4->protocol;
+	l4_off = ETH_HLEN + ipv4_hdrlen(ip4);
+	if (l4_load(skb, l4_off, proto, &l4) < 0)
 		return CTX_ACT_OK;
 	/* the L7 proxy's upstream of an egress redirect carries the source's identity */
 	src_id = proxy_egress_identity(skb);
-	return host_forward(skb, src_id ? src_id : HOST_ID, ip4->saddr, ip4->daddr,
-			    ip4->protocol, ETH_HLEN + ipv4_hdrlen(ip4), &l4, &lb);
+	cfg = runtime_config();
+	if (!src_id && cfg && (cfg->flags & RUNTIME_F_LB) && !ipv4_is_fragment(ip4)) {
+		ret = host_service(skb, saddr, &daddr, proto, l4_off, &l4, &lb);
+		if (ret > 0)
+			return DROP(skb, THIS_FILE, METRIC_EGRESS, ret, 0, HOST_ID, 0, 0);
+	}
+	return host_forward(skb, src_id ? src_id : HOST_ID, saddr, daddr, proto, l4_off, &l4,
+			    &lb);
 }
 
 SEC("tc")
 int cil_to_host(struct __sk_buff *skb)
 {
+	struct runtime_config *cfg = runtime_config();
+	struct ipv4_ct_tuple tuple = {};
+	struct ct_result ct;
+	struct l4_info l4;
+	void *data_end;
+	struct iphdr *ip4;
+	__be32 saddr;
+	__u32 l4_off;
+	__u8 proto;
+	int ret;
+
+	/* A reply to the host's own service connection with a remote backend comes back
+	 * through the tunnel (cil_from_overlay hands it here): reverse NAT to the frontend
+	 * the host's socket is connected to (decision 0009).  Replies from a local backend
+	 * are reverse-NATed by cil_from_container. */
+	if (skb->protocol != bpf_htons(ETH_P_IP) || !cfg || !(cfg->flags & RUNTIME_F_LB))
+		return CTX_ACT_OK;
+	ip4 = ipv4_hdr(skb, &data_end);
+	if (!ip4 || ipv4_is_fragment(ip4))
+		return CTX_ACT_OK;
+	saddr = ip4->saddr;
+	proto = ip4->protocol;
+	l4_off = ETH_HLEN + ipv4_hdrlen(ip4);
+	if (proto != IPPROTO_TCP && proto != IPPROTO_UDP && proto != IPPROTO_SCTP_)
+		return CTX_ACT_OK;
+	if (l4_load(skb, l4_off, proto, &l4) < 0)
+		return CTX_ACT_OK;
+	ct_build_tuple(&tuple, saddr, ip4->daddr, proto, &l4);
+	ct_lookup4(&tuple, l4.tcp_flags, skb->len, &ct);
+	if (ct.status != CT_REPLY || !ct.rev_nat_index)
+		return CTX_ACT_OK;
+	ret = lb4_rev_nat(skb, ct.rev_nat_index, proto, l4_off, &saddr);
+	if (ret > 0)
+		return DROP(skb, THIS_FILE, METRIC_INGRESS, ret, 0, ct.src_sec_id, HOST_ID, 0);
 	return CTX_ACT_OK;
 }
 

@@ -66,7 +66,7 @@ from typing import Any
 
 from ciliate.control.engine import Engine
 from ciliate.controllers.clusterconfig import get_cluster_config
-from ciliate.datapath.linux import netns, runtime
+from ciliate.datapath.linux import hostsvc, netns, runtime
 from ciliate.datapath.linux.crashpoints import crash_point
 from ciliate.datapath.linux.nodeprograms import FlowPump, NodePrograms
 from ciliate.datapath.linux.proxy import ProxyManager
@@ -218,6 +218,7 @@ class Agent:
 
     def _ensure_node(self, node: NodeState) -> None:
         self.topo.ensure_node(node)
+        self._ensure_host_services(node)
         progs = self.programs.get(node.name)
         if progs is None:
             progs = NodePrograms(self.names.tag, node.name, self.names.node(node.name))
@@ -228,6 +229,15 @@ class Agent:
         progs.attach_all(
             (d.name, d.programs) for d in node.devices if d.programs and d.name not in lxc_names
         )
+
+    def _ensure_host_services(self, node: NodeState) -> None:
+        """The node's own traffic to service frontends leaves by cilium_host, where
+        cil_from_host translates it (datapath/linux/hostsvc.py, decision 0009)."""
+        assert self.engine is not None
+        cfg = self.engine.config
+        mtu = cfg.tunnel_mtu if cfg.routing == "tunnel" else 0
+        plan = hostsvc.compute_plan(node, IPv4Network(cfg.service_cidr), cfg.node_port_range, mtu)
+        self.topo.ensure_host_services(node, plan)
 
     def _wanted_namespaces(self, state: DesiredState) -> set[str]:
         want = {self.names.fabric}
@@ -371,6 +381,10 @@ class Agent:
         lap("wire")
         self.proxies.reconcile(new.nodes, changes)  # L7 proxy rules before the redirects
         self._apply_maps(changes, new)
+        # host services (hostsvc): a LoadBalancer / external IP frontend came or went
+        svc_cidr = IPv4Network(self.engine.config.service_cidr)
+        for name in sorted(hostsvc.nodes_to_refresh(changes, svc_cidr) & new.nodes.keys()):
+            self._guard(f"host services of {name}", self._ensure_host_services, new.nodes[name])
         for name, node in new.nodes.items():
             if name in old.nodes and old.nodes[name].routes != node.routes:
                 self._guard(f"routes of {name}", self.topo.ensure_node_routes, node)

@@ -41,6 +41,9 @@ class FakeTopo:
     def ensure_node_routes(self, node: NodeState) -> None:
         self.calls.append(("routes", node.name))
 
+    def ensure_host_services(self, node: NodeState, plan: Any) -> None:
+        self.calls.append(("hostsvc", node.name))
+
     def ensure_pod(self, node: NodeState, ep: EndpointState, podnet: Any) -> None:
         self.calls.append(("pod+", ep.pod))
 

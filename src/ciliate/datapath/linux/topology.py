@@ -33,8 +33,8 @@ from typing import Any
 from pyroute2 import IPRoute
 from pyroute2.netlink.exceptions import NetlinkError
 
+from ciliate.datapath.linux import hostsvc, rtnl
 from ciliate.datapath.linux import netns as nl
-from ciliate.datapath.linux import rtnl
 from ciliate.datapath.linux.crashpoints import crash_point
 from ciliate.desired import Device, EndpointState, NodeState, PodNet, Route
 
@@ -253,6 +253,12 @@ class Topology:
             if not nl.link_index(ipr, r.dev):
                 continue  # the device of a pod not wired yet; ensure_pod comes back
             nl.ensure_route(ipr, route_spec(r))
+
+    def ensure_host_services(self, node: NodeState, plan: hostsvc.HostServicePlan) -> None:
+        """The node's own traffic to service frontends is routed to cilium_host by
+        policy rules, the main table untouched (``hostsvc``, decision 0009)."""
+        ns = self.names.node(node.name)
+        hostsvc.ensure_host_services(self.rtnl(ns), ns, plan)
 
     # --- pods ---------------------------------------------------------------------------
 
