@@ -34,12 +34,14 @@ pytestmark = [pytest.mark.privileged, pytest.mark.slow]
 CONTROL = "mycluster-control-plane"
 IPS = {CONTROL: "172.18.0.3", WORKER: "172.18.0.2", WORKER2: "172.18.0.4"}
 SVC_IP, EMPTY_IP, NODE_PORT = "10.96.88.10", "10.96.88.20", 30707
+EXTERNAL_IP, LATE_IP = "192.0.2.50", "192.0.2.51"  # TEST-NET-1: never routed anywhere
 
 
-def _service(name: str, ip: str, app: str, node_port: int = 0) -> str:
+def _service(name: str, ip: str, app: str, node_port: int = 0, external: str = "") -> str:
     kind = "  type: NodePort\n" if node_port else ""
     np = f"    nodePort: {node_port}\n" if node_port else ""
     addr = f"  clusterIP: {ip}\n" if ip else ""
+    addr += f"  externalIPs: [{external}]\n" if external else ""
     return f"""apiVersion: v1
 kind: Service
 metadata:
@@ -61,6 +63,7 @@ MANIFEST = "\n---\n".join(
         _service("svc", SVC_IP, "server"),
         _service("np", "", "server", NODE_PORT),
         _service("empty", EMPTY_IP, "nothing"),
+        _service("ext", "", "server", external=EXTERNAL_IP),
     ]
 )
 
@@ -75,6 +78,8 @@ PAIRS = [
     (WORKER, IPS[WORKER2], NODE_PORT),  # ... hairpinned back to this node's backend
     (WORKER, EMPTY_IP, PORT),  # no endpoints: 158
     (WORKER2, EMPTY_IP, PORT),
+    (WORKER, EXTERNAL_IP, PORT),  # an external IP frontend
+    (WORKER2, EXTERNAL_IP, PORT),
 ]
 
 
@@ -183,6 +188,17 @@ def test_the_main_routing_table_is_the_models(cluster: Cluster) -> None:
         assert f"to {IPS[node]} iif lo ipproto tcp dport 30000-32767 lookup 2010" in rules
         assert "100:\tfrom all lookup local" in rules
         assert not re.search(r"^0:\s+from all lookup local", rules, re.M)
+
+
+def test_an_external_ip_added_while_running_gets_its_rule(cluster: Cluster) -> None:
+    manifest = cluster.state / "late.yaml"
+    manifest.write_text(_service("late", "", "server", external=LATE_IP))
+    ok(cluster.state, "apply", "-f", str(manifest))
+    rule = f"to {LATE_IP} iif lo lookup 2010"
+    assert wait_for(lambda: rule in _ip(cluster.netns(WORKER2), "rule"), 10)
+    assert connects(cluster.netns(WORKER2), LATE_IP, PORT)
+    ok(cluster.state, "delete", "-f", str(manifest))
+    assert wait_for(lambda: rule not in _ip(cluster.netns(WORKER2), "rule"), 10)
 
 
 def test_an_agent_restart_adopts_the_rules_unchanged(cluster: Cluster) -> None:
