@@ -9,7 +9,8 @@ of cilium.md §4:
 2. service translation (``lb``): frontend hit -> backend choice -> DNAT, CT_SERVICE.
 3. CT_EGRESS lookup.
 4. ipcache lookup of the destination identity (``world`` when nothing matches).
-5. on CT_NEW: egress policy of this endpoint (``policy.enforce``); create the CT entry.
+5. on CT_NEW and CT_ESTABLISHED: egress policy of this endpoint (``policy.enforce``; only
+   replies skip it, as in Cilium); on CT_NEW: create the CT entry.
    A reply of a NodePort connection gets its reverse NAT here.
 6. deliver: a local endpoint (``cilium_lxc`` hit) through its policy program and a
    redirect; a local host address -> to-host; a remote pod with a tunnel endpoint ->
@@ -163,11 +164,14 @@ def from_container(w: Walk, node: str, ep: EndpointState, p: Packet) -> Outcome:
         (ct_lk, ipc_lk),
     )
     # 5. policy / reply handling
-    if res.status == CTStatus.NEW:
+    if res.status in (CTStatus.NEW, CTStatus.ESTABLISHED):
+        # Cilium enforces policy on every packet but replies: a deny added while a flow
+        # is established takes effect on its next packet
         po = enforce(w, node, ep, p, dst_id, egress=True, program=PROGRAM, interface=iface)
         if not po.allowed:
             assert po.dropped is not None
             return po.dropped
+    if res.status == CTStatus.NEW:
         ct.create(
             res.tuple,
             p,

@@ -273,7 +273,7 @@ def deliver_local(
     ct_flags: int = 0,
     tunnel_peer: IPv4Address | None = None,
 ) -> Outcome:
-    """``handle_policy`` of ``ep``: CT_INGRESS, ingress policy on NEW, reverse NAT on a
+    """``handle_policy`` of ``ep``: CT_INGRESS, ingress policy on all but replies, reverse NAT on a
     service reply, then to-endpoint (redirect to the endpoint's lxc)."""
     ct = w.ct_of(node)
     res = ct.lookup(p, CTDir.INGRESS)
@@ -307,7 +307,8 @@ def deliver_local(
                 p,
                 (lk,),
             )
-    if res.status == CTStatus.NEW:
+    if res.status in (CTStatus.NEW, CTStatus.ESTABLISHED):
+        # every packet but replies, as in Cilium (a deny added mid-flow applies)
         if src_identity == ReservedIdentity.HOST:
             w.step(
                 node,
@@ -325,6 +326,7 @@ def deliver_local(
             if not po.allowed:
                 assert po.dropped is not None
                 return po.dropped
+    if res.status == CTStatus.NEW:
         ct.create(
             res.tuple,
             p,

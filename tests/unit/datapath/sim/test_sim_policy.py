@@ -181,3 +181,24 @@ def test_an_expired_ct_entry_no_longer_lets_the_reply_through(make_state: Make) 
     clock.advance(61)
     out = lxc.from_container(w, node, ep, build_reply(request))
     assert out.where == Where.DROPPED and out.drop_reason == 133
+
+
+def test_a_deny_added_mid_flow_drops_the_flows_next_packet(make_state: Make) -> None:
+    """Policy applies to every packet but replies (Cilium's bpf_lxc): a UDP flow that was
+    allowed and is still in conntrack is dropped once a deny lands, on both datapaths."""
+    import random
+
+    from ciliate.clock import FakeClock
+    from ciliate.datapath.sim.network import topology, transmit
+    from ciliate.datapath.sim.walk import Walk
+
+    open_state = make_state({})
+    clock, rng = FakeClock(), random.Random(0)
+    w = Walk(topology(open_state), clock, rng, transmit)
+    assert trace(open_state, BB_A, NS_B, 53, "udp", walk=w).delivered
+    denied = make_state(netshoot(NETSHOOT_DENY))
+    # the same conntrack (the flow is established), the new policy maps
+    w2 = Walk(topology(denied), clock, rng, transmit, ct=w.ct)
+    r = trace(denied, BB_A, NS_B, 53, "udp", walk=w2)
+    assert not r.delivered and r.drop_reason == 181
+    assert any(s.action == "conntrack" and "established" in s.detail for s in r.steps)
