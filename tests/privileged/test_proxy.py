@@ -18,6 +18,7 @@ namespaces the test made.
 from __future__ import annotations
 
 import io
+import json
 import os
 import signal
 import time
@@ -451,9 +452,31 @@ def test_model_and_kernel_agree_on_every_pair(
     assert any(cells) and not all(cells)
 
 
+def test_a_proxy_that_dies_is_restarted(cluster: Cluster) -> None:
+    record = runtime.KernelPaths(cluster.state).dir / "proxy" / f"{W1}.proc.json"
+    pid = json.loads(record.read_text())["pid"]
+    os.kill(pid, signal.SIGKILL)
+
+    def serving_again() -> bool:
+        try:
+            now = json.loads(record.read_text())["pid"]
+            return now != pid and cluster.get("fe1", "fe2", "/private")[0] == 403
+        except (OSError, ValueError):
+            return False
+
+    wait_for(serving_again, timeout=15, what="the proxy restarted and answering")
+    assert cluster.get("fe1", "fe2", "/public")[0] == 200
+
+
 def test_the_proxy_outlives_the_agent_and_is_adopted(cluster: Cluster) -> None:
     """Last in the module: kills the agent."""
-    before = {p["node"]: p["pid"] for p in cluster.status()["proxies"]}
+    proxy_dir = runtime.KernelPaths(cluster.state).dir / "proxy"
+    # from the records (status.json is rewritten by the agent's rounds, not by restarts)
+    before = {
+        f.name.removesuffix(".proc.json"): json.loads(f.read_text())["pid"]
+        for f in proxy_dir.glob("*.proc.json")
+    }
+    assert set(before) == {W1, W2}
     agent = int(runtime.KernelPaths(cluster.state).pidfile.read_text())
     os.kill(agent, signal.SIGKILL)
     wait_for(lambda: process_start_time(agent) is None, what="the agent gone")

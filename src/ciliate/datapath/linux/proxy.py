@@ -177,8 +177,9 @@ class ProxyManager:
         """Rules of every node; proxies where a redirect exists or one already runs
         (adopted from its record)."""
         self.cache.load(nodes.values())
-        for name in nodes:
-            self._converge(name, adopt=True)
+        for name in nodes:  # spawned side by side, then waited for together
+            self._converge(name, adopt=True, wait=False)
+        self._wait_ready(list(self.procs.items()))
         self._ensure_thread()
 
     def reconcile(self, nodes: Mapping[str, NodeState], changes: Iterable[MapChange]) -> None:
@@ -224,12 +225,14 @@ class ProxyManager:
 
     # --- one node ------------------------------------------------------------------------
 
-    def _converge(self, node: str, *, adopt: bool) -> None:
+    def _converge(self, node: str, *, adopt: bool, wait: bool = True) -> None:
         files = self.files(node)
         try:
             write_rules(files.rules, self.cache.document(node))
             if node not in self.procs:
                 self._run(node, files, adopt=adopt)
+                if wait and node in self.procs:
+                    self._wait_ready([(node, self.procs[node])])
         except (OSError, subprocess.CalledProcessError) as e:  # status, not a crash
             self.errors.append(f"proxy of {node}: {e}")
             log.warning("proxy of %s: %s", node, e)
@@ -292,15 +295,24 @@ class ProxyManager:
         tmp = files.record.with_suffix(".tmp")
         tmp.write_text(json.dumps(rec) + "\n")
         tmp.replace(files.record)
-        # the first redirected connection must find the listener: wait for it
-        deadline = time.monotonic() + READY_TIMEOUT
-        while not files.ready.exists() and time.monotonic() < deadline:
-            if proc.popen.poll() is not None:
-                break
-            time.sleep(0.02)
-        if not files.ready.exists():
-            self.errors.append(f"proxy of {node} not ready (see {files.log})")
         return proc
+
+    def _wait_ready(self, procs: list[tuple[str, _Proc]]) -> None:
+        """The first redirected connection must find the listener: wait for the proxies
+        just spawned to listen (adopted ones already do)."""
+        deadline = time.monotonic() + READY_TIMEOUT
+        waiting = [(n, p) for n, p in procs if not p.adopted]
+        while waiting and time.monotonic() < deadline:
+            waiting = [
+                (n, p)
+                for n, p in waiting
+                if not p.files.ready.exists() and (p.popen is None or p.popen.poll() is None)
+            ]
+            if waiting:
+                time.sleep(0.02)
+        for n, p in procs:
+            if not p.adopted and not p.files.ready.exists():
+                self.errors.append(f"proxy of {n} not ready (see {p.files.log})")
 
     def _kill(self, proc: _Proc) -> None:
         with contextlib.suppress(FileNotFoundError):
@@ -347,6 +359,7 @@ class ProxyManager:
             p.next_start = now + min(BACKOFF_MAX, 0.5 * 2**p.restarts)
             try:
                 self._spawn(p, node)
+                self._wait_ready([(node, p)])
                 restarted += 1
             except OSError as e:
                 self.errors.append(f"proxy of {node}: {e}")
