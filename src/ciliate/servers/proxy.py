@@ -91,6 +91,7 @@ __all__ = [  # the policy side is re-exported: ``servers.proxy`` is the proxy's 
 log = logging.getLogger("ciliate.proxy")
 
 IP_TRANSPARENT = 19
+PENDING_MAX = 1 << 20  # bytes held for an upstream still connecting before reading pauses
 
 
 # --- flows ----------------------------------------------------------------------------
@@ -204,6 +205,15 @@ class Upstream(asyncio.Protocol):
     def connection_lost(self, exc: Exception | None) -> None:
         self.client.upstream_closed()
 
+    # flow control: the upstream's send buffer is full, stop reading the client
+    def pause_writing(self) -> None:
+        if self.client.transport is not None:
+            self.client.transport.pause_reading()
+
+    def resume_writing(self) -> None:
+        if self.client.transport is not None and not self.client.transport.is_closing():
+            self.client.transport.resume_reading()
+
 
 class ClientConnection(asyncio.Protocol):
     """One connection the kernel handed over (see the module docstring)."""
@@ -278,6 +288,17 @@ class ClientConnection(asyncio.Protocol):
     def connection_lost(self, exc: Exception | None) -> None:
         self._close()
 
+    # flow control: the client's send buffer is full, stop reading the upstream
+    def pause_writing(self) -> None:
+        up = self.upstream.transport if self.upstream is not None else None
+        if up is not None:
+            up.pause_reading()
+
+    def resume_writing(self) -> None:
+        up = self.upstream.transport if self.upstream is not None else None
+        if up is not None and not up.is_closing():
+            up.resume_reading()
+
     def _request(self, head: Head) -> None:
         assert self.decision is not None
         allowed = self.decision.allows(head)
@@ -334,6 +355,8 @@ class ClientConnection(asyncio.Protocol):
         for chunk in self._pending_up:
             proto.transport.write(chunk)
         self._pending_up.clear()
+        if self.transport is not None and not self.transport.is_closing():
+            self.transport.resume_reading()
         if self._client_eof and proto.transport.can_write_eof():
             proto.transport.write_eof()
 
@@ -342,6 +365,8 @@ class ClientConnection(asyncio.Protocol):
             self.upstream.transport.write(data)
             return
         self._pending_up.append(data)
+        if self.transport is not None and sum(map(len, self._pending_up)) > PENDING_MAX:
+            self.transport.pause_reading()  # resumed once the upstream has it
         self._connect()
 
     def _upstream_failed(self) -> None:
