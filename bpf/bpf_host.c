@@ -65,17 +65,20 @@ static __always_inline int host_forward(struct __sk_buff *skb, __u32 src_id, __b
 	t.src_label = src_id;
 
 	if (dst && !(dst->flags & ENDPOINT_F_HOST)) {
-		if (ct.status == CT_NEW) {
-			/* the L7 proxy's upstream: the proxy enforced the policy (proxy.h) */
-			if ((flags & RUNTIME_F_POLICY) && !proxy_upstream(skb)) {
-				ret = policy_can_access(skb, dst->lxc_id, src_id, 0, proto, l4->dport);
-				if (ret)
-					return DROP(skb, THIS_FILE, METRIC_INGRESS, ret, dst->lxc_id,
-						    src_id, dst->sec_id, dst->lxc_id);
-			}
+		/* new connections, and established ones the policy changed under; the L7
+		 * proxy's upstream is not checked here: the proxy enforced the policy (proxy.h) */
+		if ((ct.status == CT_NEW || ct.policy_stale) && (flags & RUNTIME_F_POLICY) &&
+		    !proxy_upstream(skb)) {
+			ret = policy_can_access(skb, dst->lxc_id, src_id, 0, proto, l4->dport);
+			if (ret)
+				return DROP(skb, THIS_FILE, METRIC_INGRESS, ret, dst->lxc_id, src_id,
+					    dst->sec_id, dst->lxc_id);
+			if (ct.policy_stale)
+				ct_policy_checked4(&tuple);
+		}
+		if (ct.status == CT_NEW)
 			ct_create4(&tuple, src_id, lb->rev_nat_index, lb->backend_id,
 				   l4->tcp_flags, skb->len);
-		}
 		t.obs_point = TRACE_TO_LXC;
 		t.source = dst->lxc_id;
 		t.dst_id = dst->lxc_id;

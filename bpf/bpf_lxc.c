@@ -117,12 +117,16 @@ static __always_inline int handle_ipv4(struct __sk_buff *skb)
 	else
 		dst_id = remote ? remote->sec_identity : WORLD_ID;
 
-	/* 4. Egress policy of the source, for new connections only. */
-	if (ct.status == CT_NEW && (flags & RUNTIME_F_POLICY)) {
+	/* 4. Egress policy of the source: new connections, and established ones the policy
+	 * changed under since they were last checked (conntrack.h); replies never. */
+	if ((ct.status == CT_NEW || ct.policy_stale) && (flags & RUNTIME_F_POLICY)) {
 		ret = policy_can_access_proxy(skb, src_ep, dst_id, 1, proto, l4.dport,
 					      &egress_proxy);
 		if (ret)
 			return DROP(skb, THIS_FILE, METRIC_EGRESS, ret, src_ep, src_id, dst_id, 0);
+		/* a local destination's ingress check follows; it records the pass */
+		if (ct.policy_stale && !(dst && !(dst->flags & ENDPOINT_F_HOST)))
+			ct_policy_checked4(&tuple);
 	}
 
 	t.reason = ct.status;
@@ -163,12 +167,14 @@ static __always_inline int handle_ipv4(struct __sk_buff *skb)
 	if (dst && !(dst->flags & ENDPOINT_F_HOST)) {
 		__u16 proxy_port = 0;
 
-		if (ct.status == CT_NEW && (flags & RUNTIME_F_POLICY)) {
+		if ((ct.status == CT_NEW || ct.policy_stale) && (flags & RUNTIME_F_POLICY)) {
 			ret = policy_can_access_proxy(skb, dst->lxc_id, src_id, 0, proto, l4.dport,
 						      &proxy_port);
 			if (ret)
 				return DROP(skb, THIS_FILE, METRIC_INGRESS, ret, dst->lxc_id, src_id,
 					    dst->sec_id, dst->lxc_id);
+			if (ct.policy_stale)
+				ct_policy_checked4(&tuple);
 		}
 		if (ct.status == CT_NEW)
 			ct_create4(&tuple, src_id, lb.rev_nat_index, lb.backend_id, l4.tcp_flags,

@@ -23,6 +23,7 @@
 
 #include "common.h"
 #include "l4.h"
+#include "maps.h"
 
 #define TUPLE_F_OUT 0
 #define TUPLE_F_IN 1
@@ -75,6 +76,13 @@ struct ct_entry {
 #define CT_F_PROXY_REDIRECT 0x40 /* handed to the L7 proxy (proxy.h) */
 #define CT_F_FROM_TUNNEL 0x400
 
+/* Without CT_ACCOUNTING the packets field holds the policy revision the entry was last
+ * checked at (maps.h cilium_policy_rev); Cilium leaves it zero then. */
+#ifdef CT_ACCOUNTING
+#error "CT_ACCOUNTING needs another home for the policy revision"
+#endif
+#define CT_POLICY_REV(e) (*(__u32 *)&(e)->packets)
+
 /* reserved0 (unused by Cilium since 1.16) holds, for connections that arrived through
  * the overlay, the node that sent them: replies are tunnelled back there, where the
  * connection's service translation (and its reverse NAT) lives. */
@@ -117,6 +125,7 @@ struct ct_result {
 	__u32 src_sec_id;
 	__be32 tunnel_src; /* CT_F_FROM_TUNNEL entries: the node the connection came from */
 	__u8 proxy_redirect; /* CT_ESTABLISHED of a connection the L7 proxy serves */
+	__u8 policy_stale; /* CT_ESTABLISHED, last checked before the current policy revision */
 };
 
 static __always_inline void ct_tuple_reverse(const struct ipv4_ct_tuple *t,
@@ -146,8 +155,9 @@ static __always_inline __u32 ct_lifetime(const struct ct_entry *e, __u8 nexthdr)
  * directions of a connection are often handled on different CPUs (data on the sender's,
  * ACKs on the receiver's), and every store pulls the entry's cache line across.  So the
  * lifetime is rewritten only when it moves (it has one-second resolution), flags only when
- * they gain a bit, and the packet/byte counters exist only with CT_ACCOUNTING (off, as
- * Cilium's --bpf-conntrack-accounting is by default since 1.16: nothing reads them). */
+ * they gain a bit, and there are no per-packet packet/byte counters (Cilium's
+ * --bpf-conntrack-accounting is off by default since 1.16; nothing here reads them, and the
+ * packets field holds the policy revision instead: CT_POLICY_REV). */
 static __always_inline __u8 ct_touch(struct ct_entry *e, __u8 tcp_flags, __u32 len, int reply,
 				     __u8 nexthdr, __u32 now)
 {
@@ -157,10 +167,6 @@ static __always_inline __u8 ct_touch(struct ct_entry *e, __u8 tcp_flags, __u32 l
 	__u32 lifetime;
 	__u8 monitor = 0;
 
-#ifdef CT_ACCOUNTING
-	e->packets += 1;
-	e->bytes += len;
-#endif
 	if (tcp_flags & (TCP_FLAG_SYN_ | TCP_FLAG_FIN_ | TCP_FLAG_RST_))
 		monitor = 1;
 	if ((*seen | tcp_flags) != *seen) {
@@ -202,7 +208,17 @@ static __always_inline void ct_lookup4(const struct ipv4_ct_tuple *tuple, __u8 t
 	if (e && (tcp_flags & (TCP_FLAG_SYN_ | TCP_FLAG_ACK_)) == TCP_FLAG_SYN_)
 		e = NULL;
 	if (e) {
+		__u32 rev = policy_revision();
+
 		res->status = CT_ESTABLISHED;
+		/* Policy applies to every packet but replies (Cilium's bpf_lxc).  Rather than
+		 * two policy lookups per packet, the entry remembers the revision it was last
+		 * allowed at: the caller checks again while the policy changed since, and
+		 * records a pass with ct_policy_checked4.  A flow the new policy drops stays
+		 * stale, so each of its packets is checked (and dropped), as in Cilium; the
+		 * entry stays too, or a reply in flight would re-create it the other way round
+		 * and the dropped side's packets would then pass as replies. */
+		res->policy_stale = CT_POLICY_REV(e) != rev;
 		res->rev_nat_index = e->rev_nat_index;
 		res->backend_id = (__u32)e->backend_id;
 		res->src_sec_id = e->src_sec_id;
@@ -246,14 +262,25 @@ static __always_inline int ct_create4_from(const struct ipv4_ct_tuple *tuple, __
 	e.backend_id = backend_id;
 	e.rev_nat_index = rev_nat_index;
 	e.src_sec_id = src_sec_id;
-	e.packets = 1;
 	e.bytes = len;
 	e.tx_flags_seen = tcp_flags;
 	e.last_tx_report = now;
 	if (tcp_flags & TCP_FLAG_ACK_)
 		e.flags |= CT_F_SEEN_NON_SYN;
 	e.lifetime = now + ct_lifetime(&e, tuple->nexthdr);
+	CT_POLICY_REV(&e) = policy_revision();
 	return bpf_map_update_elem(ct_map(tuple->nexthdr), tuple, &e, BPF_ANY);
+}
+
+/* A stale established flow (ct_result.policy_stale) passed the current policy: record the
+ * revision so its next packets skip the lookups again.  One extra hash lookup per flow
+ * per policy change. */
+static __always_inline void ct_policy_checked4(const struct ipv4_ct_tuple *tuple)
+{
+	struct ct_entry *e = bpf_map_lookup_elem(ct_map(tuple->nexthdr), tuple);
+
+	if (e)
+		CT_POLICY_REV(e) = policy_revision();
 }
 
 static __always_inline int ct_create4(const struct ipv4_ct_tuple *tuple, __u32 src_sec_id,

@@ -123,6 +123,26 @@ struct {
 	__uint(pinning, LIBBPF_PIN_BY_NAME);
 } cilium_runtime_config SEC(".maps");
 
+/* cilium_policy_rev: one u32, bumped by the agent after every batch of policy map changes
+ * on this node (ciliate's; Cilium looks policy up on every packet instead).  Conntrack
+ * entries remember the revision they were last checked at (conntrack.h), so an
+ * established flow is checked again, once, after each policy change. */
+struct {
+	__uint(type, BPF_MAP_TYPE_ARRAY);
+	__uint(key_size, sizeof(__u32));
+	__uint(value_size, sizeof(__u32));
+	__uint(max_entries, 1);
+	__uint(pinning, LIBBPF_PIN_BY_NAME);
+} cilium_policy_rev SEC(".maps");
+
+static __always_inline __u32 policy_revision(void)
+{
+	__u32 zero = 0;
+	__u32 *rev = bpf_map_lookup_elem(&cilium_policy_rev, &zero);
+
+	return rev ? *rev : 0;
+}
+
 static __always_inline struct runtime_config *runtime_config(void)
 {
 	__u32 zero = 0;

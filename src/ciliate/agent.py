@@ -105,6 +105,15 @@ class PodPlace:
     endpoint: EndpointState
 
 
+def wiring(place: PodPlace) -> tuple[object, ...]:
+    """What the pod's namespace and veth are built from. Identity, labels and policy
+    enforcement are map contents: a pod whose policy or labels change keeps its netns,
+    its connections and its processes (only its map entries change)."""
+    ep = place.endpoint
+    return (place.node, ep.id, ep.ip, ep.lxc_name, ep.lxc_ifindex, ep.lxc_mac,
+            ep.pod_ifindex, ep.pod_mac)  # fmt: skip
+
+
 def pod_places(state: DesiredState) -> dict[str, PodPlace]:
     return {
         ep.pod: PodPlace(node.name, ep)
@@ -360,8 +369,8 @@ class Agent:
         lap("engine")
         new = self.engine.state
         before, after = pod_places(old), pod_places(new)
-        gone = [p for p in before if p not in after or after[p] != before[p]]
-        came = [p for p in after if p not in before or after[p] != before[p]]
+        gone = [p for p in before if p not in after or wiring(after[p]) != wiring(before[p])]
+        came = [p for p in after if p not in before or wiring(after[p]) != wiring(before[p])]
 
         # Removals first: a pod whose endpoint changed is rebuilt in the same netns name.
         # Each step is guarded: one pod failing is status, the others still converge.

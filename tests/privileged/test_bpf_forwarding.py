@@ -279,5 +279,5 @@ def test_conntrack_entries_use_ciliums_tuple_naming(lab: Lab) -> None:
     e = codec.parse_ct_entry(entries[codec.build_ct_tuple(icmp[0])])
     assert e.src_sec_id == 30001 and e.lifetime > 0
     # the echo reply went through the same entry (its first reply-direction report time
-    # is set); packet counters are off without CT_ACCOUNTING, as in Cilium's default
-    assert e.last_rx_report > 0 and e.packets == 1
+    # is set); there are no packet counters, as in Cilium's default (no CT accounting)
+    assert e.last_rx_report > 0

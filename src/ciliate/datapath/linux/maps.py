@@ -4,7 +4,10 @@ Role: ``KernelMaps(pin_dir)`` turns ``desired.MapChange``s into bpf() map update
 deletes (``apply``), reconciles a whole ``NodeState`` against what the kernel holds
 (``sync_node``: the agent's restart path, adopting the pinned maps without flushing them),
 and reads maps back in Cilium's byte layouts (``dump``, ``lookup``) for ``ciliate bpf ...``.
-It also writes the node's ``cilium_runtime_config`` and reads ``cilium_metrics``.
+It also writes the node's ``cilium_runtime_config`` and reads ``cilium_metrics``, and bumps
+``cilium_policy_rev`` after every batch that changed policy entries: established flows
+are checked against the policy again when their conntrack entry is older than that
+revision (bpf/lib/conntrack.h), so a deny applies to flows already in conntrack.
 
 Byte layouts come from ``ciliate.codec`` (Cilium's structs, cilium.md §3). Two maps are
 stored differently from Cilium, on purpose (docs/decisions/0002-bpf-maps.md), and are
@@ -34,6 +37,7 @@ from ciliate.datapath.linux import bpf
 from ciliate.desired import MapChange, MapName, NodeState, node_maps, parse_policy_map_name
 
 RUNTIME_CONFIG = "cilium_runtime_config"
+POLICY_REV = "cilium_policy_rev"  # u32: bumped after each batch of policy map changes
 METRICS = "cilium_metrics"
 EVENTS = "cilium_events"
 CT_TCP = "cilium_ct4_global"
@@ -217,11 +221,37 @@ class KernelMaps:
     # --- writes -----------------------------------------------------------------------
 
     def apply(self, changes: Iterable[MapChange]) -> int:
-        """Write every change (upsert or delete); returns the number of map operations."""
+        """Write every change (upsert or delete); returns the number of map operations.
+        After the whole batch, a batch that touched policy entries bumps the policy
+        revision (established flows are then checked against the new entries)."""
         ops = 0
+        policy = False
         for ch in changes:
             ops += self._apply_one(ch.map, ch.key, ch.value)
+            if not policy and parse_policy_map_name(ch.map) is not None:
+                policy = True
+        if policy:
+            self.bump_policy_rev()
         return ops
+
+    def bump_policy_rev(self) -> int:
+        """Advance the node's policy revision (single writer: the agent); returns it. A
+        node loaded before the map existed has none: nothing to bump."""
+        try:
+            m = self.map(POLICY_REV)
+        except FileNotFoundError:
+            return 0
+        raw = m.lookup(_U32.pack(0))
+        rev = ((_U32.unpack(raw)[0] if raw else 0) + 1) & 0xFFFFFFFF or 1
+        m.update(_U32.pack(0), _U32.pack(rev))
+        return rev
+
+    def policy_rev(self) -> int:
+        try:
+            raw = self.map(POLICY_REV).lookup(_U32.pack(0))
+        except FileNotFoundError:
+            return 0
+        return _U32.unpack(raw)[0] if raw else 0
 
     def _apply_one(self, map_name: str, key: Any, value: Any) -> int:
         if map_name == _MAGLEV:
@@ -294,7 +324,10 @@ class KernelMaps:
                 kb, vb = self.encode(name, k, v)
                 assert vb is not None
                 want_policy[policy_shared_key(ep, kb)] = vb
-        ops += self._sync_raw(MapName.POLICY.value, want_policy)
+        policy_ops = self._sync_raw(MapName.POLICY.value, want_policy)
+        if policy_ops:
+            self.bump_policy_rev()
+        ops += policy_ops
         for name in _CODECS:
             want: dict[bytes, bytes] = {}
             for k, v in desired_maps.get(name, {}).items():
