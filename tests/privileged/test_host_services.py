@@ -16,13 +16,25 @@ import io
 import json
 import re
 import subprocess
+import sys
 import time
 from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
 
 import pytest
-from restart_lab import CLUSTER, PORT, WORKER, WORKER2, cli, connects, ok, pod, wait_for
+from restart_lab import (
+    CLUSTER,
+    PORT,
+    WORKER,
+    WORKER2,
+    cli,
+    connects,
+    in_netns,
+    ok,
+    pod,
+    wait_for,
+)
 from restart_lab import skip_without_datapath as _skip
 
 from ciliate.cli.context import Context
@@ -35,9 +47,46 @@ CONTROL = "mycluster-control-plane"
 IPS = {CONTROL: "172.18.0.3", WORKER: "172.18.0.2", WORKER2: "172.18.0.4"}
 SVC_IP, EMPTY_IP, NODE_PORT = "10.96.88.10", "10.96.88.20", 30707
 EXTERNAL_IP, LATE_IP = "192.0.2.50", "192.0.2.51"  # TEST-NET-1: never routed anywhere
+UDP_IP, UDP_PORT, UDP_NODE_PORT = "10.96.88.30", 5353, 30708
+UDP_POD = f"""apiVersion: v1
+kind: Pod
+metadata:
+  name: userver
+  namespace: rs
+  labels:
+    app: userver
+spec:
+  nodeName: {WORKER}
+  containers:
+    - name: main
+      image: example/udp-echo
+      ports:
+      - containerPort: {UDP_PORT}
+        protocol: UDP
+"""
+UDP_PROBE = (
+    "import socket,sys\n"
+    "s=socket.socket(socket.AF_INET,socket.SOCK_DGRAM); s.settimeout(1.0)\n"
+    "s.connect((sys.argv[1],int(sys.argv[2])))\n"
+    "for _ in range(3):\n"
+    "    s.send(b'probe')\n"
+    "    try:\n"
+    "        assert s.recv(5)==b'probe'; sys.exit(0)\n"
+    "    except OSError:\n"
+    "        pass\n"
+    "sys.exit(1)\n"
+)
 
 
-def _service(name: str, ip: str, app: str, node_port: int = 0, external: str = "") -> str:
+def _service(
+    name: str,
+    ip: str,
+    app: str,
+    node_port: int = 0,
+    external: str = "",
+    port: int = PORT,
+    proto: str = "TCP",
+) -> str:
     kind = "  type: NodePort\n" if node_port else ""
     np = f"    nodePort: {node_port}\n" if node_port else ""
     addr = f"  clusterIP: {ip}\n" if ip else ""
@@ -51,8 +100,9 @@ spec:
 {kind}{addr}  selector:
     app: {app}
   ports:
-  - port: {PORT}
-    targetPort: {PORT}
+  - port: {port}
+    targetPort: {port}
+    protocol: {proto}
 {np}"""
 
 
@@ -64,6 +114,8 @@ MANIFEST = "\n---\n".join(
         _service("np", "", "server", NODE_PORT),
         _service("empty", EMPTY_IP, "nothing"),
         _service("ext", "", "server", external=EXTERNAL_IP),
+        UDP_POD,
+        _service("udp", UDP_IP, "userver", UDP_NODE_PORT, port=UDP_PORT, proto="UDP"),
     ]
 )
 
@@ -80,6 +132,12 @@ PAIRS = [
     (WORKER2, EMPTY_IP, PORT),
     (WORKER, EXTERNAL_IP, PORT),  # an external IP frontend
     (WORKER2, EXTERNAL_IP, PORT),
+]
+UDP_PAIRS = [
+    (WORKER, UDP_IP, UDP_PORT),
+    (WORKER2, UDP_IP, UDP_PORT),
+    (WORKER, IPS[WORKER], UDP_NODE_PORT),
+    (WORKER2, IPS[WORKER2], UDP_NODE_PORT),
 ]
 
 
@@ -170,6 +228,27 @@ def test_model_and_kernel_agree_for_every_node_and_frontend(cluster: Cluster) ->
         )
         if model != kernel:
             differ.append(f"{node} -> {ip}:{port}: model {model}, kernel {kernel}")
+    assert not differ, "\n".join(differ)
+
+
+def udp_answers(c: Cluster, node: str, ip: str, port: int) -> bool:
+    done = subprocess.run(
+        in_netns(c.netns(node), sys.executable, "-c", UDP_PROBE, ip, str(port)),
+        capture_output=True,
+        timeout=20,
+    )
+    return done.returncode == 0
+
+
+def test_udp_services_agree_too(cluster: Cluster) -> None:
+    assert wait_for(lambda: udp_answers(cluster, WORKER, UDP_IP, UDP_PORT), 10)
+    differ = []
+    for node, ip, port in UDP_PAIRS:
+        out = ok(cluster.state, "trace", node, f"{ip}:{port}", "--protocol", "udp", "-o", "json")
+        model = json.loads(out)["verdict"]
+        kernel = "FORWARDED" if udp_answers(cluster, node, ip, port) else "NO ANSWER"
+        if model != kernel:
+            differ.append(f"udp {node} -> {ip}:{port}: model {model}, kernel {kernel}")
     assert not differ, "\n".join(differ)
 
 
