@@ -1,10 +1,11 @@
 """The node's own traffic to services in the kernel datapath, against the model's trace
 (decision 0009): from a node's network namespace, a ClusterIP with a local and with a
 remote backend answers, a NodePort on the node's own address and on another node's
-answers, a service without endpoints drops with 158 (seen in ``observe``), and for every
-(node, frontend) pair the model's ``trace`` verdict is the kernel's. The node's main
-routing table is the one the model (and the blog) shows; the policy rules survive an
-agent restart unchanged.
+answers, external and LoadBalancer IPs answer (one added while running gets its rule), a
+service without endpoints drops with 158 (seen in ``observe``), and for every (node,
+frontend) pair, TCP and UDP, the model's ``trace`` verdict is the kernel's. The node's
+main routing table is the one the model (and the blog) shows; the policy rules survive
+an agent restart unchanged.
 
 One cluster for the module (networking101's three nodes, one echo server on
 mycluster-worker), in its own state directory, removed with ``ciliate down``.
@@ -48,6 +49,24 @@ IPS = {CONTROL: "172.18.0.3", WORKER: "172.18.0.2", WORKER2: "172.18.0.4"}
 SVC_IP, EMPTY_IP, NODE_PORT = "10.96.88.10", "10.96.88.20", 30707
 EXTERNAL_IP, LATE_IP = "192.0.2.50", "192.0.2.51"  # TEST-NET-1: never routed anywhere
 UDP_IP, UDP_PORT, UDP_NODE_PORT = "10.96.88.30", 5353, 30708
+LB_IP = "198.51.100.7"  # TEST-NET-2, as a LoadBalancer's status gives it
+LB_SERVICE = f"""apiVersion: v1
+kind: Service
+metadata:
+  name: lb
+  namespace: rs
+spec:
+  type: LoadBalancer
+  selector:
+    app: server
+  ports:
+  - port: {PORT}
+    targetPort: {PORT}
+status:
+  loadBalancer:
+    ingress:
+    - ip: {LB_IP}
+"""
 UDP_POD = f"""apiVersion: v1
 kind: Pod
 metadata:
@@ -115,6 +134,7 @@ MANIFEST = "\n---\n".join(
         _service("empty", EMPTY_IP, "nothing"),
         _service("ext", "", "server", external=EXTERNAL_IP),
         UDP_POD,
+        LB_SERVICE,
         _service("udp", UDP_IP, "userver", UDP_NODE_PORT, port=UDP_PORT, proto="UDP"),
     ]
 )
@@ -132,6 +152,8 @@ PAIRS = [
     (WORKER2, EMPTY_IP, PORT),
     (WORKER, EXTERNAL_IP, PORT),  # an external IP frontend
     (WORKER2, EXTERNAL_IP, PORT),
+    (WORKER, LB_IP, PORT),  # a LoadBalancer ingress IP
+    (WORKER2, LB_IP, PORT),
 ]
 UDP_PAIRS = [
     (WORKER, UDP_IP, UDP_PORT),
