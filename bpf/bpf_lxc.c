@@ -137,6 +137,20 @@ static __always_inline int handle_ipv4(struct __sk_buff *skb)
 	/* L7 egress policy, and every later packet of a connection this node's proxy
 	 * serves (either direction's redirect): to the proxy (proxy.h) */
 	if (egress_proxy || (ct.status == CT_ESTABLISHED && ct.proxy_redirect)) {
+		/* a stale entry: the local destination's ingress check the delivery below
+		 * would run, then the pass is recorded (the proxy serves it either way) */
+		if (ct.policy_stale && (flags & RUNTIME_F_POLICY)) {
+			if (dst && !(dst->flags & ENDPOINT_F_HOST)) {
+				__u16 ingress_proxy = 0;
+
+				ret = policy_can_access_proxy(skb, dst->lxc_id, src_id, 0, proto,
+							      l4.dport, &ingress_proxy);
+				if (ret)
+					return DROP(skb, THIS_FILE, METRIC_INGRESS, ret, dst->lxc_id,
+						    src_id, dst->sec_id, dst->lxc_id);
+			}
+			ct_policy_checked4(&tuple);
+		}
 		if (ct.status == CT_NEW)
 			ct_create4(&tuple, src_id, lb.rev_nat_index, lb.backend_id, l4.tcp_flags,
 				   skb->len);

@@ -19,7 +19,9 @@
  *      agent adds them, datapath/linux/proxy.py) make it local although its destination
  *      is a pod address.  The proxy's listener has IP_TRANSPARENT, so the accepted
  *      socket carries the pod's address and answers from it.
- *   4. No socket (the proxy is not running): DROP_PROXY_LOOKUP_FAILED (178), assignment
+ *   4. No socket (the proxy is not running; or a packet other than a SYN whose
+ *      connection the proxy does not hold -- a proxy restarted, an established flow a
+ *      changed policy now redirects): DROP_PROXY_LOOKUP_FAILED (178); assignment
  *      refused: DROP_PROXY_SET_FAILED (179).
  * The proxy's upstream connections leave from the node (cilium_host) and carry SO_MARK:
  *   - MARK_MAGIC_PROXY_INGRESS after an ingress redirect: the proxy enforced the
@@ -108,7 +110,10 @@ static __always_inline int ctx_redirect_to_proxy(struct __sk_buff *skb, __be32 s
 	int ret;
 
 	ret = proxy_assign(skb, saddr, daddr, l4->sport, l4->dport, 1);
-	if (ret)
+	/* only a SYN opens a connection at the listener: a later packet whose socket is
+	 * gone (a proxy restarted, a flow the policy now redirects) is dropped, not handed
+	 * to a listener that would reset it */
+	if (ret && proxy_port && (l4->tcp_flags & (TCP_FLAG_SYN_ | TCP_FLAG_ACK_)) == TCP_FLAG_SYN_)
 		ret = proxy_assign(skb, 0, 0, 0, bpf_htons(proxy_port), 0);
 	if (ret)
 		return ret;

@@ -452,6 +452,66 @@ def test_model_and_kernel_agree_on_every_pair(
     assert any(cells) and not all(cells)
 
 
+DENY_FE1 = {
+    "apiVersion": "cilium.io/v2",
+    "kind": "CiliumNetworkPolicy",
+    "metadata": {"name": "deny-fe1", "namespace": "default"},
+    "spec": {
+        "endpointSelector": {"matchLabels": {"app": "web"}},  # fe2
+        "ingressDeny": [{"fromEndpoints": [{"matchLabels": {"role": "frontend"}}]}],
+    },
+}
+
+
+def test_a_proxied_connection_survives_a_policy_change(cluster: Cluster) -> None:
+    """Established flows are checked again when the policy changes (the revision in
+    conntrack): a connection the proxy serves is re-checked, still allowed, and stays
+    with the proxy."""
+    extra = {
+        "apiVersion": "cilium.io/v2",
+        "kind": "CiliumNetworkPolicy",
+        "metadata": {"name": "unrelated", "namespace": "default"},
+        "spec": {
+            # c1 lives on fe1/fe2's node: that node's policy revision moves
+            "endpointSelector": {"matchLabels": {"role": "client"}},
+            "ingress": [{"fromEndpoints": [{"matchLabels": {"role": "frontend"}}]}],
+        },
+    }
+    sock = open_in(cluster.pods["fe1"].netns, "TCP")
+    reader = MessageReader(request=False)
+
+    def ask(path: str) -> int:
+        sock.sendall(f"GET {path} HTTP/1.1\r\nHost: fe2\r\n\r\n".encode())
+        reader.expect("GET")
+        status = 0
+        while True:
+            events = reader.feed(sock.recv(65536))
+            for ev in events:
+                if isinstance(ev, Head):
+                    status = ev.status
+            if END in events:
+                return status
+
+    with sock:
+        sock.settimeout(3)
+        sock.connect((cluster.pods["fe2"].ip, 80))
+        assert ask("/public") == 200
+        cli(cluster.state, "apply", "-f", "-", stdin=yaml.safe_dump(extra))
+        try:
+            reach.wait_converged(cluster.state)
+            assert [ask("/private"), ask("/public"), ask("/public")] == [403, 200, 200]
+            # and a deny added now reaches the proxied connection too
+            cli(cluster.state, "apply", "-f", "-", stdin=yaml.safe_dump(DENY_FE1))
+            reach.wait_converged(cluster.state)
+            sock.settimeout(1.5)
+            with pytest.raises(OSError):
+                ask("/public")
+        finally:
+            cli(cluster.state, "delete", "cnp", "unrelated", "deny-fe1", "--ignore-not-found")
+    reach.wait_converged(cluster.state)
+    assert cluster.get("fe1", "fe2", "/public")[0] == 200
+
+
 def test_a_proxy_that_dies_is_restarted(cluster: Cluster) -> None:
     record = runtime.KernelPaths(cluster.state).dir / "proxy" / f"{W1}.proc.json"
     pid = json.loads(record.read_text())["pid"]
