@@ -130,9 +130,11 @@ def test_deny_beats_allow_and_names_the_policy(lab: Lab, readers: dict[str, Even
     assert flow.ingress_denied_by[0].kind == "CiliumNetworkPolicy"
 
 
-def test_l7_redirect_entries_drop_until_the_proxy_exists(
+def test_l7_redirect_entries_on_other_protocols_than_tcp_drop_180(
     lab: Lab, readers: dict[str, EventReader]
 ) -> None:
+    """The node's proxy speaks HTTP over TCP only: an ICMP entry with a proxy port drops
+    with DROP_PROXY_UNSUPPORTED (TCP redirects: tests/privileged/test_proxy.py)."""
     set_policy(lab, "a1", ALLOW_ALL_EGRESS)
     set_policy(lab, "a2", {PolicyKey(0, False, ICMP): PolicyEntry(proxy_port=15001)})
     readers["na"].poll(0)
