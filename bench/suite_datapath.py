@@ -11,6 +11,10 @@ same node                                    cross node
                                              - ``vxlan-br``  the same over a bridge in a
                                                third namespace: the underlay ciliate's
                                                nodes have (second baseline, "x br")
+                                             - ``vxlan-md``  that, with VXLAN in collect-
+                                               metadata mode driven by a minimal eBPF
+                                               redirect (bench/tools/md_redirect.c): the
+                                               floor of Cilium's tunnel design ("x md")
 - ``cil-0``    ciliate, no policy            - ``cil-0-x``   ciliate, no policy
 - ``cil-1``    ciliate, one policy           - ``cil-1-x``   ciliate, one policy
 - ``cil-1k``   ciliate, 1,000 policies       - ``cil-1k-x``  ciliate, 1,000 policies
@@ -38,9 +42,11 @@ from __future__ import annotations
 import json
 import math
 import os
+import shutil
 import time
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
+from ipaddress import IPv4Address
 from pathlib import Path
 from typing import Any
 
@@ -126,7 +132,7 @@ def build_plain(lab: nl.Lab) -> list[Target]:
     _servers(lab, pf)
     return [Target("veth", "same", pa, "192.168.10.2"),
             Target("vxlan", "cross", pa, "192.168.20.2"),
-            build_vxlan_bridged(lab)]  # fmt: skip
+            build_vxlan_bridged(lab), *build_vxlan_md(lab)]  # fmt: skip
 
 
 def build_vxlan_bridged(lab: nl.Lab) -> Target:
@@ -157,6 +163,57 @@ def build_vxlan_bridged(lab: nl.Lab) -> Target:
     lab.ip(n4, "route", "add", "192.168.30.0/24", "via", "10.98.0.3", "dev", "vx0", "mtu", "1450")
     _servers(lab, ph)
     return Target("vxlan-br", "cross", pg, "192.168.40.2")
+
+
+def _md_program(lab: nl.Lab, name: str, remote: str, vxlan_ifindex: int, peer_mac: str) -> Path:
+    """bench/tools/md_redirect.c compiled for one node (its constants baked in)."""
+    src = Path(__file__).parent / "tools" / "md_redirect.c"
+    out = lab.tmp / f"{name}.o"
+    arch = f"/usr/include/{os.uname().machine}-linux-gnu"
+    mac = ",".join(f"0x{b}" for b in peer_mac.split(":"))
+    nl.run(["clang", "-O2", "-target", "bpf", f"-I{arch}", f"-DREMOTE={int(IPv4Address(remote))}",
+            f"-DVXLAN={vxlan_ifindex}", f"-DPEER_MAC={mac}", "-c", str(src), "-o", str(out)])  # fmt: skip
+    return out
+
+
+def build_vxlan_md(lab: nl.Lab) -> list[Target]:
+    """Plain VXLAN in collect-metadata ("external") mode on the bridged underlay, driven by
+    a minimal eBPF redirect on each pod's host veth (bench/tools/md_redirect.c): the
+    floor of Cilium's tunnel design, which ciliate follows (the VNI carries the source
+    identity, so the tunnel key is set per packet). Not built without clang."""
+    if shutil.which("clang") is None:
+        print("   vxlan-md: no clang; variant skipped", flush=True)
+        return []
+    n5, n6, fab = lab.ns("n5"), lab.ns("n6"), f"{lab.prefix}-fab"
+    pj, pk = lab.ns("pj"), lab.ns("pk")
+    nodes = ((n5, "f5", pj, "192.168.50.1", "vpj", "172.32.0.5"),
+             (n6, "f6", pk, "192.168.60.2", "vpk", "172.32.0.6"))  # fmt: skip
+    for n, peer, pod, ip, host_if, addr in nodes:
+        lab.sysctl(n, "net.ipv4.ip_forward", "1")
+        lab.ip(n, "link", "add", "eth0", "type", "veth", "peer", "name", peer, "netns", fab)
+        lab.ip(fab, "link", "set", peer, "master", "br0", "up")
+        lab.ip(n, "addr", "add", f"{addr}/24", "dev", "eth0")
+        lab.ip(n, "link", "set", "eth0", "up")
+        lab.ip(n, "link", "add", "vx0", "type", "vxlan", "external", "dstport", "8472")
+        lab.ip(n, "link", "set", "vx0", "up")
+        _pod_routed(lab, n, pod, ip, host_if)
+        # the redirect bypasses the node's routes (and their path MTU): the pod's own
+        # default route carries the tunnel MTU, as ciliate's pods have it
+        lab.ip(pod, "route", "change", "default", "via", "169.254.1.1", "dev", "eth0",
+               "mtu", "1450")  # fmt: skip
+    info = {}
+    for n, *_ in nodes:
+        out = json.loads(nl.run(["ip", "-n", n, "-j", "link", "show", "vx0"]).stdout)[0]
+        info[n] = (int(out["ifindex"]), str(out["address"]))
+    for (n, _, _, _, host_if, _), (far, _, _, _, _, far_addr) in zip(nodes, reversed(nodes),
+                                                                      strict=True):  # fmt: skip
+        obj = _md_program(lab, f"md-{host_if}", far_addr, info[n][0], info[far][1])
+        nl.run(nl.in_netns(n, ["tc", "qdisc", "add", "dev", host_if, "clsact"]))
+        nl.run(nl.in_netns(n, ["tc", "filter", "add", "dev", host_if, "ingress", "bpf", "da",
+                               "obj", str(obj), "sec", "tc"]))  # fmt: skip
+    # the far side's stack receives the decapsulated packet and routes it to its pod
+    _servers(lab, pk)
+    return [Target("vxlan-md", "cross", pj, "192.168.60.2")]
 
 
 # --- the classic stack: CNI bridge + host-local, policy as iptables ------------------------
@@ -369,6 +426,7 @@ def summarize_results(order: list[Target], raw: dict[str, dict[str, list[float]]
                       noisy_reps: int) -> dict[str, Any]:  # fmt: skip
     baselines = {"same": "veth", "cross": "vxlan"}
     bridged = raw.get("vxlan-br", {})  # the second cross-node baseline (same underlay)
+    md = raw.get("vxlan-md", {})  # the third: the same in collect-metadata mode
     summary: dict[str, Any] = {}
     for t in order:
         b = raw.get(baselines[t.group], {})
@@ -379,10 +437,11 @@ def summarize_results(order: list[Target], raw: dict[str, dict[str, list[float]]
             entry[m] = nl.summarize(raw[t.name][m]).as_dict()
             if b:
                 entry[f"ratio_{m}"] = nl.summarize(nl.paired_ratios(raw[t.name][m], b[m])).as_dict()
-            if t.group == "cross" and bridged:
-                entry[f"ratio_br_{m}"] = nl.summarize(
-                    nl.paired_ratios(raw[t.name][m], bridged[m])
-                ).as_dict()
+            for kind, other in (("br", bridged), ("md", md)):
+                if t.group == "cross" and other:
+                    entry[f"ratio_{kind}_{m}"] = nl.summarize(
+                        nl.paired_ratios(raw[t.name][m], other[m])
+                    ).as_dict()
         summary[t.name] = entry
     rows = []
     for t in order:
@@ -397,11 +456,13 @@ def summarize_results(order: list[Target], raw: dict[str, dict[str, list[float]]
             return f"{nl.fmt(r)}x" if not math.isnan(r) else ""
 
         rows.append([t.name, t.group, cell("rr_p50"), nl.fmt(e["rr_p99"]["median"]), rat("rr_p50"),
-                     rat("rr_p50", kind="ratio_br"), cell("conn_p50"), rat("conn_p50"),
-                     cell("gbps"), rat("gbps"), rat("gbps", kind="ratio_br"),
+                     rat("rr_p50", kind="ratio_br"), rat("rr_p50", kind="ratio_md"),
+                     cell("conn_p50"), rat("conn_p50"), cell("gbps"), rat("gbps"),
+                     rat("gbps", kind="ratio_br"), rat("gbps", kind="ratio_md"),
                      nl.fmt(e["retransmits"]["median"])])  # fmt: skip
-    headers = ["variant", "node", "RR p50 µs [IQR]", "RR p99", "xbase", "x br",
-               "connect p50 µs [IQR]", "xbase", "Gbit/s [IQR]", "xbase", "x br", "retr"]  # fmt: skip
+    headers = ["variant", "node", "RR p50 µs [IQR]", "RR p99", "xbase", "x br", "x md",
+               "connect p50 µs [IQR]", "xbase", "Gbit/s [IQR]", "xbase", "x br", "x md",
+               "retr"]  # fmt: skip
     print(nl.table(headers, rows))
     for t in order:
         if t.policy_entries >= 0 and t.group == "same":
