@@ -335,10 +335,19 @@ def build_ciliate(lab: nl.Lab, short: str, n_policies: int) -> list[Target]:
 # --- measurement ---------------------------------------------------------------------------
 
 
+# Pause before each measurement: every one starts from a settled machine, not while
+# the previous one's aftermath still runs (an agent turning the connect loop's ~6,000
+# flow events into Hubble flows used to overlap the next iperf3 run of ciliate variants
+# only). The agent's own cost is real; it is not the datapath's throughput.
+SETTLE_S = 1.0
+
+
 def measure(t: Target, rr_secs: float, stream_secs: float, conns: int) -> dict[str, float]:
     rr = nl.sockperf_pp(t.client_ns, t.server_ip, RR_PORT, rr_secs, cpu=1)
+    time.sleep(SETTLE_S)
     conn = nl.connect_latency(t.client_ns, t.server_ip, ECHO_PORT, conns, cpu=1,
                               tool=_TOOLS["connect_loop"])  # fmt: skip
+    time.sleep(SETTLE_S)
     stream = nl.iperf3(t.client_ns, t.server_ip, IPERF_PORT, stream_secs, cpu=0)
     return {"rr_p50": rr.p50, "rr_p99": rr.p99, "rr_per_s": rr.rr_per_s,
             "conn_p50": nl.median(conn), "conn_p99": nl.quantile(conn, 0.99),
