@@ -241,6 +241,11 @@ def decode_packet(data: bytes) -> PacketSummary:
 # --- enrichment --------------------------------------------------------------------------
 
 
+def new_uuid() -> str:
+    """A flow's random (version 4) UUID; tests replace it to pin the encoded bytes."""
+    return str(uuid.uuid4())
+
+
 @dataclass(frozen=True, slots=True)
 class _Located:
     endpoint: EndpointState
@@ -408,7 +413,7 @@ class FlowEnricher:
         )
         common = {
             "time_ns": time_ns,
-            "uuid": str(uuid.uuid4()),
+            "uuid": new_uuid(),
             "ethernet": pkt.ethernet,
             "ip": pkt.ip,
             "l4": pkt.l4,
