@@ -472,8 +472,8 @@ class Agent:
             try:
                 first = self.events.get(timeout=SUPERVISE_INTERVAL)
             except queue.Empty:
-                if self.sup.poll():
-                    self.write_status()  # a workload exited or was restarted
+                if self._supervised_changed():
+                    self.write_status()  # a workload or an L7 proxy exited or was restarted
                 continue
             self.woke_at = first[0]
             batch = [first[1]]
@@ -490,8 +490,14 @@ class Agent:
                 log.exception("reconcile failed")
                 self.errors.append(f"reconcile at rv {self.rev}: {e}")
                 self.write_status()
-            if self.sup.poll():
+            if self._supervised_changed():
                 self.write_status()
+
+    def _supervised_changed(self) -> bool:
+        """A workload exited or was restarted (polled here), or a node's L7 proxy was
+        restarted by the proxies' own supervisor thread: status.json must show it."""
+        workloads = bool(self.sup.poll())
+        return self.proxies.take_changed() or workloads
 
     # --- stop ----------------------------------------------------------------------------
 

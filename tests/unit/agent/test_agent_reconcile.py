@@ -4,6 +4,10 @@ topology/programs/supervisor that record what they were asked to do."""
 from __future__ import annotations
 
 import io
+import json
+import os
+import threading
+import time
 from pathlib import Path
 from typing import Any
 
@@ -13,6 +17,8 @@ from ciliate import agent as agent_mod
 from ciliate.agent import Agent, dns_ip, pod_places
 from ciliate.cli.context import Context
 from ciliate.cli.main import main
+from ciliate.datapath.linux.proxy import ProxyManager, _Proc
+from ciliate.datapath.linux.workloads import process_start_time
 from ciliate.desired import EndpointState, MapChange, NodeState
 
 DEPLOY = """apiVersion: apps/v1
@@ -190,3 +196,40 @@ def test_dns_ip_prefers_kube_dns() -> None:
     svc = {"kind": "Service", "metadata": {"name": "kube-dns"}, "spec": {"clusterIP": "10.96.0.53"}}
     assert dns_ip([svc]) == "10.96.0.53"
     assert dns_ip([]) == "10.96.0.10"
+
+
+def test_a_proxy_restart_rewrites_the_status_without_a_store_event(
+    started: tuple[Agent, Path], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """The proxies' supervisor thread restarts a node's L7 proxy that exited; the agent's
+    loop rewrites status.json with the new pid, with no store change to reconcile."""
+    a, _ = started
+    me = os.getpid()
+
+    def spawn(self: ProxyManager, proc: _Proc, node: str) -> _Proc:
+        proc.pid, proc.start = me, process_start_time(me) or 0  # "started": this process
+        return proc
+
+    monkeypatch.setattr(ProxyManager, "_spawn", spawn)
+    monkeypatch.setattr(ProxyManager, "_wait_ready", lambda self, procs: None)
+    with a.proxies._lock:
+        a.proxies.procs["lab-worker"] = _Proc(a.proxies.files("lab-worker"), "ns", pid=0)
+    a.write_status()
+    assert json.loads(a.kp.status.read_text())["proxies"][0]["pid"] == 0
+    loop = threading.Thread(target=a.run, daemon=True)
+    loop.start()
+    try:
+        proxies: list[dict[str, Any]] = []
+        for _ in range(200):  # the supervisor polls every 0.5 s, the loop every 0.25 s
+            proxies = json.loads(a.kp.status.read_text())["proxies"]
+            if proxies[0]["pid"] == me:
+                break
+            time.sleep(0.05)
+        assert proxies == [
+            {"node": "lab-worker", "pid": me, "running": True, "adopted": False,
+             "restarts": 1, "endpoints": 0},
+        ]  # fmt: skip
+    finally:
+        a.stopping.set()
+        a.proxies.detach()
+        loop.join(timeout=5)

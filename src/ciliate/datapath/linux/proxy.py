@@ -164,6 +164,9 @@ class ProxyManager:
     _lock: threading.Lock = field(default_factory=threading.Lock)
     _stop: threading.Event = field(default_factory=threading.Event)
     _thread: threading.Thread | None = None
+    # Set by the supervisor thread when it restarted (or failed to restart) a proxy: the
+    # agent's loop, the one writer of status.json, rewrites it (``take_changed``).
+    _changed: threading.Event = field(default_factory=threading.Event)
 
     def files(self, node: str) -> ProxyFiles:
         return ProxyFiles(self.kp, node)
@@ -222,6 +225,13 @@ class ProxyManager:
                 }
                 for n, p in sorted(self.procs.items())
             ]
+
+    def take_changed(self) -> bool:
+        """Whether a proxy was restarted (new pid, restart count, error) since the last
+        call; the agent polls it to rewrite its status."""
+        changed = self._changed.is_set()
+        self._changed.clear()
+        return changed
 
     # --- one node ------------------------------------------------------------------------
 
@@ -363,4 +373,5 @@ class ProxyManager:
                 restarted += 1
             except OSError as e:
                 self.errors.append(f"proxy of {node}: {e}")
+            self._changed.set()
         return restarted

@@ -4,12 +4,16 @@ it in), the proxy's command line."""
 
 from __future__ import annotations
 
+import os
 from collections.abc import Callable
 from pathlib import Path
 
-from ciliate.datapath.linux.proxy import ProxyManager, proxy_argv
+import pytest
+
+from ciliate.datapath.linux.proxy import ProxyManager, _Proc, proxy_argv
 from ciliate.datapath.linux.proxy_rules import load_rules
 from ciliate.datapath.linux.runtime import KernelPaths
+from ciliate.datapath.linux.workloads import process_start_time
 from ciliate.desired import DesiredState, L7Rule, PolicyEntry, PolicyKey, PolicyMap
 
 NS_B = "networking101/netshoot-b"  # worker2
@@ -47,3 +51,28 @@ def test_the_proxy_command_line(tmp_path: Path) -> None:
     assert opts["--pin-dir"].endswith(f"/{kp.names.tag}/w1/tc/globals")
     assert opts["--flows"] == str(tmp_path / "flows" / "w1.proxy.jsonl")
     assert opts["--rules"] == str(tmp_path / "kernel" / "proxy" / "w1.rules.json")
+
+
+def test_a_restart_by_the_supervisor_is_reported_once(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """``poll`` restarts a proxy that exited and flags it for the agent's status (which
+    would otherwise show the dead pid until the next reconcile); the flag is taken once."""
+    pm = ProxyManager(KernelPaths(tmp_path))
+    me = os.getpid()
+
+    def spawn(self: ProxyManager, proc: _Proc, node: str) -> _Proc:
+        proc.pid, proc.start = me, process_start_time(me) or 0  # "started": this process
+        return proc
+
+    monkeypatch.setattr(ProxyManager, "_spawn", spawn)
+    monkeypatch.setattr(ProxyManager, "_wait_ready", lambda self, procs: None)
+    pm.procs["w1"] = _Proc(pm.files("w1"), "netns-w1", pid=0)  # exited
+    assert not pm.take_changed()
+    assert pm.poll() == 1
+    assert pm.take_changed() and not pm.take_changed()
+    assert pm.status()[0] == {
+        "node": "w1", "pid": me, "running": True, "adopted": False, "restarts": 1,
+        "endpoints": 0,
+    }  # fmt: skip
+    assert pm.poll() == 0 and not pm.take_changed()  # alive: nothing to report
