@@ -30,7 +30,8 @@ from collections.abc import Iterable
 from pathlib import Path
 
 from ciliate.observe.flow import Flow
-from ciliate.observe.jsonpb import from_json, to_json
+from ciliate.observe.flowline import encode_flow
+from ciliate.observe.jsonpb import from_json
 
 FLOWS_SUBDIR = "flows"
 """Where a state directory keeps its node logs (``<state>/flows/<node>.jsonl``)."""
@@ -41,7 +42,9 @@ SUFFIX = ".jsonl"
 
 
 def encode_line(flow: Flow) -> bytes:
-    return (json.dumps(to_json(flow), separators=(",", ":"), ensure_ascii=False) + "\n").encode()
+    """One line: ``json.dumps(to_json(flow), separators=(",", ":"), ensure_ascii=False)``
+    and a newline, encoded from cached fragments (``observe.flowline``)."""
+    return (encode_flow(flow) + "\n").encode()
 
 
 def decode_line(line: bytes) -> Flow | None:
