@@ -10,7 +10,8 @@
   with the client's identity (world) as VNI.
   Replies to such a SNAT come back here and are reversed. Traffic for a local pod goes
   through its policy program; traffic for this node goes to the host stack.
-* ``to_host``: the host stack receives the packet (``to-host``).
+* ``to_host``: the host stack receives the packet (``to-host``); a reply from the remote
+  backend of the host's own service connection is reverse-NATed first.
 * ``from_host``: the host stack sends to a pod (routes via cilium_host): service
   translation (the socket-LB of the host), then local delivery (allow-localhost) or the
   tunnel (VNI = host, seen as remote-node on the far side).
@@ -44,6 +45,7 @@ _NORTH_SOUTH = SVC_FLAG_NODEPORT | SVC_FLAG_EXTERNAL_IP | SVC_FLAG_LOADBALANCER 
 
 
 def to_host(w: Walk, node: str, p: Packet, src_identity: int) -> Outcome:
+    p = _host_service_reply(w, node, p)
     w.step(
         node,
         "cilium_host",
@@ -65,6 +67,35 @@ def to_host(w: Walk, node: str, p: Packet, src_identity: int) -> Outcome:
         False,
     )
     return Outcome(Where.HOST, node, p)
+
+
+def _host_service_reply(w: Walk, node: str, p: Packet) -> Packet:
+    """The reply to a connection the host's own service translation (``from_host``)
+    sent to a remote backend: tunnelled back to this node, it is reverse-NATed in
+    ``cil_to_host`` before the host's socket sees it (the conntrack entry
+    ``host_forward`` made carries the rev-NAT index; decision 0009). A local backend's
+    reply takes ``cil_from_container``'s path instead. Any other packet: unchanged."""
+    orig = w.nodeport_orig(node, p)
+    if orig is None:
+        return p
+    ns = w.topo.nodes[node].state
+    fe, _ = lb.lookup_service(ns, orig[0], orig[1], int(p.proto), internal=True)
+    if fe is None:
+        return p
+    index = fe.service.rev_nat_index
+    back, lk = lb.rev_nat(ns, index)
+    src = back if back is not None else orig
+    q = p.with_src(src[0], src[1])
+    w.step(
+        node,
+        "cilium_host",
+        "cil_to_host",
+        "rev-nat",
+        f"reverse NAT: source {p.src}:{p.sport} -> {q.src}:{q.sport} (rev_nat_index {index})",
+        q,
+        (lk,),
+    )
+    return q
 
 
 def snat_reply(w: Walk, node: str, p: Packet, interface: str, program: str) -> Outcome | None:

@@ -224,3 +224,32 @@ def test_steps_carry_the_packet_ends_and_the_endpoint_pod(state: DesiredState) -
     last = r.steps[-1]
     assert last.action == "to-endpoint" and last.dst == r.backend and last.pod
     assert all(s.packet.startswith(f"{s.src} -> {s.dst} ") for s in (*r.steps, *r.reply_steps))
+
+
+def test_host_to_cluster_ip_reply_from_a_remote_backend_is_reverse_nated_in_to_host(
+    state: DesiredState,
+) -> None:
+    """The node's own connection to a ClusterIP (DNAT in cil_from_host): the reply of a
+    remote backend comes back through the tunnel and cil_to_host reverse-NATs it, as the
+    kernel does (decision 0009); a local backend's reply is not touched there."""
+    remote = local = 0
+    for seed in range(8):
+        r = trace(
+            state, "mycluster-worker", "10.96.0.10:80", protocol="tcp", rng=random.Random(seed)
+        )
+        assert r.delivered, [st.detail for st in r.steps]
+        to_host = [s for s in r.reply_steps if s.program == "cil_to_host"]
+        if r.backend.startswith("10.10.1."):  # on mycluster-worker2: behind the tunnel
+            remote += 1
+            assert [s.action for s in to_host] == ["rev-nat", "to-host"]
+            rev = to_host[0]
+            assert rev.detail == (
+                f"reverse NAT: source {r.backend} -> 10.96.0.10:80 (rev_nat_index 1)"
+            )
+            assert rev.lookups[0].map == "cilium_lb4_reverse_nat"
+            assert r.reply_steps[-1].packet.startswith("10.96.0.10:80 -> 172.18.0.2:")
+        else:
+            local += 1
+            assert not any(s.action == "rev-nat" and s.program == "cil_to_host"
+                           for s in r.reply_steps)  # fmt: skip
+    assert remote and local
