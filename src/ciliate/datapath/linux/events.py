@@ -21,8 +21,8 @@ store; reads the DesiredState only.
 
 from __future__ import annotations
 
+import os
 import struct
-import uuid
 from collections.abc import Mapping
 from dataclasses import dataclass, replace
 from ipaddress import IPv4Address, IPv4Network
@@ -47,9 +47,12 @@ from ciliate.observe.flow import (
     TCPFlags,
     TrafficDirection,
     Verdict,
+    compute_summary,
 )
 from ciliate.observe.reasons import (
     DROP_FILES,
+    TraceObservationPoint,
+    TraceReason,
     trace_point_of_subtype,
     trace_reason_of_datapath,
 )
@@ -68,6 +71,7 @@ DROP_POLICY_DENY = 181
 _COMMON = struct.Struct("<BBHIIHBB")  # type, subtype, source, hash, len_orig, len_cap, ver, ext
 _TRACE = struct.Struct("<IIHBBI16s")  # at 16: src_label, dst_label, dst_id, reason, flags, ifindex
 _DROP = struct.Struct("<IIIHBbIB")  # at 16: labels, dst_id, line, file, ext_error, ifindex, flags
+_PORTS = struct.Struct(">HH")
 _VERDICT = struct.Struct(
     "<IiHBBB3xI"
 )  # at 16: remote_label, verdict, dport, proto, flags, auth, cookie
@@ -196,6 +200,13 @@ class EventReader:
 
 # --- packet bytes -> layers -------------------------------------------------------------
 
+# Decoded values repeat (a node sees the same few hundred addresses and flag sets), and
+# the value types are frozen: each is built once and shared. Bounded: cleared when full.
+_CACHE_MAX = 4096
+_ETHERNETS: dict[bytes, Ethernet] = {}
+_IPS: dict[bytes, IP] = {}
+_TCP_FLAGS: dict[int, tuple[TCPFlags, str]] = {}  # header bits -> flags, Hubble summary
+
 
 @dataclass(frozen=True, slots=True)
 class PacketSummary:
@@ -203,47 +214,116 @@ class PacketSummary:
     ip: IP | None
     l4: Layer4 | None
     proto: int = 0
+    summary: str = ""  # compute_summary(l4, None), when l4 is set
 
 
 def _mac(b: bytes) -> str:
     return ":".join(f"{x:02x}" for x in b)
 
 
+def _ethernet(macs: bytes) -> Ethernet:
+    eth = _ETHERNETS.get(macs)
+    if eth is None:
+        if len(_ETHERNETS) >= _CACHE_MAX:
+            _ETHERNETS.clear()
+        eth = _ETHERNETS[macs] = Ethernet(source=_mac(macs[6:12]), destination=_mac(macs[0:6]))
+    return eth
+
+
+def _ip(addrs: bytes) -> IP:
+    ip = _IPS.get(addrs)
+    if ip is None:
+        if len(_IPS) >= _CACHE_MAX:
+            _IPS.clear()
+        src, dst = str(IPv4Address(addrs[0:4])), str(IPv4Address(addrs[4:8]))
+        ip = _IPS[addrs] = IP(source=src, destination=dst)
+    return ip
+
+
+def _tcp_flags(bits: int) -> tuple[TCPFlags, str]:
+    got = _TCP_FLAGS.get(bits)
+    if got is None:
+        flags = TCPFlags.from_bits(bits)
+        got = _TCP_FLAGS[bits] = (flags, compute_summary(TCP(0, 0, flags), None))
+    return got
+
+
 def decode_packet(data: bytes) -> PacketSummary:
     """Ethernet / IPv4 / TCP|UDP|SCTP|ICMPv4 from the captured bytes (as far as they go)."""
     if len(data) < 14:
         return PacketSummary(None, None, None)
-    eth = Ethernet(source=_mac(data[6:12]), destination=_mac(data[0:6]))
+    eth = _ethernet(data[0:12])
     if data[12:14] != b"\x08\x00" or len(data) < 34:
         return PacketSummary(eth, None, None)
     ihl = (data[14] & 0x0F) * 4
     proto = data[23]
-    ip = IP(source=str(IPv4Address(data[26:30])), destination=str(IPv4Address(data[30:34])))
+    ip = _ip(data[26:34])
     l4_off = 14 + ihl
-    frag = struct.unpack_from(">H", data, 20)[0] & 0x1FFF
+    frag = ((data[20] << 8) | data[21]) & 0x1FFF
     l4: Layer4 | None = None
+    summary = ""
     if frag == 0:
         if proto == 6 and len(data) >= l4_off + 14:
-            sp, dp = struct.unpack_from(">HH", data, l4_off)
-            flags = data[l4_off + 13] | ((data[l4_off + 12] & 0x1) << 8)
-            l4 = TCP(sp, dp, TCPFlags.from_bits(flags))
-        elif proto == 17 and len(data) >= l4_off + 4:
-            sp, dp = struct.unpack_from(">HH", data, l4_off)
+            sp, dp = _PORTS.unpack_from(data, l4_off)
+            flags, summary = _tcp_flags(data[l4_off + 13] | ((data[l4_off + 12] & 0x1) << 8))
+            return PacketSummary(eth, ip, TCP(sp, dp, flags), proto, summary)
+        if proto == 17 and len(data) >= l4_off + 4:
+            sp, dp = _PORTS.unpack_from(data, l4_off)
             l4 = UDP(sp, dp)
         elif proto == 132 and len(data) >= l4_off + 4:
-            sp, dp = struct.unpack_from(">HH", data, l4_off)
+            sp, dp = _PORTS.unpack_from(data, l4_off)
             l4 = SCTP(sp, dp)
         elif proto == 1 and len(data) >= l4_off + 2:
             l4 = ICMPv4(data[l4_off], data[l4_off + 1])
-    return PacketSummary(eth, ip, l4, proto)
+        if l4 is not None:
+            summary = compute_summary(l4, None)
+    return PacketSummary(eth, ip, l4, proto, summary)
 
 
 # --- enrichment --------------------------------------------------------------------------
 
+_VARIANT = {d: "89ab"[int(d, 16) & 3] for d in "0123456789abcdef"}
+
 
 def new_uuid() -> str:
-    """A flow's random (version 4) UUID; tests replace it to pin the encoded bytes."""
-    return str(uuid.uuid4())
+    """A flow's random (version 4) UUID, as ``str(uuid.uuid4())`` spells it, without the
+    UUID object; tests replace it to pin the encoded bytes."""
+    h = os.urandom(16).hex()
+    return f"{h[:8]}-{h[8:12]}-4{h[13:16]}-{_VARIANT[h[16]]}{h[17:20]}-{h[20:]}"
+
+
+_EVENT_TYPES: dict[tuple[int, int], CiliumEventType] = {}
+_FILES: dict[tuple[int, int], FileInfo] = {}
+_TRACE_META: dict[tuple[int, int], tuple[TraceObservationPoint, TraceReason]] = {}
+
+
+def _event_type(typ: int, sub: int) -> CiliumEventType:
+    et = _EVENT_TYPES.get((typ, sub))
+    if et is None:
+        et = _EVENT_TYPES[(typ, sub)] = CiliumEventType(typ, sub)
+    return et
+
+
+def _file(file: int, line: int) -> FileInfo:
+    fi = _FILES.get((file, line))
+    if fi is None:
+        if len(_FILES) >= _CACHE_MAX:
+            _FILES.clear()
+        fi = _FILES[(file, line)] = FileInfo(DROP_FILES.get(file, str(file)), line)
+    return fi
+
+
+def _trace_meta(subtype: int, reason: int) -> tuple[TraceObservationPoint, TraceReason]:
+    meta = _TRACE_META.get((subtype, reason))
+    if meta is None:
+        meta = _TRACE_META[(subtype, reason)] = (
+            trace_point_of_subtype(subtype),
+            trace_reason_of_datapath(reason)[0],
+        )
+    return meta
+
+
+_NO_POLICY: tuple[tuple[Policy, ...], tuple[tuple[str, str], ...]] = ((), ())
 
 
 @dataclass(frozen=True, slots=True)
@@ -254,7 +334,9 @@ class _Located:
 
 class FlowEnricher:
     """Turns RawEvents of one node into Flows, resolving addresses with a DesiredState.
-    Build a new one when the state changes (it indexes the state once)."""
+    Build a new one when the state changes: it indexes the state once, and memoizes
+    what it derives from it (endpoints by address and identity, interfaces, policy
+    matches), which stays true for as long as the state does."""
 
     def __init__(self, state: DesiredState, node: str) -> None:
         self.state = state
@@ -264,7 +346,7 @@ class FlowEnricher:
         for name, ns in state.nodes.items():
             for ep in ns.endpoints.values():
                 self._by_ip[ep.ip] = _Located(ep, name)
-        local = state.nodes.get(node)
+        local = self._local = state.nodes.get(node)
         self._ifnames: dict[int, str] = {}
         self._prefixes: list[tuple[IPv4Network, int]] = []
         if local is not None:
@@ -276,10 +358,19 @@ class FlowEnricher:
                 ((k.prefix, v.sec_identity) for k, v in local.ipcache.items()),
                 key=lambda p: -p[0].prefixlen,
             )
+        self._node_name = f"{self.cluster}/{node}" if self.cluster else node
+        self._endpoints: dict[tuple[str, int], Endpoint] = {}
+        self._relabeled: dict[tuple[str, int, int], Endpoint] = {}
+        self._local_eps: dict[int, Endpoint] = {}
+        self._ifaces: dict[int, NetworkInterface] = {}
+        self._matches: dict[
+            tuple[int, int, bool, int, int, bool],
+            tuple[tuple[Policy, ...], tuple[tuple[str, str], ...]],
+        ] = {}
 
     @property
     def node_name(self) -> str:
-        return f"{self.cluster}/{self.node}" if self.cluster else self.node
+        return self._node_name
 
     def _identity_of_ip(self, ip: IPv4Address) -> int:
         for net, ident in self._prefixes:
@@ -290,6 +381,15 @@ class FlowEnricher:
     def endpoint(self, ip_text: str, identity: int) -> Endpoint:
         """Hubble's Endpoint for an address: pod metadata when it is a pod (ID only when
         it lives on this node), else the identity and its labels."""
+        key = (ip_text, identity)
+        ep = self._endpoints.get(key)
+        if ep is None:
+            if len(self._endpoints) >= _CACHE_MAX:
+                self._endpoints.clear()
+            ep = self._endpoints[key] = self._resolve_endpoint(ip_text, identity)
+        return ep
+
+    def _resolve_endpoint(self, ip_text: str, identity: int) -> Endpoint:
         ip = IPv4Address(ip_text) if ip_text else None
         loc = self._by_ip.get(ip) if ip is not None else None
         if loc is not None and loc.endpoint.pod:
@@ -314,27 +414,42 @@ class FlowEnricher:
             labels=labels,
         )
 
-    def _denied_by(
-        self, ev: RawEvent, pkt: PacketSummary, src: Endpoint, dst: Endpoint, egress: bool
-    ) -> PolicyEntry | None:
-        """The deny entry that made a 181 drop (the provenance join): the event names the
-        endpoint and the packet gives identity, protocol and port."""
-        if ev.subtype != DROP_POLICY_DENY:
-            return None
-        node = self.state.nodes.get(self.node)
-        ep_id = ev.source
-        if node is None or ep_id not in node.policy:
-            return None
-        remote = dst.identity if egress else src.identity
-        dport = pkt.l4.destination_port if isinstance(pkt.l4, TCP | UDP | SCTP) else 0
-        return _match_policy(node.policy[ep_id], remote, egress, pkt.proto, dport, deny=True)
+    def _interface(self, ifindex: int) -> NetworkInterface:
+        itf = self._ifaces.get(ifindex)
+        if itf is None:
+            if len(self._ifaces) >= _CACHE_MAX:
+                self._ifaces.clear()
+            itf = self._ifaces[ifindex] = NetworkInterface(ifindex, self._ifnames.get(ifindex, ""))
+        return itf
+
+    def _policies(
+        self, ep_id: int, remote: int, egress: bool, proto: int, dport: int, deny: bool
+    ) -> tuple[tuple[Policy, ...], tuple[tuple[str, str], ...]]:
+        """(policies, provenance extensions) of the entry of endpoint ep_id's policy map
+        that matches (``_match_policy``); empty when none does."""
+        key = (ep_id, remote, egress, proto, dport, deny)
+        got = self._matches.get(key)
+        if got is None:
+            node = self._local
+            if node is None or ep_id not in node.policy:
+                got = _NO_POLICY
+            else:
+                entry = _match_policy(node.policy[ep_id], remote, egress, proto, dport, deny=deny)
+                got = (
+                    policies_of(entry),
+                    tuple(("provenance", p) for p in provenance_texts(entry)),
+                )
+            if len(self._matches) >= _CACHE_MAX:
+                self._matches.clear()
+            self._matches[key] = got
+        return got
 
     def wanted(self, ev: RawEvent) -> bool:
         """False for policy verdicts of a direction the endpoint does not enforce: the
         programs report every lookup, Cilium reports only enforced directions."""
-        if not ev.is_policy_verdict:
+        if ev.type != MSG_POLICY_VERDICT:
             return True
-        node = self.state.nodes.get(self.node)
+        node = self._local
         ep = node.endpoints.get(ev.source) if node is not None else None
         if ep is None:
             return False
@@ -344,34 +459,59 @@ class FlowEnricher:
         """The flows of a batch of events, without the unwanted verdicts."""
         return [self._to_flow(ev, time_ns) for ev in events if self.wanted(ev)]
 
-    def _verdict_flow(self, ev: RawEvent, pkt: PacketSummary, common: dict[str, object]) -> Flow:
-        node = self.state.nodes.get(self.node)
-        ep = node.endpoints.get(ev.source) if node is not None else None
-        local = (
-            Endpoint(
-                id=ep.id,
-                identity=ep.identity,
-                cluster_name=self.cluster,
-                namespace=ep.pod.partition("/")[0],
-                labels=tuple(sorted(ep.labels)),
-                pod_name=ep.pod.partition("/")[2],
+    def _local_endpoint(self, ep_id: int) -> Endpoint:
+        """The endpoint a policy verdict was reported for, by its ID on this node."""
+        out = self._local_eps.get(ep_id)
+        if out is None:
+            node = self._local
+            ep = node.endpoints.get(ep_id) if node is not None else None
+            out = (
+                Endpoint(
+                    id=ep.id,
+                    identity=ep.identity,
+                    cluster_name=self.cluster,
+                    namespace=ep.pod.partition("/")[0],
+                    labels=tuple(sorted(ep.labels)),
+                    pod_name=ep.pod.partition("/")[2],
+                )
+                if ep is not None
+                else Endpoint(id=ep_id)
             )
-            if ep is not None
-            else Endpoint(id=ev.source)
-        )
-        src, dst = common["source"], common["destination"]
-        assert isinstance(src, Endpoint) and isinstance(dst, Endpoint)
+            if len(self._local_eps) >= _CACHE_MAX:
+                self._local_eps.clear()
+            self._local_eps[ep_id] = out
+        return out
+
+    def _remote_endpoint(self, ip_text: str, lookup: int, label: int) -> Endpoint:
+        """The remote side of a verdict: ``endpoint(ip, lookup)`` with the verdict's label
+        as its identity."""
+        key = (ip_text, lookup, label)
+        out = self._relabeled.get(key)
+        if out is None:
+            if len(self._relabeled) >= _CACHE_MAX:
+                self._relabeled.clear()
+            out = self._relabeled[key] = replace(self.endpoint(ip_text, lookup), identity=label)
+        return out
+
+    def _verdict_flow(self, ev: RawEvent, pkt: PacketSummary, time_ns: int) -> Flow:
+        ip = pkt.ip
+        local = self._local_endpoint(ev.source)
         # the remote label goes on the remote side, the local side is the endpoint
+        # (looked up as the event's source/destination labels say: src_label, dst_label 0)
         if ev.egress:
-            src, dst = local, replace(dst, identity=ev.src_label)
+            dst_ip = ip.destination if ip else ""
+            src, dst = local, self._remote_endpoint(dst_ip, ev.dst_label, ev.src_label)
         else:
-            src, dst = replace(src, identity=ev.src_label), local
-        entry = None
-        if node is not None and ev.source in node.policy:
-            dport = pkt.l4.destination_port if isinstance(pkt.l4, TCP | UDP | SCTP) else 0
-            entry = _match_policy(
-                node.policy[ev.source], ev.src_label, ev.egress, pkt.proto, dport,
-                deny=ev.verdict == -DROP_POLICY_DENY,
+            src_ip = ip.source if ip else ""
+            src, dst = self._remote_endpoint(src_ip, ev.src_label, ev.src_label), local
+        pols: tuple[Policy, ...] = ()
+        exts: tuple[tuple[str, str], ...] = ()
+        if self._local is not None and ev.source in self._local.policy:
+            l4 = pkt.l4
+            dport = l4.destination_port if isinstance(l4, TCP | UDP | SCTP) else 0
+            pols, exts = self._policies(
+                ev.source, ev.src_label, ev.egress, pkt.proto, dport,
+                ev.verdict == -DROP_POLICY_DENY,
             )  # fmt: skip
         if ev.verdict < 0:
             verdict, drop = Verdict.DROPPED, -ev.verdict
@@ -379,21 +519,31 @@ class FlowEnricher:
             verdict, drop = Verdict.REDIRECTED, 0
         else:
             verdict, drop = Verdict.FORWARDED, 0
-        pols = policies_of(entry) if verdict is not Verdict.DROPPED or drop == 181 else ()
         allowed = verdict is not Verdict.DROPPED
-        fields = {**common, "source": src, "destination": dst}
+        if not allowed and drop != DROP_POLICY_DENY:
+            pols = ()
         return Flow(
+            time_ns=time_ns,
+            uuid=new_uuid(),
             verdict=verdict,
             drop_reason=drop,
+            ethernet=pkt.ethernet,
+            ip=ip,
+            l4=pkt.l4,
+            source=src,
+            destination=dst,
+            node_name=self._node_name,
             is_reply=False if allowed else None,
+            event_type=_event_type(ev.type, ev.subtype),
             traffic_direction=TrafficDirection.EGRESS if ev.egress else TrafficDirection.INGRESS,
             policy_match_type=ev.match_type,
+            interface=self._interface(ev.ifindex) if ev.ifindex else None,
             egress_allowed_by=pols if allowed and ev.egress else (),
             ingress_allowed_by=pols if allowed and not ev.egress else (),
             egress_denied_by=pols if not allowed and ev.egress else (),
             ingress_denied_by=pols if not allowed and not ev.egress else (),
-            extensions=tuple(("provenance", p) for p in provenance_texts(entry)),
-            **fields,  # type: ignore[arg-type]
+            summary=pkt.summary,
+            extensions=exts,
         )
 
     def to_flow(self, ev: RawEvent, time_ns: int) -> Flow:
@@ -404,55 +554,65 @@ class FlowEnricher:
 
     def _to_flow(self, ev: RawEvent, time_ns: int) -> Flow:
         pkt = decode_packet(ev.payload)
-        src_ip = pkt.ip.source if pkt.ip else ""
-        dst_ip = pkt.ip.destination if pkt.ip else ""
-        src = self.endpoint(src_ip, ev.src_label)
-        dst = self.endpoint(dst_ip, ev.dst_label)
-        iface = (
-            NetworkInterface(ev.ifindex, self._ifnames.get(ev.ifindex, "")) if ev.ifindex else None
-        )
-        common = {
-            "time_ns": time_ns,
-            "uuid": new_uuid(),
-            "ethernet": pkt.ethernet,
-            "ip": pkt.ip,
-            "l4": pkt.l4,
-            "source": src,
-            "destination": dst,
-            "node_name": self.node_name,
-            "event_type": CiliumEventType(ev.type, ev.subtype),
-            "interface": iface,
-        }
-        if ev.is_policy_verdict:
-            return self._verdict_flow(ev, pkt, common)
-        if ev.is_drop:
+        if ev.type == MSG_POLICY_VERDICT:
+            return self._verdict_flow(ev, pkt, time_ns)
+        ip = pkt.ip
+        src = self.endpoint(ip.source if ip else "", ev.src_label)
+        dst = self.endpoint(ip.destination if ip else "", ev.dst_label)
+        iface = self._interface(ev.ifindex) if ev.ifindex else None
+        if ev.type == MSG_DROP:
             # Hubble: a drop is EGRESS when it happened at the source's endpoint.
             egress = src.id != 0 and ev.source == src.id
-            entry = self._denied_by(ev, pkt, src, dst, egress)
-            denied = policies_of(entry)
+            denied: tuple[Policy, ...] = ()
+            exts: tuple[tuple[str, str], ...] = ()
+            if ev.subtype == DROP_POLICY_DENY:  # the provenance join of a deny entry
+                l4 = pkt.l4
+                dport = l4.destination_port if isinstance(l4, TCP | UDP | SCTP) else 0
+                remote = dst.identity if egress else src.identity
+                denied, exts = self._policies(ev.source, remote, egress, pkt.proto, dport, True)
             return Flow(
+                time_ns=time_ns,
+                uuid=new_uuid(),
                 verdict=Verdict.DROPPED,
                 drop_reason=ev.subtype,
+                ethernet=pkt.ethernet,
+                ip=ip,
+                l4=pkt.l4,
+                source=src,
+                destination=dst,
+                node_name=self._node_name,
                 is_reply=None,
+                event_type=_event_type(ev.type, ev.subtype),
                 traffic_direction=(TrafficDirection.EGRESS if egress else TrafficDirection.INGRESS),
-                file=FileInfo(DROP_FILES.get(ev.file, str(ev.file)), ev.line),
+                file=_file(ev.file, ev.line),
+                interface=iface,
                 egress_denied_by=denied if egress else (),
                 ingress_denied_by=() if egress else denied,
-                extensions=tuple(("provenance", p) for p in provenance_texts(entry)),
-                **common,  # type: ignore[arg-type]
+                summary=pkt.summary,
+                extensions=exts,
             )
-        reason, _encrypted = trace_reason_of_datapath(ev.reason)
+        point, reason = _trace_meta(ev.subtype, ev.reason)
         is_reply = ev.reason == CT_REPLY
         is_source_ep = src.id != 0 and ev.source == src.id
         return Flow(
+            time_ns=time_ns,
+            uuid=new_uuid(),
             verdict=Verdict.FORWARDED,
+            ethernet=pkt.ethernet,
+            ip=ip,
+            l4=pkt.l4,
+            source=src,
+            destination=dst,
+            node_name=self._node_name,
             is_reply=is_reply,
+            event_type=_event_type(ev.type, ev.subtype),
             traffic_direction=(
                 TrafficDirection.EGRESS if is_source_ep != is_reply else TrafficDirection.INGRESS
             ),
-            trace_observation_point=trace_point_of_subtype(ev.subtype),
+            trace_observation_point=point,
             trace_reason=reason,
-            **common,  # type: ignore[arg-type]
+            interface=iface,
+            summary=pkt.summary,
         )
 
 

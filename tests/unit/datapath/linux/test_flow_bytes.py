@@ -144,6 +144,26 @@ def _records() -> list[bytes]:
             payload=build_packet(API, WEB, 6, build_tcp(40003, 8081)),
         ),
         build_verdict(1547, 0, 0, egress=True, proto=17, dport=53, match_type=2, payload=dns),
+        build_verdict(  # from the world, labelled remote-node: the label's labels
+            1547,
+            6,
+            0,
+            egress=False,
+            proto=6,
+            dport=8080,
+            match_type=1,
+            payload=build_packet(WORLD, WEB, 6, build_tcp(41000, 8080)),
+        ),
+        build_verdict(  # to the world, denied; a capture too short for IP
+            1547,
+            2,
+            -133,
+            egress=True,
+            proto=6,
+            dport=443,
+            match_type=0,
+            payload=b"\x01" * 20,
+        ),
         build_verdict(
             2210, 48213, 0, egress=False, proto=6, dport=80, match_type=1, payload=synack
         ),  # api enforces nothing: no flow
@@ -213,4 +233,4 @@ def test_every_golden_line_round_trips(uuids: None) -> None:
 def test_the_unenforced_verdict_has_no_line(tmp_path: Path, uuids: None) -> None:
     lines = _encoded(tmp_path).splitlines()
     assert len(lines) == len(_records()) - 1 + len(_l7_flows())
-    assert sum(b'"policy_match_type"' in x for x in lines) == 4  # of 5 verdict records
+    assert sum(b'"event_type":{"type":5}' in x for x in lines) == 6  # of 7 verdict records
