@@ -12,7 +12,13 @@ Role: three steps, each usable alone.
    trace reason / is_reply, traffic direction, L2/L3/L4 from the packet bytes, and the
    source/destination endpoints (endpoint ID on this node, identity, namespace, pod name,
    labels) from the ``DesiredState``; drops by policy are joined with the rule provenance
-   kept in the compiled policy maps (``*_denied_by``).
+   kept in the compiled policy maps (``*_denied_by``). The packet layers come from
+   ``eventpacket.decode_packet`` (re-exported here).
+
+Cost: the agent's flow pump runs this for every event of a node (~6 per TCP connection),
+so an enricher memoizes what it derives from its state (endpoints by address and label,
+interfaces, policy matches with their provenance) and the decoders share the frozen
+values they build; ``bench/suite_flows.py`` measures it.
 
 Inputs: ring-buffer bytes, a DesiredState, the event time (the caller's clock).
 Outputs: ``RawEvent``/``Flow`` values. Must not import the control plane engines or the
@@ -29,25 +35,21 @@ from ipaddress import IPv4Address, IPv4Network
 from pathlib import Path
 
 from ciliate.datapath.linux import bpf
+from ciliate.datapath.linux.eventpacket import CACHE_MAX as _CACHE_MAX
+from ciliate.datapath.linux.eventpacket import PacketSummary, decode_packet
 from ciliate.desired import DesiredState, EndpointState, PolicyEntry, PolicyKey
 from ciliate.observe.flow import (
-    IP,
     SCTP,
     TCP,
     UDP,
     CiliumEventType,
     Endpoint,
-    Ethernet,
     FileInfo,
     Flow,
-    ICMPv4,
-    Layer4,
     NetworkInterface,
     Policy,
-    TCPFlags,
     TrafficDirection,
     Verdict,
-    compute_summary,
 )
 from ciliate.observe.reasons import (
     DROP_FILES,
@@ -71,7 +73,6 @@ DROP_POLICY_DENY = 181
 _COMMON = struct.Struct("<BBHIIHBB")  # type, subtype, source, hash, len_orig, len_cap, ver, ext
 _TRACE = struct.Struct("<IIHBBI16s")  # at 16: src_label, dst_label, dst_id, reason, flags, ifindex
 _DROP = struct.Struct("<IIIHBbIB")  # at 16: labels, dst_id, line, file, ext_error, ifindex, flags
-_PORTS = struct.Struct(">HH")
 _VERDICT = struct.Struct(
     "<IiHBBB3xI"
 )  # at 16: remote_label, verdict, dport, proto, flags, auth, cookie
@@ -196,88 +197,6 @@ class EventReader:
 
     def __exit__(self, *exc: object) -> None:
         self.close()
-
-
-# --- packet bytes -> layers -------------------------------------------------------------
-
-# Decoded values repeat (a node sees the same few hundred addresses and flag sets), and
-# the value types are frozen: each is built once and shared. Bounded: cleared when full.
-_CACHE_MAX = 4096
-_ETHERNETS: dict[bytes, Ethernet] = {}
-_IPS: dict[bytes, IP] = {}
-_TCP_FLAGS: dict[int, tuple[TCPFlags, str]] = {}  # header bits -> flags, Hubble summary
-
-
-@dataclass(frozen=True, slots=True)
-class PacketSummary:
-    ethernet: Ethernet | None
-    ip: IP | None
-    l4: Layer4 | None
-    proto: int = 0
-    summary: str = ""  # compute_summary(l4, None), when l4 is set
-
-
-def _mac(b: bytes) -> str:
-    return ":".join(f"{x:02x}" for x in b)
-
-
-def _ethernet(macs: bytes) -> Ethernet:
-    eth = _ETHERNETS.get(macs)
-    if eth is None:
-        if len(_ETHERNETS) >= _CACHE_MAX:
-            _ETHERNETS.clear()
-        eth = _ETHERNETS[macs] = Ethernet(source=_mac(macs[6:12]), destination=_mac(macs[0:6]))
-    return eth
-
-
-def _ip(addrs: bytes) -> IP:
-    ip = _IPS.get(addrs)
-    if ip is None:
-        if len(_IPS) >= _CACHE_MAX:
-            _IPS.clear()
-        src, dst = str(IPv4Address(addrs[0:4])), str(IPv4Address(addrs[4:8]))
-        ip = _IPS[addrs] = IP(source=src, destination=dst)
-    return ip
-
-
-def _tcp_flags(bits: int) -> tuple[TCPFlags, str]:
-    got = _TCP_FLAGS.get(bits)
-    if got is None:
-        flags = TCPFlags.from_bits(bits)
-        got = _TCP_FLAGS[bits] = (flags, compute_summary(TCP(0, 0, flags), None))
-    return got
-
-
-def decode_packet(data: bytes) -> PacketSummary:
-    """Ethernet / IPv4 / TCP|UDP|SCTP|ICMPv4 from the captured bytes (as far as they go)."""
-    if len(data) < 14:
-        return PacketSummary(None, None, None)
-    eth = _ethernet(data[0:12])
-    if data[12:14] != b"\x08\x00" or len(data) < 34:
-        return PacketSummary(eth, None, None)
-    ihl = (data[14] & 0x0F) * 4
-    proto = data[23]
-    ip = _ip(data[26:34])
-    l4_off = 14 + ihl
-    frag = ((data[20] << 8) | data[21]) & 0x1FFF
-    l4: Layer4 | None = None
-    summary = ""
-    if frag == 0:
-        if proto == 6 and len(data) >= l4_off + 14:
-            sp, dp = _PORTS.unpack_from(data, l4_off)
-            flags, summary = _tcp_flags(data[l4_off + 13] | ((data[l4_off + 12] & 0x1) << 8))
-            return PacketSummary(eth, ip, TCP(sp, dp, flags), proto, summary)
-        if proto == 17 and len(data) >= l4_off + 4:
-            sp, dp = _PORTS.unpack_from(data, l4_off)
-            l4 = UDP(sp, dp)
-        elif proto == 132 and len(data) >= l4_off + 4:
-            sp, dp = _PORTS.unpack_from(data, l4_off)
-            l4 = SCTP(sp, dp)
-        elif proto == 1 and len(data) >= l4_off + 2:
-            l4 = ICMPv4(data[l4_off], data[l4_off + 1])
-        if l4 is not None:
-            summary = compute_summary(l4, None)
-    return PacketSummary(eth, ip, l4, proto, summary)
 
 
 # --- enrichment --------------------------------------------------------------------------
