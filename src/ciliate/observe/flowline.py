@@ -25,7 +25,7 @@ from json.encoder import encode_basestring
 from typing import Any, TypeVar
 
 from ciliate.observe import jsonpb
-from ciliate.observe.flow import Flow, FlowType, Policy
+from ciliate.observe.flow import SCTP, TCP, UDP, Flow, FlowType, Policy, TCPFlags
 
 _CACHE_MAX = 4096
 _K = TypeVar("_K", bound=Hashable)
@@ -60,7 +60,7 @@ _emitters, _eths, _ips, _l4s, _eps = (
     _Fragments(),
 )
 _ets, _svcs, _files, _itfs = _Fragments(), _Fragments(), _Fragments(), _Fragments()
-_pols, _exts = _Fragments(), _Fragments()
+_pols, _exts, _flag_texts = _Fragments(), _Fragments(), _Fragments()
 _times: dict[int, str] = {}
 _enum_names: dict[tuple[type, int], str] = {}
 
@@ -77,6 +77,37 @@ def _timestamp(time_ns: int) -> str:
 
 def _l4_key(key: tuple[Any, bool]) -> dict[str, Any]:
     return jsonpb._l4_json(key[0], key[1])
+
+
+def _flags(flags: TCPFlags) -> dict[str, bool]:
+    return {n: True for n in TCPFlags.PROTO_ORDER if getattr(flags, n)}
+
+
+def _ports(l4: TCP | UDP | SCTP) -> str:
+    """The members of jsonpb's ``_ports_json`` (zero ports omitted), without braces."""
+    sp, dp = l4.source_port, l4.destination_port
+    if sp and dp:
+        return f'"source_port":{int(sp)},"destination_port":{int(dp)}'
+    if sp:
+        return f'"source_port":{int(sp)}'
+    return f'"destination_port":{int(dp)}' if dp else ""
+
+
+def _l4(l4: Any, l3l4: bool) -> str:
+    """``jsonpb._l4_json`` as text. Ports differ from connection to connection, so TCP,
+    UDP and SCTP are written here around the cached flags; ICMP is cached whole."""
+    cls = type(l4)
+    if cls is TCP:
+        ports = _ports(l4)
+        flags = _flag_texts.get(l4.flags, _flags)
+        if flags != "{}" or l3l4:  # see jsonpb._l4_json
+            ports = (ports + ',"flags":' if ports else '"flags":') + flags
+        return '{"TCP":{' + ports + "}}"
+    if cls is UDP:
+        return '{"UDP":{' + _ports(l4) + "}}"
+    if cls is SCTP:
+        return '{"SCTP":{' + _ports(l4) + "}}"
+    return _l4s.get((l4, l3l4), _l4_key)
 
 
 def _emitter(e: Any) -> dict[str, Any]:
@@ -149,7 +180,7 @@ def encode_flow(f: Flow) -> str:
     if f.ip is not None:
         a(',"IP":' + _ips.get(f.ip, _ip))
     if f.l4 is not None:
-        a(',"l4":' + _l4s.get((f.l4, f.type is FlowType.L3_L4), _l4_key))
+        a(',"l4":' + _l4(f.l4, f.type is FlowType.L3_L4))
     if f.source is not None:
         a(',"source":' + _eps.get(f.source, jsonpb._endpoint_json))
     if f.destination is not None:

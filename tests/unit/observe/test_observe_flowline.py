@@ -114,3 +114,12 @@ def test_equal_values_of_different_kinds_do_not_share_a_fragment() -> None:
     b = hf.Flow(time_ns=1, verdict=hf.Verdict.FORWARDED, l4=hf.SCTP(1, 2))
     assert '"UDP"' in encode_flow(a) and '"SCTP"' in encode_flow(b)
     assert encode_flow(b) == _reference(b)
+
+
+def test_zero_ports_and_empty_flags_follow_protojson() -> None:
+    none = hf.TCPFlags()
+    for l4 in (hf.TCP(0, 0, none), hf.TCP(5, 0, none), hf.TCP(0, 80, hf.TCPFlags(SYN=True)),
+               hf.UDP(0, 5), hf.SCTP(7, 0), hf.UDP(0, 0), hf.ICMPv4(0, 0)):  # fmt: skip
+        for kind in (hf.FlowType.L3_L4, hf.FlowType.L7):
+            f = hf.Flow(time_ns=0, verdict=hf.Verdict.FORWARDED, l4=l4, type=kind)
+            assert encode_flow(f) == _reference(f)
