@@ -28,7 +28,6 @@ from __future__ import annotations
 
 import contextlib
 import json
-import random
 import shutil
 import subprocess
 import sys
@@ -39,6 +38,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, TextIO
 
+from ciliate.controllers.ephemeral import EPHEMERAL_CLUSTER, EPHEMERAL_NODES, ephemeral_docs
 from ciliate.datapath.linux import runtime
 from ciliate.datapath.linux.probe import (
     DEFAULT_TIMEOUT,
@@ -50,8 +50,6 @@ from ciliate.datapath.linux.probe import (
 )
 from ciliate.errors import DatapathError, NotFoundError, UnsupportedError
 
-EPHEMERAL_CLUSTER = "reach"  # the model's ephemeral cluster name (cli.cmd_policy)
-EPHEMERAL_NODES = 3
 CONVERGE_TIMEOUT = 30.0
 FIRST_TIMEOUT = 0.5  # first pass; failures are probed again with the full timeout
 CONFIRM_TIMEOUT = 5.0  # a suspected disagreement, measured once more
@@ -261,45 +259,24 @@ def create_cluster(state_dir: Path, nodes: int = EPHEMERAL_NODES) -> None:
 
 def seed_cluster(state_dir: Path, paths: Sequence[str]) -> None:
     """Write into ``state_dir``'s store exactly the cluster the model's ``reach -f``
-    computes from ``paths``: kind-style nodes (3, more past 200 pods per node), the
-    controllers run to a fixed point with the model's seed, so generated pod names,
-    nodes and addresses -- and therefore the JSON -- are the same as the model's.
-    (Mirrors ``cli.cmd_policy.ephemeral_docs``, which this layer cannot import.)"""
-    from ciliate.controllers.cluster import cluster_objects
-    from ciliate.controllers.clusterconfig import kind_cluster
-    from ciliate.controllers.reconcile import compute_round
-    from ciliate.controllers.snapshot import Snapshot, put
+    computes from ``paths``: ``controllers.ephemeral.ephemeral_docs``, the one builder
+    both datapaths use (kind-style nodes, namespaces the files use without declaring
+    them, the controllers run to a fixed point with a fixed seed), so generated pod
+    names, nodes and addresses -- and therefore the JSON -- are the same as the
+    model's."""
+    from ciliate.controllers.snapshot import put
     from ciliate.manifest.decode import load_paths, with_provenance
     from ciliate.store.sqlite import SQLiteStore
 
     batch = load_paths(list(paths))
     batch.raise_if_invalid()
-    docs = [with_provenance(o) for o in batch.objects]
-    cfg = kind_cluster(EPHEMERAL_CLUSTER, _node_count(docs))
-    snap = Snapshot([*cluster_objects(cfg), *docs])
-    rng = random.Random(0)
-    for _ in range(20):
-        changes = compute_round(snap, cfg, rng)
-        if not changes:
-            break
-        snap = snap.with_changes(changes)
+    docs, _ = ephemeral_docs([with_provenance(o) for o in batch.objects])
     state_dir.mkdir(parents=True, exist_ok=True)
     store = SQLiteStore(state_dir / "store.db")
     try:
-        store.apply([put(d) for d in snap.all()])
+        store.apply([put(d) for d in docs])
     finally:
         store.close()
-
-
-def _node_count(docs: Sequence[Any]) -> int:
-    """kind's 3 nodes, more when the pods would not fit a /24 per node (as the model)."""
-    pods = 0
-    for d in docs:
-        if d.get("kind") == "Pod":
-            pods += 1
-        elif d.get("kind") in ("Deployment", "ReplicaSet", "StatefulSet"):
-            pods += int((d.get("spec") or {}).get("replicas", 1) or 0)
-    return max(EPHEMERAL_NODES, -(-pods // 200))
 
 
 @contextlib.contextmanager
