@@ -36,6 +36,7 @@ from typing import Any
 import pytest
 import yaml
 
+from _paths import example_file, shared_examples
 from ciliate.cli.cmd_policy import compute_reach
 from ciliate.cli.context import Context
 from ciliate.cli.main import main
@@ -56,11 +57,9 @@ from test_netpol_e2e import base_docs  # noqa: E402
 pytestmark = [pytest.mark.privileged, pytest.mark.slow]
 
 Doc = dict[str, Any]
-EXAMPLES = Path("/work/shared/examples")
-if not EXAMPLES.exists():  # a fresh clone: ../shared relative to the repo, else the package
-    EXAMPLES = TESTS.parents[1] / "shared" / "examples"
-if not EXAMPLES.exists():
-    EXAMPLES = TESTS.parent / "src" / "ciliate" / "examples"
+# The examples: the shared folder as the rest of the suite finds it (tests/_paths.py),
+# networking101 from the package when it is absent; the others skip, saying where
+# they were looked for.
 SCENARIO_DATA = TESTS / "scenarios" / "policy"  # client pods for the ebook/HTTP examples
 DURATIONS: dict[str, float] = {}
 
@@ -462,9 +461,7 @@ def _need(*paths: Path) -> None:
 
 def test_networking101_agreement(tmp_path: Path) -> None:
     _skip_without_kernel()
-    wl = EXAMPLES / "networking101" / "workloads.yaml"
-    if not wl.exists():
-        wl = TESTS.parent / "src" / "ciliate" / "examples" / "networking101.yaml"
+    wl = example_file("networking101/workloads.yaml")
     _need(wl)
     with timed("networking101"):
         failures = check_examples(
@@ -475,7 +472,7 @@ def test_networking101_agreement(tmp_path: Path) -> None:
 
 def test_network_policy_examples_agreement(tmp_path: Path) -> None:
     _skip_without_kernel()
-    np = EXAMPLES / "network-policy"
+    np = shared_examples() / "network-policy"
     _need(np / "apps.yaml")
     ing, egr = np / "ingress-backend-rule.yaml", np / "egress-frontend-rule.yaml"
     with timed("network-policy"):
@@ -500,7 +497,7 @@ def test_http_aware_rule_agreement(tmp_path: Path) -> None:
     model's matcher (``control.l7``) on the entry the same lookup chose; ``GET
     /private`` is answered 403 in both, a plain connection is accepted in both."""
     _skip_without_kernel()
-    np = EXAMPLES / "network-policy"
+    np = shared_examples() / "network-policy"
     pods = SCENARIO_DATA / "frontends.yaml"
     _need(np / "http-aware-rule.yaml", pods)
     rule = np / "http-aware-rule.yaml"
@@ -527,7 +524,7 @@ def test_http_aware_rule_agreement(tmp_path: Path) -> None:
 
 def test_ebook_three_tier_agreement(tmp_path: Path) -> None:
     _skip_without_kernel()
-    eb = EXAMPLES / "ebook"
+    eb = shared_examples() / "ebook"
     clients = SCENARIO_DATA / "three-tier-clients.yaml"
     _need(eb / "three-tier-policies.yaml", clients)
     with timed("ebook three-tier"):
@@ -544,7 +541,7 @@ def test_ebook_redis_ipblock_agreement(tmp_path: Path) -> None:
     """The redis ipBlock policy, with the ebook's Multus pod (a macvlan second network)
     among the peers: its primary address is what the policy sees."""
     _skip_without_kernel()
-    eb = EXAMPLES / "ebook"
+    eb = shared_examples() / "ebook"
     clients = SCENARIO_DATA / "redis-clients.yaml"
     _need(eb / "redis-ingress-ipblock.yaml", clients)
     multus = [eb / "multus-macvlan.yaml"] if (eb / "multus-macvlan.yaml").exists() else []
@@ -566,7 +563,7 @@ def test_cli_reach_datapath_kernel(monkeypatch: pytest.MonkeyPatch, tmp_path: Pa
     ``ciliate reach -f ... -o json`` prints (same generated pod names: the ephemeral
     cluster is the model's), and leaves nothing behind."""
     _skip_without_kernel()
-    np = EXAMPLES / "network-policy"
+    np = shared_examples() / "network-policy"
     _need(np / "apps.yaml", np / "ingress-backend-rule.yaml")
     files = ["-f", str(np / "apps.yaml"), "-f", str(np / "ingress-backend-rule.yaml")]
     downed: list[Path] = []
