@@ -5,13 +5,15 @@ served from its caches."""
 
 from __future__ import annotations
 
+import dataclasses
+import inspect
 import json
 
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from ciliate.observe import flow as hf
-from ciliate.observe.flowline import encode_flow
+from ciliate.observe.flowline import encode_fields, encode_flow
 from ciliate.observe.jsonpb import to_json
 from ciliate.observe.reasons import TraceObservationPoint, TraceReason
 
@@ -123,3 +125,28 @@ def test_zero_ports_and_empty_flags_follow_protojson() -> None:
         for kind in (hf.FlowType.L3_L4, hf.FlowType.L7):
             f = hf.Flow(time_ns=0, verdict=hf.Verdict.FORWARDED, l4=l4, type=kind)
             assert encode_flow(f) == _reference(f)
+
+
+def test_encode_fields_takes_flows_fields_in_order_with_its_defaults() -> None:
+    params = list(inspect.signature(encode_fields).parameters.values())
+    fields = dataclasses.fields(hf.Flow)
+    assert [p.name for p in params] == [f.name for f in fields]
+    for p, f in zip(params, fields, strict=True):
+        if f.default_factory is not dataclasses.MISSING:
+            assert p.default == f.default_factory()
+        elif f.default is not dataclasses.MISSING:
+            assert p.default == f.default
+        else:
+            assert p.default is inspect.Parameter.empty
+
+
+@settings(max_examples=200, deadline=None)
+@given(flows, st.booleans())
+def test_encode_fields_is_the_line_of_the_flow_it_would_make(
+    f: hf.Flow, given_summary: bool
+) -> None:
+    kw = {x.name: getattr(f, x.name) for x in dataclasses.fields(hf.Flow)}
+    if not given_summary:
+        kw["summary"] = ""  # computed, as Flow computes it
+        f = hf.Flow(**kw)
+    assert encode_fields(**kw) == _reference(f)
