@@ -92,9 +92,14 @@ class FlowLogWriter:
         return os.fstat(self._fd).st_size
 
     def write(self, flows: Iterable[Flow]) -> None:
-        data = b"".join(encode_line(f) for f in flows)
-        if not data:
+        self.write_lines(map(encode_flow, flows))
+
+    def write_lines(self, lines: Iterable[str]) -> None:
+        """Append encoded flows (``encode_flow``'s text, no newline) with one write(2)."""
+        text = "\n".join(lines)
+        if not text:
             return
+        data = (text + "\n").encode()
         if self._size() and self._size() + len(data) > self.max_bytes:
             self._rotate()
         view = memoryview(data)

@@ -29,10 +29,11 @@ from __future__ import annotations
 
 import os
 import struct
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass, replace
 from ipaddress import IPv4Address, IPv4Network
 from pathlib import Path
+from typing import TypeVar
 
 from ciliate.datapath.linux import bpf
 from ciliate.datapath.linux.eventpacket import CACHE_MAX as _CACHE_MAX
@@ -51,6 +52,7 @@ from ciliate.observe.flow import (
     TrafficDirection,
     Verdict,
 )
+from ciliate.observe.flowline import encode_fields
 from ciliate.observe.reasons import (
     DROP_FILES,
     TraceObservationPoint,
@@ -58,6 +60,8 @@ from ciliate.observe.reasons import (
     trace_point_of_subtype,
     trace_reason_of_datapath,
 )
+
+_T = TypeVar("_T")
 
 MSG_DROP = 1
 MSG_TRACE = 4
@@ -376,7 +380,12 @@ class FlowEnricher:
 
     def to_flows(self, events: list[RawEvent], time_ns: int) -> list[Flow]:
         """The flows of a batch of events, without the unwanted verdicts."""
-        return [self._to_flow(ev, time_ns) for ev in events if self.wanted(ev)]
+        return [self._to_flow(ev, time_ns, Flow) for ev in events if self.wanted(ev)]
+
+    def to_lines(self, events: list[RawEvent], time_ns: int) -> list[str]:
+        """The flow log lines of ``to_flows`` (``flowline.encode_flow`` of each flow,
+        no newline), encoded without making the Flows: the flow pump's path."""
+        return [self._to_flow(ev, time_ns, encode_fields) for ev in events if self.wanted(ev)]
 
     def _local_endpoint(self, ep_id: int) -> Endpoint:
         """The endpoint a policy verdict was reported for, by its ID on this node."""
@@ -412,7 +421,9 @@ class FlowEnricher:
             out = self._relabeled[key] = replace(self.endpoint(ip_text, lookup), identity=label)
         return out
 
-    def _verdict_flow(self, ev: RawEvent, pkt: PacketSummary, time_ns: int) -> Flow:
+    def _verdict_flow(
+        self, ev: RawEvent, pkt: PacketSummary, time_ns: int, make: Callable[..., _T]
+    ) -> _T:
         ip = pkt.ip
         local = self._local_endpoint(ev.source)
         # the remote label goes on the remote side, the local side is the endpoint
@@ -441,7 +452,7 @@ class FlowEnricher:
         allowed = verdict is not Verdict.DROPPED
         if not allowed and drop != DROP_POLICY_DENY:
             pols = ()
-        return Flow(
+        return make(
             time_ns=time_ns,
             uuid=new_uuid(),
             verdict=verdict,
@@ -469,12 +480,13 @@ class FlowEnricher:
         """The flow of one event; raises ``EventFiltered`` when ``wanted(ev)`` is False."""
         if not self.wanted(ev):
             raise EventFiltered(f"policy verdict of endpoint {ev.source}: direction not enforced")
-        return self._to_flow(ev, time_ns)
+        return self._to_flow(ev, time_ns, Flow)
 
-    def _to_flow(self, ev: RawEvent, time_ns: int) -> Flow:
+    def _to_flow(self, ev: RawEvent, time_ns: int, make: Callable[..., _T]) -> _T:
+        """``make(**fields of the Flow)``: ``Flow`` itself, or ``encode_fields`` for its line."""
         pkt = decode_packet(ev.payload)
         if ev.type == MSG_POLICY_VERDICT:
-            return self._verdict_flow(ev, pkt, time_ns)
+            return self._verdict_flow(ev, pkt, time_ns, make)
         ip = pkt.ip
         src = self.endpoint(ip.source if ip else "", ev.src_label)
         dst = self.endpoint(ip.destination if ip else "", ev.dst_label)
@@ -489,7 +501,7 @@ class FlowEnricher:
                 dport = l4.destination_port if isinstance(l4, TCP | UDP | SCTP) else 0
                 remote = dst.identity if egress else src.identity
                 denied, exts = self._policies(ev.source, remote, egress, pkt.proto, dport, True)
-            return Flow(
+            return make(
                 time_ns=time_ns,
                 uuid=new_uuid(),
                 verdict=Verdict.DROPPED,
@@ -513,7 +525,7 @@ class FlowEnricher:
         point, reason = _trace_meta(ev.subtype, ev.reason)
         is_reply = ev.reason == CT_REPLY
         is_source_ep = src.id != 0 and ev.source == src.id
-        return Flow(
+        return make(
             time_ns=time_ns,
             uuid=new_uuid(),
             verdict=Verdict.FORWARDED,

@@ -24,7 +24,6 @@ from ciliate.desired import DesiredState, MapChange, MapName, NodeState, policy_
 
 if TYPE_CHECKING:
     from ciliate.datapath.linux.events import FlowEnricher, RawEvent
-    from ciliate.observe.flow import Flow
 
 log = logging.getLogger("ciliate.agent")
 
@@ -169,27 +168,25 @@ class FlowPump:
                 if self.state is not seen:
                     enricher, seen = FlowEnricher(self.state, self.node), self.state
                 now = time.time_ns()
-                try:  # the whole batch at once: the common case, and the cheap one
-                    flows = enricher.to_flows(events, now)
+                try:  # the whole batch at once, straight to lines: the common, cheap case
+                    lines = enricher.to_lines(events, now)
                 except Exception:  # one odd event must not stop the flow log
-                    flows = self._one_by_one(enricher, events, now)
-                writer.write(flows)
-                self.count += len(flows)
+                    lines = self._one_by_one(enricher, events, now)
+                writer.write_lines(lines)
+                self.count += len(lines)
         finally:
             writer.close()
             reader.close()
 
-    def _one_by_one(self, enricher: FlowEnricher, events: list[RawEvent], now: int) -> list[Flow]:
-        """The flows of a batch in which some event does not decode: all the others."""
-        flows = []
+    def _one_by_one(self, enricher: FlowEnricher, events: list[RawEvent], now: int) -> list[str]:
+        """The lines of a batch in which some event does not decode: all the others."""
+        lines = []
         for ev in events:
-            if not enricher.wanted(ev):
-                continue
             try:
-                flows.append(enricher.to_flow(ev, now))
+                lines += enricher.to_lines([ev], now)
             except Exception as e:
                 log.debug("event of %s not decoded: %s", self.node, e)
-        return flows
+        return lines
 
     def close(self) -> None:
         self.stop.set()

@@ -199,15 +199,23 @@ def _l7_flows() -> list[hf.Flow]:
     return [req, resp]
 
 
-def _encoded(tmp_path: Path) -> bytes:
+def _encoded(tmp_path: Path, *, lines: bool = False) -> bytes:
+    """The log of the records: through Flows (``to_flows`` + ``write``) or, as the flow
+    pump does it, straight to lines (``to_lines`` + ``write_lines``)."""
     enricher = FlowEnricher(_state(), "kind-worker")
     evs = [parse_event(r) for r in _records()]
-    path = tmp_path / "n.jsonl"
+    path = tmp_path / ("lines.jsonl" if lines else "flows.jsonl")
     with FlowLogWriter(path) as w:
         # three batches, three clocks: 0, 3 and 9 fractional digits
-        w.write(enricher.to_flows(evs[:4], 1_763_750_000_000_000_000))
-        w.write(enricher.to_flows(evs[4:8], 1_763_750_000_250_000_000))
-        w.write(enricher.to_flows(evs[8:], 1_763_750_001_000_000_007))
+        for batch, now in (
+            (evs[:4], 1_763_750_000_000_000_000),
+            (evs[4:8], 1_763_750_000_250_000_000),
+            (evs[8:], 1_763_750_001_000_000_007),
+        ):
+            if lines:
+                w.write_lines(enricher.to_lines(batch, now))
+            else:
+                w.write(enricher.to_flows(batch, now))
         w.write(_l7_flows())
     return path.read_bytes()
 
@@ -221,6 +229,10 @@ def test_flow_log_bytes_are_the_golden_ones(
         GOLDEN.write_bytes(data)
     assert data.decode().splitlines() == GOLDEN.read_text().splitlines()
     assert data == GOLDEN.read_bytes()
+
+
+def test_the_pumps_path_writes_the_golden_bytes(tmp_path: Path, uuids: None) -> None:
+    assert _encoded(tmp_path, lines=True) == GOLDEN.read_bytes()
 
 
 def test_every_golden_line_round_trips(uuids: None) -> None:
