@@ -15,8 +15,9 @@ redirect entry (a cluster without L7 policy runs none), with:
 3. supervision like the workloads' (``workloads``): its own session (an agent killed
    with -9 leaves it serving), a record ``<node>.proc.json`` (pid, start time, digest
    of its command line) from which the next agent adopts it, a restart with backoff when
-   it exits (a thread polls every 0.5 s). ``down`` kills it with every other process of
-   the cluster's namespaces.
+   it exits (a thread polls every 0.5 s; the agent rewrites its status after a restart,
+   ``take_changed``). ``down`` kills it with every other process of the cluster's
+   namespaces.
 
 Inputs: ``KernelPaths``, ``NodeState``s and ``MapChange``s. Outputs: processes, files,
 netns routing. Must not import cli or agent.
