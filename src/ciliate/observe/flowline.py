@@ -7,13 +7,16 @@ encodes every kernel event (thousands per second in a connection burst), and mos
 flow repeats: the same pods, interfaces, policies, flags and clock tick. So each
 sub-message is encoded once (with ``jsonpb``'s own helpers, so the rules live in one
 place) and its JSON text is kept in a bounded cache keyed by the frozen value; a flow is
-then a concatenation of cached fragments, a few scalars and its UUID.
+then a concatenation of cached fragments, a few scalars and its UUID. Ports change
+with every connection, so L4 is written around its cached flags rather than cached.
+``encode_fields(**kw)`` is the line of ``Flow(**kw)`` without making the Flow (the pump
+builds lines only: ``FlowEnricher.to_lines``).
 
 ``tests/unit/datapath/linux/test_flow_bytes.py`` pins the bytes and
 ``tests/unit/observe/test_observe_flowline.py`` checks equality with ``jsonpb.to_json``
 on generated flows.
 
-Inputs: ``Flow``. Outputs: ``str`` (one JSON object, no newline). Pure apart from the
+Inputs: a ``Flow`` or its fields. Outputs: ``str`` (one JSON object, no newline). Pure apart from the
 caches; imports only the standard library and ``ciliate.observe``.
 """
 
