@@ -209,8 +209,13 @@ def build_vxlan_md(lab: nl.Lab) -> list[Target]:
                                                                       strict=True):  # fmt: skip
         obj = _md_program(lab, f"md-{host_if}", far_addr, info[n][0], info[far][1])
         nl.run(nl.in_netns(n, ["tc", "qdisc", "add", "dev", host_if, "clsact"]))
-        nl.run(nl.in_netns(n, ["tc", "filter", "add", "dev", host_if, "ingress", "bpf", "da",
-                               "obj", str(obj), "sec", "tc"]))  # fmt: skip
+        # tc's object loader sets up /sys/fs/bpf/{tc,ip,xdp}: give it a private bpffs in
+        # a throw-away mount namespace, so nothing is left in the machine's (the attached
+        # program stays with the device)
+        load = (f"mount -t bpf bpf /sys/fs/bpf && tc filter add dev {host_if} ingress bpf da "
+                f"obj {obj} sec tc")  # fmt: skip
+        nl.run(nl.in_netns(n, ["unshare", "--mount", "--propagation", "private",
+                               "sh", "-c", load]))  # fmt: skip
     # the far side's stack receives the decapsulated packet and routes it to its pod
     _servers(lab, pk)
     return [Target("vxlan-md", "cross", pj, "192.168.60.2")]
