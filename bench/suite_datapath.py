@@ -135,6 +135,15 @@ def build_plain(lab: nl.Lab) -> list[Target]:
             build_vxlan_bridged(lab), *build_vxlan_md(lab)]  # fmt: skip
 
 
+def _fabric_node(lab: nl.Lab, node: str, fab: str, port: str, addr: str) -> None:
+    """A node whose eth0 (``addr``/24) is a veth plugged into the fabric's bridge br0."""
+    lab.sysctl(node, "net.ipv4.ip_forward", "1")
+    lab.ip(node, "link", "add", "eth0", "type", "veth", "peer", "name", port, "netns", fab)
+    lab.ip(fab, "link", "set", port, "master", "br0", "up")
+    lab.ip(node, "addr", "add", f"{addr}/24", "dev", "eth0")
+    lab.ip(node, "link", "set", "eth0", "up")
+
+
 def build_vxlan_bridged(lab: nl.Lab) -> Target:
     """Plain VXLAN between two nodes whose eth0 veths meet on a Linux bridge in a third
     namespace: the underlay of a ciliate cluster (and of kind's docker bridge), so the
@@ -143,16 +152,11 @@ def build_vxlan_bridged(lab: nl.Lab) -> Target:
     pg, ph = lab.ns("pg"), lab.ns("ph")
     lab.ip(fab, "link", "add", "br0", "type", "bridge")
     lab.ip(fab, "link", "set", "br0", "up")
-    for n, peer in ((n3, "f3"), (n4, "f4")):
-        lab.sysctl(n, "net.ipv4.ip_forward", "1")
-        lab.ip(n, "link", "add", "eth0", "type", "veth", "peer", "name", peer, "netns", fab)
-        lab.ip(fab, "link", "set", peer, "master", "br0", "up")
     _pod_routed(lab, n3, pg, "192.168.30.1", "vpg")
     _pod_routed(lab, n4, ph, "192.168.40.2", "vph")
-    for n, a, b, vx in ((n3, "172.32.0.3", "172.32.0.4", "10.98.0.3"),
-                        (n4, "172.32.0.4", "172.32.0.3", "10.98.0.4")):  # fmt: skip
-        lab.ip(n, "addr", "add", f"{a}/24", "dev", "eth0")
-        lab.ip(n, "link", "set", "eth0", "up")
+    for n, port, a, b, vx in ((n3, "f3", "172.32.0.3", "172.32.0.4", "10.98.0.3"),
+                              (n4, "f4", "172.32.0.4", "172.32.0.3", "10.98.0.4")):  # fmt: skip
+        _fabric_node(lab, n, fab, port, a)
         lab.ip(n, "link", "add", "vx0", "type", "vxlan", "id", "42", "dstport", "8472",
                "local", a, "remote", b, "dev", "eth0")  # fmt: skip
         lab.ip(n, "link", "set", "vx0", "mtu", "1450", "up")
@@ -188,12 +192,8 @@ def build_vxlan_md(lab: nl.Lab) -> list[Target]:
     pj, pk = lab.ns("pj"), lab.ns("pk")
     nodes = ((n5, "f5", pj, "192.168.50.1", "vpj", "172.32.0.5"),
              (n6, "f6", pk, "192.168.60.2", "vpk", "172.32.0.6"))  # fmt: skip
-    for n, peer, pod, ip, host_if, addr in nodes:
-        lab.sysctl(n, "net.ipv4.ip_forward", "1")
-        lab.ip(n, "link", "add", "eth0", "type", "veth", "peer", "name", peer, "netns", fab)
-        lab.ip(fab, "link", "set", peer, "master", "br0", "up")
-        lab.ip(n, "addr", "add", f"{addr}/24", "dev", "eth0")
-        lab.ip(n, "link", "set", "eth0", "up")
+    for n, port, pod, ip, host_if, addr in nodes:
+        _fabric_node(lab, n, fab, port, addr)
         lab.ip(n, "link", "add", "vx0", "type", "vxlan", "external", "dstport", "8472")
         lab.ip(n, "link", "set", "vx0", "up")
         _pod_routed(lab, n, pod, ip, host_if)
