@@ -228,8 +228,8 @@ class KernelMaps:
         policy = False
         for ch in changes:
             ops += self._apply_one(ch.map, ch.key, ch.value)
-            if not policy and parse_policy_map_name(ch.map) is not None:
-                policy = True
+            # _apply_one resolved (and cached) whether the name is an endpoint's policy map
+            policy = policy or self._ep_of.get(ch.map) is not None
         if policy:
             self.bump_policy_rev()
         return ops
