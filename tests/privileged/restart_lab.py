@@ -59,6 +59,11 @@ def status(state: Path) -> dict[str, Any]:
     return data
 
 
+def endpoints_by_pod(st: dict[str, Any]) -> dict[str, dict[str, Any]]:
+    """The status' pod endpoints keyed by pod name (the namespace left out)."""
+    return {e["pod"].split("/", 1)[1]: e for e in st["endpoints"] if e["pod"]}
+
+
 def wait_for(cond: Callable[[], bool], timeout: float = 10.0) -> bool:
     deadline = time.monotonic() + timeout
     while time.monotonic() < deadline:

@@ -18,7 +18,6 @@ from __future__ import annotations
 import json
 from collections.abc import Iterator
 from pathlib import Path
-from typing import Any
 
 import pytest
 from restart_lab import (
@@ -29,6 +28,7 @@ from restart_lab import (
     cli,
     connects,
     connects_eventually,
+    endpoints_by_pod,
     ok,
     skip_without_datapath,
     status,
@@ -39,10 +39,6 @@ from ciliate.datapath.linux import runtime
 from ciliate.datapath.linux.maps import KernelMaps
 
 pytestmark = [pytest.mark.privileged, pytest.mark.slow]
-
-
-def _eps(st: dict[str, Any]) -> dict[str, dict[str, Any]]:
-    return {e["pod"].split("/", 1)[1]: e for e in st["endpoints"] if e["pod"]}
 
 
 @pytest.fixture(scope="module")
@@ -63,7 +59,7 @@ def cluster(tmp_path_factory: pytest.TempPathFactory) -> Iterator[tuple[Path, Pa
 
 def test_a_deny_stops_an_established_connection(cluster: tuple[Path, Path]) -> None:
     state, files = cluster
-    eps = _eps(status(state))
+    eps = endpoints_by_pod(status(state))
     client, other_ip = eps["client"]["netns"], eps["other"]["ip"]
     server_ip = eps["server"]["ip"]
     assert connects_eventually(client, other_ip) and connects_eventually(client, server_ip)

@@ -36,6 +36,7 @@ from restart_lab import (
     cli,
     connects,
     connects_eventually,
+    endpoints_by_pod,
     leftovers,
     map_ids,
     ok,
@@ -57,10 +58,6 @@ class Observed:
     up_output: str = ""
     stream_result: str = ""
     left: Leftovers | None = None
-
-
-def _eps(st: dict[str, Any]) -> dict[str, dict[str, Any]]:
-    return {e["pod"].split("/", 1)[1]: e for e in st["endpoints"] if e["pod"]}
 
 
 def _pids(st: dict[str, Any]) -> dict[str, int]:
@@ -88,7 +85,7 @@ def seen(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Observed]:
     try:
         ok(state, "up")
         st = status(state)
-        eps = _eps(st)
+        eps = endpoints_by_pod(st)
         client, blocked = eps["client"]["netns"], eps["blocked"]["netns"]
         server_ip, other_ip = eps["server"]["ip"], eps["other"]["ip"]
         tag = st["tag"]
@@ -125,7 +122,7 @@ def seen(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Observed]:
         # --- plain up: adopt, converge --------------------------------------------------
         obs.up_output = ok(state, "up")
         st = status(state)
-        eps = _eps(st)
+        eps = endpoints_by_pod(st)
         a = obs.after
         a["stream"] = stream.advances(by=20)
         a["map_ids"] = map_ids(tag)
