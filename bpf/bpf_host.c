@@ -1,10 +1,11 @@
 /* SPDX-License-Identifier: Apache-2.0 */
 /* bpf_host.c: the programs of the node's own devices.
  *
- * cil_from_netdev (eth0 ingress): NodePort / LoadBalancer frontends reached from the node
- *   network are DNATed (lb.h) and delivered to a local backend or tunnelled to the
- *   backend's node, which returns the replies through the tunnel for the reverse NAT;
- *   everything else passes.
+ * cil_from_netdev (eth0 ingress): VXLAN for a local pod is decapsulated here and takes the
+ *   overlay's receive path (overlay.h, decision 0011); NodePort / LoadBalancer frontends
+ *   reached from the node network are DNATed (lb.h) and delivered to a local backend or
+ *   tunnelled to the backend's node, which returns the replies through the tunnel for the
+ *   reverse NAT; everything else passes.
  * cil_to_host (cilium_host and cilium_net ingress): traffic handed to the host; replies
  *   of the host's service connections tunnelled back by a remote backend's node are
  *   reverse-NATed here; everything passes.
@@ -16,19 +17,7 @@
  *   VNI = host (1), which the far side reads as remote-node (6).  ARP requests of the host
  *   (when cilium_host is not NOARP) are answered with cilium_host's MAC.
  */
-#include "lib/common.h"
-#include "lib/eth.h"
-#include "lib/ipv4.h"
-#include "lib/l4.h"
-#include "lib/maps.h"
-#include "lib/trace.h"
-#include "lib/drop.h"
-#include "lib/conntrack.h"
-#include "lib/policy.h"
-#include "lib/proxy.h"
-#include "lib/lb.h"
-#include "lib/nat.h"
-#include "lib/encap.h"
+#include "lib/overlay.h"
 #include "lib/arp.h"
 
 #define THIS_FILE FILE_BPF_HOST
@@ -237,7 +226,7 @@ int cil_from_netdev(struct __sk_buff *skb)
 	__u8 proto;
 	int ret;
 
-	if (skb->protocol != bpf_htons(ETH_P_IP) || !cfg || !(cfg->flags & RUNTIME_F_LB))
+	if (skb->protocol != bpf_htons(ETH_P_IP) || !cfg)
 		return CTX_ACT_OK;
 	ip4 = ipv4_hdr(skb, &data_end);
 	if (!ip4)
@@ -248,9 +237,14 @@ int cil_from_netdev(struct __sk_buff *skb)
 	l4_off = ETH_HLEN + ipv4_hdrlen(ip4);
 	if (ipv4_is_fragment(ip4) || l4_load(skb, l4_off, proto, &l4) < 0)
 		return CTX_ACT_OK;
-	/* The overlay's own packets (VXLAN, UDP 8472) are never service traffic: pass them
-	 * without the service lookups, they are the bulk of what eth0 receives. */
-	if (proto == IPPROTO_UDP && l4.dport == bpf_htons(8472))
+	/* The overlay's own packets (VXLAN, UDP 8472) are never service traffic, and they
+	 * are the bulk of what eth0 receives: those for a local pod are decapsulated here
+	 * (overlay.h, decision 0011), the others go to cilium_vxlan. */
+	if (proto == IPPROTO_UDP && l4.dport == bpf_htons(VXLAN_PORT)) {
+		ret = overlay_native_rx(skb, cfg, ip4);
+		return ret < 0 ? CTX_ACT_OK : ret;
+	}
+	if (!(cfg->flags & RUNTIME_F_LB))
 		return CTX_ACT_OK;
 	/* Only frontends this node answers for: its own addresses (NodePort) and
 	 * LoadBalancer/external IPs that are not pod addresses. */
