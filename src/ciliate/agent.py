@@ -68,6 +68,7 @@ from ciliate.control.engine import Engine
 from ciliate.controllers.clusterconfig import get_cluster_config
 from ciliate.datapath.linux import hostsvc, netns, runtime
 from ciliate.datapath.linux.crashpoints import crash_point
+from ciliate.datapath.linux.fabric import FabricSwitch
 from ciliate.datapath.linux.nodeprograms import FlowPump, NodePrograms
 from ciliate.datapath.linux.proxy import ProxyManager
 from ciliate.datapath.linux.runtime import KernelPaths
@@ -140,6 +141,7 @@ class Agent:
         self.store = store
         self.clock = clock
         self.topo = Topology(self.names)
+        self.fabric = FabricSwitch(self.names)  # the node network's fast path
         self.sup = Supervisor(clock=clock)
         self.engine: Engine | None = None
         self.state = _empty_state("")
@@ -227,6 +229,7 @@ class Agent:
 
     def _ensure_node(self, node: NodeState) -> None:
         self.topo.ensure_node(node)
+        self.fabric.plug(self.names.fabric_port(node.name), self.topo.link_mac(node.name, "eth0"))
         self._ensure_host_services(node)
         progs = self.programs.get(node.name)
         if progs is None:
@@ -451,6 +454,8 @@ class Agent:
         if node is not None:
             for ep in iter_pod_endpoints(node):
                 self._remove_pod(ep.pod, PodPlace(name, ep))
+        with contextlib.suppress(OSError):  # its eth0 may be gone already
+            self.fabric.unplug(self.topo.link_mac(name, "eth0"))
         self.topo.remove_node(name)
 
     # --- loop ----------------------------------------------------------------------------
@@ -517,6 +522,7 @@ class Agent:
         self.sup.stop_all()
         for progs in self.programs.values():
             progs.unload()
+        self.fabric.close()
         self.topo.close()
         self.proxies.stop()  # L7 proxy
         runtime.sweep(self.kp, keep_pidfile=True)
@@ -532,6 +538,7 @@ class Agent:
         self.proxies.detach()  # L7 proxy: keeps serving, adopted next
         for progs in self.programs.values():
             progs.close()
+        self.fabric.close()
         self.topo.close()
         with contextlib.suppress(FileNotFoundError):
             self.kp.ready.unlink()

@@ -59,8 +59,24 @@ class FakeTopo:
     def remove_node(self, node: str) -> None:
         self.calls.append(("node-", node))
 
+    def link_mac(self, node: str, device: str) -> str:
+        return f"02:00:00:00:{len(node):02x}:{sum(map(ord, node)) % 256:02x}"
+
     def close(self) -> None:
         pass
+
+
+class FakeFabric:
+    def __init__(self) -> None:
+        self.table: dict[str, str] = {}  # mac -> port
+
+    def plug(self, port: str, mac: str) -> None:
+        self.table[mac] = port
+
+    def unplug(self, mac: str) -> None:
+        self.table.pop(mac, None)
+
+    def close(self) -> None: ...
 
 
 class FakePrograms:
@@ -121,6 +137,7 @@ def started(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> tuple[Agent, Pat
     ctx = Context(state_dir=tmp_path)
     a = Agent(tmp_path, ctx.store())
     a.topo = FakeTopo()  # type: ignore[assignment]
+    a.fabric = FakeFabric()  # type: ignore[assignment]
     a.sup = FakeSupervisor()  # type: ignore[assignment]
     a.kp.dir.mkdir(parents=True, exist_ok=True)
     monkeypatch.setattr(Agent, "_start_pump", lambda self, node: None)
@@ -141,6 +158,9 @@ def test_start_builds_every_node_and_pod_and_syncs_maps(started: tuple[Agent, Pa
     assert all(p.synced == 1 for p in a.programs.values())  # type: ignore[attr-defined]
     assert sorted(a.sup.started) == pods  # type: ignore[attr-defined]
     assert a.kp.ready.exists()
+    # every node's eth0 is in the fabric's fast path, behind its own port
+    fabric: FakeFabric = a.fabric  # type: ignore[assignment]
+    assert fabric.table == {topo.link_mac(n, "eth0"): a.names.fabric_port(n) for n in a.state.nodes}
 
 
 def test_scale_up_wires_only_the_new_pod_and_applies_map_deltas(

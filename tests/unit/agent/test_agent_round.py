@@ -15,6 +15,7 @@ from typing import Any
 import pytest
 from test_agent_reconcile import (  # the same directory: pytest puts it on sys.path
     DEPLOY,
+    FakeFabric,
     FakePrograms,
     FakeSupervisor,
     FakeTopo,
@@ -66,6 +67,7 @@ def agent(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Agent:
     monkeypatch.setattr(Agent, "_start_pump", lambda self, node: None)
     a = Agent(tmp_path, Context(state_dir=tmp_path).store())
     a.topo = JournalTopo()  # type: ignore[assignment]
+    a.fabric = FakeFabric()  # type: ignore[assignment]
     a.sup = JournalSupervisor()  # type: ignore[assignment]
     a.kp.dir.mkdir(parents=True, exist_ok=True)
     real_write_status = a.write_status

@@ -53,6 +53,8 @@ PROGRAM_OBJECT: dict[str, str] = {
     "cil_from_host": "bpf_host",
 }
 OBJECTS = ("bpf_lxc", "bpf_overlay", "bpf_host")
+# every object make -C bpf builds: the nodes' and the fabric's (datapath/linux/fabric.py)
+ALL_OBJECTS = (*OBJECTS, "bpf_fabric")
 
 # tc parents of the clsact qdisc's hooks (TC_H_MAKE(TC_H_CLSACT, TC_H_MIN_INGRESS/EGRESS))
 _PARENT = {"ingress": "ffff:fff2", "egress": "ffff:fff3"}
@@ -80,7 +82,7 @@ def ensure_objects() -> Path:
     out = src / "build"
     sources = list(src.glob("*.c")) + list((src / "lib").glob("*.h")) + [src / "Makefile"]
     newest = max((p.stat().st_mtime for p in sources if p.exists()), default=0.0)
-    objs = [out / f"{o}.o" for o in OBJECTS]
+    objs = [out / f"{o}.o" for o in ALL_OBJECTS]
     if all(o.exists() and o.stat().st_mtime >= newest for o in objs):
         return out
     if shutil.which("clang") is None:
@@ -111,10 +113,31 @@ def unavailable_reason() -> str | None:
         bpf.libbpf()
     except OSError:
         return "libbpf.so.1 is missing (install libbpf-dev or libbpf1)"
-    objs = [build_dir() / f"{o}.o" for o in OBJECTS]
+    objs = [build_dir() / f"{o}.o" for o in ALL_OBJECTS]
     if not all(o.exists() for o in objs) and shutil.which("clang") is None:
         return "the eBPF objects are not built and clang is missing (run make setup)"
     return None
+
+
+def attach_program(
+    sock: socket.socket, netns_name: str, device: str, direction: Direction, fd: int, name: str
+) -> None:
+    """Put a clsact qdisc on ``device`` (in the namespace of the raw rtnetlink ``sock``)
+    and a direct-action cls_bpf filter (pref 1, handle 1) running the program ``fd`` on
+    its ``direction`` hook; replacing that filter is atomic. Raw rtnetlink (``rtnl``):
+    three pyroute2 requests cost ~1.5 ms of Python on a new pod's path; the same lookup,
+    qdisc and filter take two system calls here."""
+    if direction not in _PARENT:
+        raise ValueError(f"direction must be ingress or egress, not {direction!r}")
+    idx = rtnl.link_index(sock, device)
+    if not idx:
+        raise FileNotFoundError(f"no device {device} in netns {netns_name}")
+    parent = int(_PARENT[direction].replace(":", ""), 16)
+    rtnl.request(
+        sock,
+        [rtnl.clsact(idx), rtnl.bpf_filter(idx, parent, fd, name)],
+        tolerate=(errno.EEXIST,),  # the qdisc is there already
+    )
 
 
 def pin_dir(cluster_tag: str, node: str) -> Path:
@@ -240,18 +263,7 @@ class NodeBPF:
         if direction not in _PARENT:
             raise ValueError(f"direction must be ingress or egress, not {direction!r}")
         fd = self.program_fd(program)
-        # Raw rtnetlink (``rtnl``): three pyroute2 requests cost ~1.5 ms of Python on a
-        # new pod's path; the same lookup, qdisc and filter take two system calls here.
-        sock = self._raw_rtnl()
-        idx = rtnl.link_index(sock, device)
-        if not idx:
-            raise FileNotFoundError(f"no device {device} in netns {self.netns_name}")
-        parent = int(_PARENT[direction].replace(":", ""), 16)
-        rtnl.request(
-            sock,
-            [rtnl.clsact(idx), rtnl.bpf_filter(idx, parent, fd, program)],
-            tolerate=(errno.EEXIST,),  # the qdisc is there already
-        )
+        attach_program(self._raw_rtnl(), self.netns_name, device, direction, fd, program)
 
     def _raw_rtnl(self) -> socket.socket:
         if self._raw is None:

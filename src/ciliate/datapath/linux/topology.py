@@ -7,7 +7,8 @@ state only. Programs and maps are not made here (``bpf``/``loader``/``maps`` do 
 
 Layout (all names carry the cluster tag so two clusters never collide)::
 
-    <tag>-fabric       bridge br0: the node network (kind's docker bridge)
+    <tag>-fabric       bridge br0: the node network (kind's docker bridge); the agent
+                       adds an eBPF fast path on its ports (``fabric``)
       v<hash(node)> ──veth── eth0            in <tag>-n-<node>  (node IP/prefix)
     <tag>-n-<node>     lo, eth0, cilium_host <-> cilium_net (CiliumInternalIP/32 on
                        cilium_host), cilium_vxlan (external, dstport 8472),
@@ -246,6 +247,14 @@ class Topology:
             self._ensure_endpoint(node, self.names.health(node.name), health, None, "lxc_health")
 
         self.ensure_node_routes(node)
+
+    def link_mac(self, node: str, device: str) -> str:
+        """The MAC address a node's device has in the kernel."""
+        ipr = self.rtnl(self.names.node(node))
+        idx = nl.link_index(ipr, device)
+        if not idx:
+            raise FileNotFoundError(f"no device {device} in netns {self.names.node(node)}")
+        return str(ipr.get_links(idx)[0].get_attr("IFLA_ADDRESS"))
 
     def ensure_node_routes(self, node: NodeState) -> None:
         ipr = self.rtnl(self.names.node(node.name))
