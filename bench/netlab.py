@@ -368,6 +368,16 @@ class Lab:
         return c
 
     def close(self) -> None:
+        # a second ^C (or a TERM) while cleaning up must not leave namespaces behind:
+        # the signals wait until everything of the lab is gone
+        old = {s: signal.signal(s, signal.SIG_IGN) for s in (signal.SIGINT, signal.SIGTERM)}
+        try:
+            self._close()
+        finally:
+            for s, handler in old.items():
+                signal.signal(s, handler)
+
+    def _close(self) -> None:
         for p in self.procs:
             with contextlib.suppress(ProcessLookupError):
                 os.killpg(p.pid, signal.SIGTERM)

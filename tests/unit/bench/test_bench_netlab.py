@@ -4,6 +4,8 @@ from __future__ import annotations
 
 import json
 import math
+import os
+import signal
 import sys
 from pathlib import Path
 
@@ -141,3 +143,26 @@ def test_kube_proxy_layout() -> None:
     chains = [x for x in lines if x.startswith(":KUBE-SVC-") or x.startswith(":KUBE-SEP-")]
     assert len(chains) == len(set(chains)) == 3 + 9
     assert all(len(c.split()[0]) == len(":KUBE-SVC-") + 16 for c in chains)
+
+
+class _InterruptedCluster:
+    """A cluster whose teardown is hit by a second ^C (the user pressing it again)."""
+
+    def __init__(self) -> None:
+        self.down_finished = False
+
+    def down(self) -> None:
+        os.kill(os.getpid(), signal.SIGINT)
+        self.down_finished = True
+
+
+def test_a_signal_during_cleanup_does_not_cut_it_short() -> None:
+    before = signal.getsignal(signal.SIGINT)
+    lab = nl.Lab("unit")
+    cluster = _InterruptedCluster()
+    lab.clusters.append(cluster)  # type: ignore[arg-type]
+    with lab:
+        pass
+    assert cluster.down_finished
+    assert not lab.tmp.exists()  # the rest of the cleanup ran too
+    assert signal.getsignal(signal.SIGINT) is before  # handlers restored
