@@ -34,4 +34,11 @@ static __always_inline int ipv4_is_fragment(const struct iphdr *ip4)
 	return ip4->frag_off & bpf_htons(IP_OFFSET);
 }
 
+/* Any fragment, the first one (more fragments, offset 0) included: a packet that is only
+ * whole after reassembly. */
+static __always_inline int ipv4_is_any_fragment(const struct iphdr *ip4)
+{
+	return ip4->frag_off & bpf_htons(IP_MF | IP_OFFSET);
+}
+
 #endif /* CILIATE_IPV4_H */

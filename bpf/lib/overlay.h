@@ -174,11 +174,6 @@ static __always_inline int from_overlay_ipv4(struct __sk_buff *skb, __u32 src_id
 }
 
 
-/* The VXLAN port (Cilium's, RFC 7348 uses 4789) and header (RFC 7348 §5). */
-#define VXLAN_PORT 8472
-#define VXLAN_HLEN 8
-#define VXLAN_F_VNI 0x08 /* the I flag: the VNI is valid */
-
 /* Outer IPv4 (no options) + UDP + VXLAN + inner Ethernet: what the native path strips. */
 #define VXLAN_NATIVE_STRIP (sizeof(struct iphdr) + sizeof(struct udphdr) + VXLAN_HLEN + ETH_HLEN)
 
@@ -192,7 +187,9 @@ static __always_inline int from_overlay_ipv4(struct __sk_buff *skb, __u32 src_id
  * (decision 0011).  The wire format is unchanged: the sender still encapsulates through
  * cilium_vxlan, and the VNI still carries the source identity.
  *
- * Taken only for a well-formed VXLAN packet to this node's address whose inner frame is
+ * Taken only for a well-formed, unfragmented VXLAN packet (a first fragment holds only
+ * the start of the inner packet: fragments are reassembled by the stack and reach the
+ * device) to this node's address whose inner frame is
  * IPv4 to a local pod: those are delivered locally (or to the local proxy) and never
  * segmented again, so the encapsulation state that bpf_skb_adjust_room leaves on a GSO
  * packet (kernels without BPF_F_ADJ_ROOM_DECAP_L4_UDP) is never used.  Everything else
@@ -210,7 +207,7 @@ static __always_inline int overlay_native_rx(struct __sk_buff *skb,
 	__u32 src_id;
 
 	if (!cfg->node_ip || outer->daddr != cfg->node_ip || outer->ihl != 5 ||
-	    ipv4_is_fragment(outer))
+	    ipv4_is_any_fragment(outer))
 		return -1;
 	tunnel_src = outer->saddr;
 	if (bpf_skb_load_bytes(skb, off, vx, sizeof(vx)) < 0 ||

@@ -133,27 +133,53 @@ def test_cross_node_ping_goes_through_vxlan_with_the_source_identity_as_vni(
     assert delivered[0].src_label == lab.pods["a1"].identity
 
 
-def rx_packets(lab: Lab, node: str, dev: str) -> int:
+def packets(lab: Lab, node: str, dev: str, way: str = "rx") -> int:
     out = json.loads(lab.run(node, "ip", "-j", "-s", "link", "show", dev).stdout)[0]
-    return int(out["stats64"]["rx"]["packets"])
+    return int(out["stats64"][way]["packets"])
 
 
-def test_vxlan_for_a_local_pod_is_decapsulated_by_cil_from_netdev(
+def rx_packets(lab: Lab, node: str, dev: str) -> int:
+    return packets(lab, node, dev, "rx")
+
+
+def test_vxlan_for_a_local_pod_is_built_and_taken_apart_without_the_device(
     lab: Lab, readers: dict[str, EventReader]
 ) -> None:
-    """Native receive (decision 0011): pod traffic from another node is decapsulated on
-    eth0's ingress and never reaches the kernel's VXLAN device; what is not for a local
-    pod (here the node's own cilium_host address) still goes through the device."""
+    """Native VXLAN (decision 0011): pod traffic to another node is encapsulated by the
+    program and decapsulated on the far eth0's ingress, and never crosses the kernel's
+    VXLAN device on either side; what is not for a local pod (here the node's own
+    cilium_host address) still goes through the device."""
     before_b = rx_packets(lab, "nb", "cilium_vxlan")
+    before_tx = packets(lab, "na", "cilium_vxlan", "tx")
     drain(readers)
     assert lab.ping("a1", "10.77.2.11", count=3)
     delivered = [e for e in collect(readers["nb"]) if e.subtype == TO_ENDPOINT and e.dst_id == 201]
     assert delivered and delivered[0].vxlan
     assert delivered[0].src_label == lab.pods["a1"].identity  # from the VNI
     assert rx_packets(lab, "nb", "cilium_vxlan") == before_b
+    assert packets(lab, "na", "cilium_vxlan", "tx") == before_tx
     before_a = rx_packets(lab, "na", "cilium_vxlan")
     assert lab.ping("b1", "10.77.1.1", count=2)  # pod -> remote cilium_host
     assert rx_packets(lab, "na", "cilium_vxlan") >= before_a + 2
+
+
+def test_a_packet_too_big_to_encapsulate_natively_takes_the_device(lab: Lab) -> None:
+    """Above the path MTU once encapsulated (a pod route without the tunnel's 1450, a
+    1500-byte packet that may be fragmented): the program leaves it to cilium_vxlan, which fragments
+    the outer packet; the far node reassembles it and its device takes it (the native
+    receive never touches fragments)."""
+    pod = ["nsenter", f"--net=/run/netns/{lab.pods['a1'].netns}"]
+    route = ["ip", "route", "change", "default", "via", "10.77.1.1", "dev", "eth0"]
+    subprocess.run([*pod, *route, "mtu", "1500"], check=True)
+    try:
+        before_tx = packets(lab, "na", "cilium_vxlan", "tx")
+        before_rx = rx_packets(lab, "nb", "cilium_vxlan")
+        r = lab.run("a1", "ping", "-c", "2", "-M", "dont", "-s", "1472", "-W", "1", "10.77.2.11")
+        assert r.returncode == 0, r.stdout + r.stderr
+        assert packets(lab, "na", "cilium_vxlan", "tx") >= before_tx + 2
+        assert rx_packets(lab, "nb", "cilium_vxlan") >= before_rx + 2
+    finally:
+        subprocess.run([*pod, *route, "mtu", "1450"], check=True)
 
 
 _SINK = (
