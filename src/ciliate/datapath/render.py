@@ -64,11 +64,22 @@ def _address(end: str) -> str:
     return end.partition(":")[0]
 
 
+def _handed_to_host(steps: Sequence[TraceStep], i: int) -> bool:
+    """Whether the ``to-host`` step ``steps[i]`` only hands the packet to a later
+    ``to-host`` of the same node (``cil_from_overlay`` to ``cil_to_host``), with nothing
+    but a reverse NAT between: the later step names the host, once, after the NAT."""
+    for s in steps[i + 1 :]:
+        if s.action == "rev-nat":
+            continue
+        return s.action == "to-host" and s.node == steps[i].node
+    return False
+
+
 def path_tokens(
     r: TraceResult, steps: Sequence[TraceStep], start: Endpoint, end: Endpoint
 ) -> list[str]:
     out = [_short(start)]
-    for s in steps:
+    for i, s in enumerate(steps):
         if s.action == "from-endpoint":
             out.append(s.interface)
         elif s.action == "service":
@@ -99,7 +110,8 @@ def path_tokens(
             out.append(s.interface)
             out.append(f"{short_pod(s.pod)} {_address(s.dst)}")
         elif s.action == "to-host":
-            out.append(f"{s.node} host")
+            if not _handed_to_host(steps, i):
+                out.append(f"{s.node} host")
         elif s.action == "to-network":
             out.append("world")
         elif s.action == "arp-reply":

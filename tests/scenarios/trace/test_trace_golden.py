@@ -72,6 +72,9 @@ PLAIN_CASES = {
 SERVICE_CASES = {
     "clusterip": [BB_W1, "networking101/netshoot"],
     "clusterip-cross-node": [BB_W2, "networking101/netshoot"],
+    # the node's own connections, backend on the node: reverse NAT in cil_from_container
+    "host-to-clusterip-local": ["mycluster-worker", "networking101/netshoot"],
+    "host-to-nodeport-local": ["mycluster-worker", "mycluster-worker:31000"],
     "nodeport-from-outside": ["192.0.2.9", "mycluster-worker:31000"],
     "no-backend-158": [BB_W1, "networking101/nobody"],
     "policy-denied-133": [BB_W1, NS_W2, "--port", "80"],

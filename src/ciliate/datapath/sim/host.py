@@ -11,7 +11,8 @@
   Replies to such a SNAT come back here and are reversed. Traffic for a local pod goes
   through its policy program; traffic for this node goes to the host stack.
 * ``to_host``: the host stack receives the packet (``to-host``); a reply from the remote
-  backend of the host's own service connection is reverse-NATed first.
+  backend of the host's own service connection is reverse-NATed first
+  (``host_service_reply``, which ``lxc.from_container`` also runs for a local backend).
 * ``from_host``: the host stack sends to a pod (routes via cilium_host): service
   translation (the socket-LB of the host), then local delivery (allow-localhost) or the
   tunnel (VNI = host, seen as remote-node on the far side).
@@ -45,7 +46,7 @@ _NORTH_SOUTH = SVC_FLAG_NODEPORT | SVC_FLAG_EXTERNAL_IP | SVC_FLAG_LOADBALANCER 
 
 
 def to_host(w: Walk, node: str, p: Packet, src_identity: int) -> Outcome:
-    p = _host_service_reply(w, node, p)
+    p = host_service_reply(w, node, p, "cilium_host", "cil_to_host")
     w.step(
         node,
         "cilium_host",
@@ -69,12 +70,13 @@ def to_host(w: Walk, node: str, p: Packet, src_identity: int) -> Outcome:
     return Outcome(Where.HOST, node, p)
 
 
-def _host_service_reply(w: Walk, node: str, p: Packet) -> Packet:
+def host_service_reply(w: Walk, node: str, p: Packet, interface: str, program: str) -> Packet:
     """The reply to a connection the host's own service translation (``from_host``)
-    sent to a remote backend: tunnelled back to this node, it is reverse-NATed in
-    ``cil_to_host`` before the host's socket sees it (the conntrack entry
-    ``host_forward`` made carries the rev-NAT index; decision 0009). A local backend's
-    reply takes ``cil_from_container``'s path instead. Any other packet: unchanged."""
+    made, reverse-NATed to the frontend before the host's socket sees it (the conntrack
+    entry ``host_forward`` made carries the rev-NAT index; decision 0009), with a
+    ``rev-nat`` step on ``interface``/``program``: ``cil_to_host`` on cilium_host for a
+    remote backend's reply (tunnelled back to this node), ``cil_from_container`` on the
+    backend's lxc for a local one. Any other packet: unchanged, no step."""
     orig = w.nodeport_orig(node, p)
     if orig is None:
         return p
@@ -88,8 +90,8 @@ def _host_service_reply(w: Walk, node: str, p: Packet) -> Packet:
     q = p.with_src(src[0], src[1])
     w.step(
         node,
-        "cilium_host",
-        "cil_to_host",
+        interface,
+        program,
         "rev-nat",
         f"reverse NAT: source {p.src}:{p.sport} -> {q.src}:{q.sport} (rev_nat_index {index})",
         q,
@@ -287,6 +289,7 @@ def from_host(w: Walk, node: str, p: Packet) -> Outcome:
     )
     w.trace_event(node, ObsPoint.FROM_HOST, p, host_id, 0, "cilium_host", 0, None, False)
     fe, lk = lb.lookup_service(ns, p.dst, p.dport, int(p.proto), internal=True)
+    rev_nat_index = 0
     if fe is not None:
         sel = w.select_backend(node, fe, p)
         if sel.backend is None:
@@ -319,6 +322,7 @@ def from_host(w: Walk, node: str, p: Packet) -> Outcome:
             p.dst,
             p.dport,
         )
+        rev_nat_index = fe.service.rev_nat_index
         p = q
     info, lxc_lk = w.lxc_lookup(node, p.dst)
     if info is not None and not info.flags & ENDPOINT_F_HOST:
@@ -333,7 +337,18 @@ def from_host(w: Walk, node: str, p: Packet) -> Outcome:
             (lxc_lk,),
             pod=ep.pod or "health",
         )
-        return deliver_local(w, node, ep, p, host_id, interface=ep.lxc_name, program=prog)
+        # host_forward creates the conntrack entry with the rev-NAT index, so the
+        # backend's reply is reverse-NATed in its cil_from_container (decision 0009, 2)
+        return deliver_local(
+            w,
+            node,
+            ep,
+            p,
+            host_id,
+            interface=ep.lxc_name,
+            program=prog,
+            rev_nat_index=rev_nat_index,
+        )
     if info is not None:
         return to_host(w, node, p, host_id)
     _, tunnel, ipc_lk = w.ipcache(node, p.dst)

@@ -11,7 +11,10 @@ of cilium.md §4:
 4. ipcache lookup of the destination identity (``world`` when nothing matches).
 5. on CT_NEW and CT_ESTABLISHED: egress policy of this endpoint (``policy.enforce``; only
    replies skip it, as in Cilium); on CT_NEW: create the CT entry.
-   A reply of a NodePort connection gets its reverse NAT here.
+   A reply with a rev-NAT index gets its reverse NAT here, as ``bpf_lxc.c`` does on
+   CT_REPLY: of a NodePort connection (``CT_F_NODE_PORT``, back to the frontend the
+   client used), or of the node's own connection to a service whose backend is this
+   endpoint (``host.host_service_reply``; decision 0009).
 6. deliver: a local endpoint (``cilium_lxc`` hit) through its policy program and a
    redirect; a local host address -> to-host; a remote pod with a tunnel endpoint ->
    ``overlay.to_overlay``; anything else -> to-stack, out of eth0 via the fabric.
@@ -30,6 +33,7 @@ from ciliate.datapath.api import DropReason, ObsPoint, Verdict
 from ciliate.datapath.conntrack import CT_F_FROM_TUNNEL, CT_F_NODE_PORT, CTDir, CTStatus
 from ciliate.datapath.packet import ETH_P_ARP, ETH_P_IP, ARPOp, Packet, build_arp_reply
 from ciliate.datapath.sim import lb
+from ciliate.datapath.sim.host import host_service_reply
 from ciliate.datapath.sim.overlay import to_overlay
 from ciliate.datapath.sim.policy import ct_record, deliver_local, enforce
 from ciliate.datapath.sim.walk import Outcome, Walk, Where
@@ -196,6 +200,12 @@ def from_container(w: Walk, node: str, ep: EndpointState, p: Packet) -> Outcome:
                 p,
                 (rlk,),
             )
+    elif res.status == CTStatus.REPLY and res.entry is not None and res.entry.rev_nat_index:
+        # The entry cil_from_host made for the node's own service connection: reversed
+        # here, before to-host. A pod client's reply is reversed in the client's
+        # handle_policy (policy.deliver_local) instead: host_service_reply leaves a
+        # packet that no host-side translation recorded (w.nodeport) alone.
+        p = host_service_reply(w, node, p, iface, PROGRAM)
     # 6. deliver
     info, lxc_lk = w.lxc_lookup(node, p.dst)
     if info is not None and not info.flags & ENDPOINT_F_HOST:

@@ -4,7 +4,11 @@ session affinity on the injected clock, Maglev consistency."""
 import random
 from collections.abc import Callable
 
+import pytest
+
 from ciliate.clock import FakeClock
+from ciliate.datapath.api import EventType, ObsPoint, TraceResult
+from ciliate.datapath.render import path_tokens, reply_start
 from ciliate.datapath.sim import trace
 from ciliate.datapath.sim.network import topology, transmit
 from ciliate.datapath.sim.walk import Walk
@@ -253,3 +257,51 @@ def test_host_to_cluster_ip_reply_from_a_remote_backend_is_reverse_nated_in_to_h
             assert not any(s.action == "rev-nat" and s.program == "cil_to_host"
                            for s in r.reply_steps)  # fmt: skip
     assert remote and local
+
+
+def _host_to_cluster_ip(state: DesiredState, local: bool) -> TraceResult:
+    """mycluster-worker's own connection to the ClusterIP, with the backend on the same
+    node (``local``, 10.10.2.x) or behind the tunnel (10.10.1.x), by the seeded RNG."""
+    for seed in range(16):
+        r = trace(
+            state, "mycluster-worker", "10.96.0.10:80", protocol="tcp", rng=random.Random(seed)
+        )
+        if r.backend.startswith("10.10.2.") == local:
+            return r
+    raise AssertionError(f"no seed picks a {'local' if local else 'remote'} backend")
+
+
+def test_host_to_cluster_ip_reply_from_a_local_backend_is_reverse_nated_in_from_container(
+    state: DesiredState,
+) -> None:
+    """With the backend on the node itself, cil_from_host's conntrack entry carries the
+    rev-NAT index and the backend's cil_from_container reverse-NATs the reply before
+    to-host, as bpf_lxc.c does (decision 0009): the host sees the ClusterIP answer."""
+    r = _host_to_cluster_ip(state, local=True)
+    assert r.delivered
+    acts = [(s.program, s.action) for s in r.reply_steps]
+    assert acts[-2:] == [("cil_from_container", "rev-nat"), ("cil_from_container", "to-host")]
+    rev = r.reply_steps[-2]
+    assert rev.interface.startswith("lxc") and rev.node == "mycluster-worker"
+    assert rev.detail == f"reverse NAT: source {r.backend} -> 10.96.0.10:80 (rev_nat_index 1)"
+    assert [lk.map for lk in rev.lookups] == ["cilium_lb4_reverse_nat"]
+    assert r.reply_steps[-1].packet.startswith("10.96.0.10:80 -> 172.18.0.2:40000 ")
+    # Exactly one reverse NAT on the way back, and the to-host flow carries the frontend.
+    assert sum(s.action == "rev-nat" for s in r.reply_steps) == 1
+    to_host = [
+        f for f in r.flows if f.event_type == EventType.TRACE and f.sub_type == ObsPoint.TO_HOST
+    ]
+    assert [f.source.ip for f in to_host] == ["10.96.0.10"]
+
+
+@pytest.mark.parametrize("local", [True, False], ids=["local-backend", "remote-backend"])
+def test_host_to_cluster_ip_reply_path_names_the_host_once_after_the_nat(
+    state: DesiredState, local: bool
+) -> None:
+    """The reply line reads "... -> reverse NAT -> mycluster-worker host": the NAT is
+    shown where it happens and the host is named once, at the end, whichever program
+    (cil_from_container or cil_to_host) reverses it."""
+    r = _host_to_cluster_ip(state, local)
+    tokens = path_tokens(r, r.reply_steps, reply_start(r), r.src)
+    assert tokens[-2:] == ["reverse NAT", "mycluster-worker host"]
+    assert tokens.count("mycluster-worker host") == 1
