@@ -12,6 +12,10 @@ place), ``error`` (why a start failed; the agent removed what it made) and
 ``status.json`` (nodes, endpoints, agent pids, timings; rewritten on every reconcile).
 Pod files (resolv.conf, container logs) live in ``<state>/pods/<ns>_<pod>/``.
 
+Its parts live beside it and are re-exported here (the import path the CLI, the agent
+and the tests use): ``kernelfiles`` (those files and the agent's liveness), ``sweep``
+(removing processes, namespaces, pins and files) and ``livemaps`` (the pinned maps).
+
 The agent is spawned by module name (``python -m ciliate.agent``): the agent layer sits
 above this one, so it is never imported here. Must not import cli or agent.
 """
@@ -19,25 +23,71 @@ above this one, so it is never imported here. Must not import cli or agent.
 from __future__ import annotations
 
 import contextlib
-import importlib
-import json
 import os
 import shutil
 import signal
 import subprocess
 import sys
 import time
-from collections.abc import Callable, Sequence
-from dataclasses import dataclass
+from collections.abc import Sequence
 from pathlib import Path
-from types import ModuleType
 from typing import IO, Any, Protocol, TextIO
 
 from ciliate.datapath.linux import netns as nl
-from ciliate.datapath.linux.topology import ClusterNames, cluster_tag, teardown
+from ciliate.datapath.linux.kernelfiles import (
+    KernelPaths,
+    agent_pid,
+    agent_processes,
+    optional_module,
+    pid_alive,
+    read_status,
+    tail,
+)
+from ciliate.datapath.linux.livemaps import MapSource, PinnedMaps, canonical_map_name
+from ciliate.datapath.linux.sweep import (
+    kill_namespace_processes,
+    kill_pids,
+    namespace_pids,
+    remove_pins,
+    sweep,
+)
+from ciliate.datapath.linux.topology import ClusterNames
 from ciliate.datapath.linux.workloads import launch_argv
-from ciliate.desired import MapName, parse_policy_map_name, policy_map_name
 from ciliate.errors import ConflictError, DatapathError, NotFoundError, UnsupportedError
+
+__all__ = [  # the parts re-exported from kernelfiles, livemaps and sweep, and this module's own
+    "READY_TIMEOUT",
+    "UNAVAILABLE",
+    "Context",
+    "KernelPaths",
+    "MapSource",
+    "PinnedMaps",
+    "agent_argv",
+    "agent_pid",
+    "agent_processes",
+    "canonical_map_name",
+    "demo_kernel",
+    "down",
+    "exec_in_node",
+    "exec_in_pod",
+    "is_up",
+    "kill_namespace_processes",
+    "kill_pids",
+    "map_source",
+    "namespace_pids",
+    "node_exec_argv",
+    "optional_module",
+    "paths",
+    "read_status",
+    "remove_pins",
+    "require_kernel",
+    "restart",
+    "status",
+    "sweep",
+    "tail",
+    "unavailable_reason",
+    "up",
+]
 
 
 class Context(Protocol):
@@ -55,66 +105,8 @@ UNAVAILABLE = (
 READY_TIMEOUT = 120.0
 
 
-@dataclass(frozen=True, slots=True)
-class KernelPaths:
-    """Where a cluster's kernel runtime keeps its files."""
-
-    state_dir: Path
-
-    @property
-    def dir(self) -> Path:
-        return self.state_dir / "kernel"
-
-    @property
-    def pidfile(self) -> Path:
-        return self.dir / "agent.pid"
-
-    @property
-    def log(self) -> Path:
-        return self.dir / "agent.log"
-
-    @property
-    def ready(self) -> Path:
-        return self.dir / "ready"
-
-    @property
-    def error(self) -> Path:
-        return self.dir / "error"
-
-    @property
-    def status(self) -> Path:
-        return self.dir / "status.json"
-
-    @property
-    def flows(self) -> Path:
-        """Per-node flow logs (``datapath.flowlog``): written by the agent, read by
-        ``ciliate observe``; kept after ``down`` so flows can be read afterwards."""
-        return self.state_dir / "flows"
-
-    @property
-    def pods(self) -> Path:
-        return self.state_dir / "pods"
-
-    def pod_dir(self, pod: str) -> Path:
-        """``pod`` is "namespace/name"."""
-        return self.pods / pod.replace("/", "_")
-
-    @property
-    def names(self) -> ClusterNames:
-        return ClusterNames(cluster_tag(self.state_dir))
-
-
 def paths(ctx: Context) -> KernelPaths:
     return KernelPaths(ctx.state_dir)
-
-
-def optional_module(name: str) -> ModuleType | None:
-    """A collaborator's module when it is there (the eBPF loader, the flow log): this
-    module degrades instead of failing while they are being built."""
-    try:
-        return importlib.import_module(name)
-    except ImportError:
-        return None
 
 
 # --- support -----------------------------------------------------------------------------
@@ -167,29 +159,6 @@ def require_kernel() -> None:
 # --- liveness ----------------------------------------------------------------------------
 
 
-def _pid_alive(pid: int) -> bool:
-    try:
-        os.kill(pid, 0)
-    except ProcessLookupError:
-        return False
-    except PermissionError:
-        return True
-    # a zombie is not alive
-    with contextlib.suppress(OSError):
-        stat = Path(f"/proc/{pid}/stat").read_text()
-        if stat.rsplit(")", 1)[1].split()[0] == "Z":
-            return False
-    return True
-
-
-def agent_pid(kp: KernelPaths) -> int | None:
-    try:
-        pid = int(kp.pidfile.read_text().strip())
-    except (OSError, ValueError):
-        return None
-    return pid if _pid_alive(pid) else None
-
-
 def is_up(ctx: Context) -> bool:
     """True when this state directory's cluster runs in the kernel (agent alive, ready)."""
     kp = paths(ctx)
@@ -221,9 +190,9 @@ def up(ctx: Context, timeout: float = READY_TIMEOUT) -> dict[str, Any]:
         # An agent is starting (an earlier `up` was interrupted, not its agent) or
         # stopping: wait for it to be ready, or gone -- then start one that adopts.
         deadline = time.monotonic() + timeout
-        while time.monotonic() < deadline and _pid_alive(pid) and not kp.ready.exists():
+        while time.monotonic() < deadline and pid_alive(pid) and not kp.ready.exists():
             time.sleep(0.05)
-        if _pid_alive(pid) and not kp.ready.exists():
+        if pid_alive(pid) and not kp.ready.exists():
             raise ConflictError(f"an agent (pid {pid}) is still starting or stopping here")
         pid = agent_pid(kp)
     if pid is not None and kp.ready.exists():
@@ -270,29 +239,8 @@ def up(ctx: Context, timeout: float = READY_TIMEOUT) -> dict[str, Any]:
 def _wait_exit(pid: int, timeout: float = 20.0) -> None:
     """Until the agent process is gone (not just its pidfile)."""
     deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline and _pid_alive(pid):
+    while time.monotonic() < deadline and pid_alive(pid):
         time.sleep(0.05)
-
-
-def agent_processes(state_dir: Path) -> list[int]:
-    """Agent processes of this state directory, found by their command line (for when
-    the pidfile is already gone)."""
-    want = [b"ciliate.agent", str(state_dir).encode()]
-    found = []
-    for entry in os.listdir("/proc"):
-        if entry.isdigit():
-            with contextlib.suppress(OSError):
-                cmd = Path(f"/proc/{entry}/cmdline").read_bytes()
-                if all(w in cmd for w in want):
-                    found.append(int(entry))
-    return found
-
-
-def tail(path: Path, lines: int = 15) -> str:
-    try:
-        return "\n".join(path.read_text(errors="replace").splitlines()[-lines:])
-    except OSError:
-        return ""
 
 
 def down(ctx: Context, timeout: float = 20.0) -> list[str]:
@@ -307,83 +255,13 @@ def down(ctx: Context, timeout: float = 20.0) -> list[str]:
         with contextlib.suppress(ProcessLookupError):
             os.kill(pid, signal.SIGTERM)
         deadline = time.monotonic() + timeout
-        while time.monotonic() < deadline and _pid_alive(pid):
+        while time.monotonic() < deadline and pid_alive(pid):
             time.sleep(0.05)
-        if _pid_alive(pid):
+        if pid_alive(pid):
             with contextlib.suppress(ProcessLookupError):
                 os.kill(pid, signal.SIGKILL)
     sweep(kp)
     return before
-
-
-def sweep(kp: KernelPaths, keep_pidfile: bool = False) -> None:
-    """Remove every kernel object and file of the cluster, whoever made it. The agent
-    keeps its pidfile until its very last step, so ``up``/``down`` can wait for it."""
-    names = kp.names
-    kill_namespace_processes(names)
-    teardown(names)
-    remove_pins(names)
-    # the workloads' process records (adoption): their processes are gone now
-    for rec in kp.pods.glob("*/*.proc.json"):
-        with contextlib.suppress(FileNotFoundError):
-            rec.unlink()
-    for f in (kp.ready, kp.status) if keep_pidfile else (kp.ready, kp.pidfile, kp.status):
-        with contextlib.suppress(FileNotFoundError):
-            f.unlink()
-
-
-def remove_pins(names: ClusterNames) -> None:
-    bpf = optional_module("ciliate.datapath.linux.bpf")
-    remover: Callable[[str], object] | None = getattr(bpf, "remove_cluster_pins", None)
-    if remover is not None:
-        with contextlib.suppress(Exception):
-            remover(names.tag)
-    if names.pin_root.exists():
-        # Pins are files on bpffs: unlinking them drops the kernel's reference.
-        shutil.rmtree(names.pin_root, ignore_errors=True)
-    parent = names.pin_root.parent
-    with contextlib.suppress(OSError):
-        parent.rmdir()  # only when no other cluster is pinned there
-
-
-def namespace_pids(names: ClusterNames, only: Sequence[str] | None = None) -> list[int]:
-    """PIDs of processes whose network namespace is one of the cluster's (or of the
-    namespaces named in ``only``)."""
-    inodes = set()
-    for ns in nl.list_netns(names.prefix) if only is None else only:
-        with contextlib.suppress(OSError):
-            inodes.add(f"net:[{os.stat(nl.netns_path(ns)).st_ino}]")
-    if not inodes:
-        return []
-    pids = []
-    me = os.getpid()
-    for entry in os.listdir("/proc"):
-        if not entry.isdigit() or int(entry) == me:
-            continue
-        with contextlib.suppress(OSError):
-            if os.readlink(f"/proc/{entry}/ns/net") in inodes:
-                pids.append(int(entry))
-    return pids
-
-
-def kill_namespace_processes(
-    names: ClusterNames, only: Sequence[str] | None = None, grace: float = 2.0
-) -> None:
-    """SIGTERM, then SIGKILL after ``grace`` seconds, every process in the namespaces."""
-    kill_pids(namespace_pids(names, only), grace)
-
-
-def kill_pids(pids: list[int], grace: float = 2.0) -> None:
-    for sig in (signal.SIGTERM, signal.SIGKILL):
-        for pid in pids:
-            with contextlib.suppress(ProcessLookupError):
-                os.kill(pid, sig)
-        deadline = time.monotonic() + grace
-        while time.monotonic() < deadline and any(_pid_alive(p) for p in pids):
-            time.sleep(0.05)
-        pids = [p for p in pids if _pid_alive(p)]
-        if not pids:
-            return
 
 
 def restart(ctx: Context, timeout: float = READY_TIMEOUT) -> dict[str, Any]:
@@ -400,14 +278,6 @@ def restart(ctx: Context, timeout: float = READY_TIMEOUT) -> dict[str, Any]:
 
 
 # --- status ------------------------------------------------------------------------------
-
-
-def read_status(kp: KernelPaths) -> dict[str, Any]:
-    try:
-        data: dict[str, Any] = json.loads(kp.status.read_text())
-    except (OSError, ValueError):
-        data = {}
-    return data
 
 
 def status(ctx: Context) -> dict[str, Any]:
@@ -491,61 +361,6 @@ def exec_in_node(ctx: Context, node: str, argv: Sequence[str]) -> int:
 
 
 # --- live maps ---------------------------------------------------------------------------
-
-
-class MapSource(Protocol):
-    def dump(self, node: str, map_name: str) -> list[tuple[bytes, bytes]]: ...
-
-    def lookup(self, node: str, map_name: str, key: bytes) -> bytes | None: ...
-
-
-def canonical_map_name(name: str) -> str:
-    """Map names as users type them (the same rules as the model's map reader): a pin
-    path's basename, ``cilium_policy_NNNNN`` (<=1.15) and ``cilium_ipcache_v2`` (1.19)."""
-    name = name.rstrip("/").rsplit("/", 1)[-1]
-    ep = parse_policy_map_name(name)
-    if ep is None and name.startswith("cilium_policy_") and name[14:].isdigit():
-        ep = int(name[14:])
-    if ep is not None:
-        return policy_map_name(ep)
-    return MapName.IPCACHE.value if name == "cilium_ipcache_v2" else name
-
-
-class PinnedMaps:
-    """Reads the live kernel maps of a running cluster through their pins (with the eBPF
-    engineer's ``maps.KernelMaps``, which knows the shared per-endpoint policy map)."""
-
-    def __init__(self, names: ClusterNames) -> None:
-        self.names = names
-
-    def _maps(self, node: str) -> Any:
-        kmaps = optional_module("ciliate.datapath.linux.maps")
-        cls = getattr(kmaps, "KernelMaps", None)
-        if cls is None:
-            raise DatapathError("the kernel map reader (datapath.linux.maps) is missing")
-        pin = self.names.pin_dir(node) / "tc" / "globals"
-        if not pin.exists():
-            raise NotFoundError(f"node {node} has no pinned maps ({pin})")
-        return cls(pin)
-
-    def dump(self, node: str, map_name: str) -> list[tuple[bytes, bytes]]:
-        m = self._maps(node)
-        try:
-            return [(bytes(k), bytes(v)) for k, v in m.dump(canonical_map_name(map_name))]
-        except FileNotFoundError as e:
-            raise NotFoundError(str(e)) from e
-        finally:
-            m.close()
-
-    def lookup(self, node: str, map_name: str, key: bytes) -> bytes | None:
-        m = self._maps(node)
-        try:
-            value = m.lookup(canonical_map_name(map_name), key)
-            return None if value is None else bytes(value)
-        except FileNotFoundError as e:
-            raise NotFoundError(str(e)) from e
-        finally:
-            m.close()
 
 
 def map_source(ctx: Context) -> MapSource | None:
