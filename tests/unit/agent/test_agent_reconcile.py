@@ -13,8 +13,8 @@ from typing import Any
 
 import pytest
 
-from ciliate import agent as agent_mod
 from ciliate.agent import Agent, dns_ip, pod_places
+from ciliate.agent import reconciler as agent_mod  # the module whose NodePrograms Agent uses
 from ciliate.cli.context import Context
 from ciliate.cli.main import main
 from ciliate.datapath.linux.proxy import ProxyManager, _Proc

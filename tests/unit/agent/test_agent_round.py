@@ -26,8 +26,8 @@ from test_agent_reconcile import (  # the same directory: pytest puts it on sys.
 sys.path.insert(0, str(Path(__file__).resolve().parents[3]))  # the repo root holds bench/
 from bench.suite_pod_ready import _agent_rounds
 
-from ciliate import agent as agent_mod
 from ciliate.agent import Agent, pod_places
+from ciliate.agent import reconciler as agent_mod  # the module whose NodePrograms Agent uses
 from ciliate.cli.context import Context
 from ciliate.desired import EndpointState, MapChange, NodeState
 

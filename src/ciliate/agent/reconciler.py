@@ -1,4 +1,4 @@
-"""The agent: watches the store and keeps the kernel datapath equal to the DesiredState.
+"""Reconciler: the ``Agent``, which keeps the kernel datapath equal to the DesiredState.
 
 Role: the one place that wires the planes together at run time. It reads the store
 (the cluster config and every document), asks the control engine for the DesiredState,
@@ -42,36 +42,37 @@ Theory of operation:
    adopts the partial state and completes it (crash = resumable, clean failure =
    rollback). ``crash_point`` marks the steps the tests kill the agent at.
 
-Must not import cli.
+Inputs: the store (config, documents, watch events). Outputs: the kernel datapath (via
+``datapath.linux``), workload processes, ``status.json`` (rendered by ``report``) and
+the ``ready`` file. The process around it (pidfile, signals, what a failed start
+leaves) is ``daemon``'s. Must not import cli.
 """
 
 from __future__ import annotations
 
-import argparse
 import contextlib
 import json
 import logging
 import os
 import queue
-import signal
-import statistics
-import sys
 import threading
 import time
-from collections.abc import Callable, Iterable, Sequence
-from dataclasses import dataclass
+from collections.abc import Callable, Iterable
 from ipaddress import IPv4Network
 from pathlib import Path
 from typing import Any
 
+from ciliate.agent import report
+from ciliate.agent.places import PodPlace, pod_places, wiring
 from ciliate.control.engine import Engine
 from ciliate.controllers.clusterconfig import get_cluster_config
-from ciliate.datapath.linux import hostsvc, netns, runtime
+from ciliate.datapath.linux import hostsvc, netns
 from ciliate.datapath.linux.crashpoints import crash_point
 from ciliate.datapath.linux.fabric import FabricSwitch
+from ciliate.datapath.linux.kernelfiles import KernelPaths
 from ciliate.datapath.linux.nodeprograms import FlowPump, NodePrograms
 from ciliate.datapath.linux.proxy import ProxyManager
-from ciliate.datapath.linux.runtime import KernelPaths
+from ciliate.datapath.linux.sweep import kill_namespace_processes, kill_pids, namespace_pids, sweep
 from ciliate.datapath.linux.topology import Topology, iter_pod_endpoints
 from ciliate.datapath.linux.workloads import (
     DEFAULT_DNS_IP,
@@ -96,31 +97,6 @@ SUPERVISE_INTERVAL = 0.25
 
 def _empty_state(cluster: str) -> DesiredState:
     return DesiredState(cluster=cluster, nodes={}, identities={})
-
-
-@dataclass(frozen=True, slots=True)
-class PodPlace:
-    """Where a pod's endpoint lives, as compared between two DesiredStates."""
-
-    node: str
-    endpoint: EndpointState
-
-
-def wiring(place: PodPlace) -> tuple[object, ...]:
-    """What the pod's namespace and veth are built from. Identity, labels and policy
-    enforcement are map contents: a pod whose policy or labels change keeps its netns,
-    its connections and its processes (only its map entries change)."""
-    ep = place.endpoint
-    return (place.node, ep.id, ep.ip, ep.lxc_name, ep.lxc_ifindex, ep.lxc_mac,
-            ep.pod_ifindex, ep.pod_mac)  # fmt: skip
-
-
-def pod_places(state: DesiredState) -> dict[str, PodPlace]:
-    return {
-        ep.pod: PodPlace(node.name, ep)
-        for node in state.nodes.values()
-        for ep in iter_pod_endpoints(node)
-    }
 
 
 def dns_ip(docs: Iterable[Doc]) -> str:
@@ -262,7 +238,7 @@ class Agent:
         """After a restart: namespaces of pods (or nodes) deleted meanwhile go, with
         their processes. The rest of the network is converged in place by ensure_*."""
         stale = sorted(existing - self._wanted_namespaces(state))
-        runtime.kill_namespace_processes(self.names, stale)
+        kill_namespace_processes(self.names, stale)
         for ns in stale:
             netns.delete_netns(ns)
         log.info("adopting %d namespaces, removed %d stale", len(existing) - len(stale), len(stale))
@@ -275,13 +251,11 @@ class Agent:
         pods = sorted((self._wanted_namespaces(state) & present) - {self.names.fabric})
         owned = set(self.sup.pids())
         orphans = [
-            p
-            for p in runtime.namespace_pids(self.names, pods)
-            if p not in owned and is_workload_process(p)
+            p for p in namespace_pids(self.names, pods) if p not in owned and is_workload_process(p)
         ]
         if orphans:
             log.info("stopping %d orphan workload processes", len(orphans))
-            runtime.kill_pids(orphans)
+            kill_pids(orphans)
 
     def _start_pump(self, node: str) -> None:
         if node not in self.pumps and node in self.programs:
@@ -358,7 +332,7 @@ class Agent:
         assert self.engine is not None
         t0 = self.clock()
         wall0 = time.time()
-        lap = _Laps(self.clock)
+        lap = report.Laps(self.clock)
         for ev in events:
             self.rev = max(self.rev, ev.resource_version)
             if ev.key.kind == "Pod":
@@ -525,7 +499,7 @@ class Agent:
         self.fabric.close()
         self.topo.close()
         self.proxies.stop()  # L7 proxy
-        runtime.sweep(self.kp, keep_pidfile=True)
+        sweep(self.kp, keep_pidfile=True)
 
     def _detach(self) -> None:
         """Exit for a restart: stop flows, close handles, leave the namespaces, links,
@@ -546,184 +520,7 @@ class Agent:
     # --- status --------------------------------------------------------------------------
 
     def status(self) -> dict[str, Any]:
-        pid = os.getpid()
-        st = self.state
-        wire = self.wire_ms
-        return {
-            "datapath": "kernel",
-            "cluster": st.cluster,
-            "tag": self.names.tag,
-            "revision": self.rev,
-            "programs": all(p.loaded for p in self.programs.values()) and bool(self.programs),
-            "nodes": [
-                {
-                    "name": n.name,
-                    "internalIP": str(n.internal_ip),
-                    "ciliumInternalIP": str(n.cilium_internal_ip),
-                    "podCIDR": str(n.pod_cidr) if n.pod_cidr != IPv4Network("0.0.0.0/32") else "",
-                    "netns": self.names.node(n.name),
-                    "endpoints": len(n.endpoints),
-                }
-                for n in st.nodes.values()
-            ],
-            "endpoints": [
-                {
-                    "id": ep.id,
-                    "pod": ep.pod,
-                    "node": n.name,
-                    "ip": str(ep.ip),
-                    "identity": ep.identity,
-                    "lxc": ep.lxc_name,
-                    "netns": self.names.pod(ep.pod) if ep.pod else self.names.health(n.name),
-                    "state": ep.state,
-                }
-                for n in st.nodes.values()
-                for ep in sorted(n.endpoints.values(), key=lambda e: e.id)
-            ],
-            "agents": [{"node": n, "pid": pid} for n in st.nodes],
-            "workloads": self.sup.status(),
-            "proxies": self.proxies.status(),  # L7 proxy
-            "flows": {n: p.count for n, p in self.pumps.items()},
-            "timings": {
-                "up_ms": round(self.up_ms, 1),
-                "pods_wired": len(wire),
-                "pod_wire_ms_last": round(wire[-1], 2) if wire else None,
-                "pod_wire_ms_avg": round(sum(wire) / len(wire), 2) if wire else None,
-                "pod_wire_ms_max": round(max(wire), 2) if wire else None,
-                **_stats("live_pod_wire_ms", self.live_wire_ms),
-            },
-            "errors": self.errors[-20:],
-            "adopted": len(self.adopted),
-        }
+        return report.build_status(self)
 
     def write_status(self) -> None:
-        tmp = self.kp.status.with_suffix(".tmp")
-        tmp.write_text(json.dumps(self.status(), indent=2, default=str))
-        tmp.replace(self.kp.status)
-
-
-class _Laps:
-    """Milliseconds spent in the named phases of one reconcile round, for its log line."""
-
-    def __init__(self, clock: Callable[[], float]) -> None:
-        self.clock = clock
-        self.last = clock()
-        self.ms: dict[str, float] = {}
-
-    def __call__(self, phase: str) -> None:
-        now = self.clock()
-        self.ms[phase] = self.ms.get(phase, 0.0) + (now - self.last) * 1000
-        self.last = now
-
-    def render(self) -> str:
-        return ", ".join(f"{k} {v:.1f}" for k, v in self.ms.items())
-
-
-def _stats(prefix: str, xs: list[float]) -> dict[str, float | int | None]:
-    """count/median/max of a list of milliseconds, as status fields."""
-    if not xs:
-        return {f"{prefix}_count": 0, f"{prefix}_median": None, f"{prefix}_max": None}
-    return {
-        f"{prefix}_count": len(xs),
-        f"{prefix}_median": round(statistics.median(xs), 2),
-        f"{prefix}_max": round(max(xs), 2),
-    }
-
-
-# --- process entry ---------------------------------------------------------------------
-
-
-def _open_store(state_dir: Path) -> Store:
-    from ciliate.store.sqlite import SQLiteStore
-
-    return SQLiteStore(state_dir / "store.db")
-
-
-def serve(state_dir: Path, on_ready: Callable[[Agent], None] | None = None) -> int:
-    """Run the agent in this process until SIGTERM/SIGINT; 0 on a clean stop."""
-    kp = KernelPaths(state_dir)
-    kp.dir.mkdir(parents=True, exist_ok=True)
-    # atomically: `up` polls this file, and an empty one read between create and
-    # write looked like an agent that had already exited
-    tmp = kp.pidfile.with_suffix(".tmp")
-    tmp.write_text(f"{os.getpid()}\n")
-    tmp.replace(kp.pidfile)
-    with contextlib.suppress(FileNotFoundError):
-        kp.error.unlink()
-    store = _open_store(state_dir)
-    agent = Agent(state_dir, store)
-
-    def on_signal(signum: int, frame: object) -> None:
-        agent.stopping.set()
-
-    def on_restart(signum: int, frame: object) -> None:
-        agent.keep_datapath = True
-        agent.stopping.set()
-
-    signal.signal(signal.SIGTERM, on_signal)
-    signal.signal(signal.SIGINT, on_signal)
-    signal.signal(signal.SIGUSR1, on_restart)
-    try:
-        try:
-            agent.start()
-        except Exception as e:
-            log.exception("start failed")
-            if agent.adopted:
-                # A datapath an earlier agent left keeps forwarding (fail static, as
-                # Cilium's does while its agent crash-loops): tearing it down because
-                # its successor failed would be the disruption a restart must avoid.
-                agent.keep_datapath = True
-                agent.stop()
-                kp.error.write_text(
-                    f"kernel datapath: start failed: {e}; the running datapath was left "
-                    "in place (fix the cause and run `ciliate up` again to adopt it, or "
-                    "`ciliate down` to remove it)\n"
-                )
-                return 1
-            agent.keep_datapath = False  # a fresh start that failed rolls back
-            agent.stop()
-            kp.error.write_text(f"kernel datapath: start failed, rolled back: {e}\n")
-            return 1
-        if on_ready is not None:
-            on_ready(agent)
-        try:
-            agent.run()
-        except Exception as e:
-            log.exception("agent failed")
-            kp.error.write_text(f"agent failed: {e}\n")
-        return 0
-    finally:
-        agent.stop()
-        store.close()
-        with contextlib.suppress(FileNotFoundError):
-            kp.pidfile.unlink()
-        log.info(
-            "stopped; %s", "datapath left running" if agent.keep_datapath else "everything removed"
-        )
-
-
-def _daemonize() -> None:
-    """Second fork: the first child (spawned by ``up``) exits at once, the grandchild is
-    adopted by init and never reacquires a terminal (it is not a session leader)."""
-    if os.fork() > 0:
-        os._exit(0)
-    os.chdir("/")
-
-
-def main(argv: Sequence[str] | None = None) -> int:
-    p = argparse.ArgumentParser(prog="ciliate.agent", description="the ciliate node agents")
-    p.add_argument("--state", type=Path, required=True)
-    p.add_argument("--daemon", action="store_true")
-    args = p.parse_args(argv)
-    logging.basicConfig(
-        level=logging.DEBUG if os.environ.get("CILIATE_DEBUG") else logging.INFO,
-        stream=sys.stderr,
-        format="%(asctime)s %(levelname)s %(message)s",
-    )
-    if args.daemon:
-        _daemonize()
-    return serve(args.state)
-
-
-if __name__ == "__main__":
-    raise SystemExit(main())
+        report.write_status(self.kp.status, self.status())
