@@ -181,15 +181,11 @@ static __always_inline int handle_ipv4(struct __sk_buff *skb)
 	if (dst && !(dst->flags & ENDPOINT_F_HOST)) {
 		__u16 proxy_port = 0;
 
-		if ((ct.status == CT_NEW || ct.policy_stale) && (flags & RUNTIME_F_POLICY)) {
-			ret = policy_can_access_proxy(skb, dst->lxc_id, src_id, 0, proto, l4.dport,
-						      &proxy_port);
-			if (ret)
-				return DROP(skb, THIS_FILE, METRIC_INGRESS, ret, dst->lxc_id, src_id,
-					    dst->sec_id, dst->lxc_id);
-			if (ct.policy_stale)
-				ct_policy_checked4(&tuple);
-		}
+		ret = policy_ingress_check(skb, dst, src_id, proto, l4.dport, &ct, &tuple, flags,
+					   &proxy_port);
+		if (ret)
+			return DROP(skb, THIS_FILE, METRIC_INGRESS, ret, dst->lxc_id, src_id,
+				    dst->sec_id, dst->lxc_id);
 		if (ct.status == CT_NEW)
 			ct_create4(&tuple, src_id, lb.rev_nat_index, lb.backend_id, l4.tcp_flags,
 				   skb->len);

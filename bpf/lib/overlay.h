@@ -135,15 +135,11 @@ static __always_inline int from_overlay_ipv4(struct __sk_buff *skb, __u32 src_id
 				    dst->sec_id, dst->lxc_id);
 	}
 	/* new connections, and established ones the policy changed under (conntrack.h) */
-	if ((ct.status == CT_NEW || ct.policy_stale) && (flags & RUNTIME_F_POLICY)) {
-		ret = policy_can_access_proxy(skb, dst->lxc_id, src_id, 0, proto, l4.dport,
-					      &proxy_port);
-		if (ret)
-			return DROP(skb, FILE_BPF_OVERLAY, METRIC_INGRESS, ret, dst->lxc_id, src_id,
-				    dst->sec_id, dst->lxc_id);
-		if (ct.policy_stale)
-			ct_policy_checked4(&tuple);
-	}
+	ret = policy_ingress_check(skb, dst, src_id, proto, l4.dport, &ct, &tuple, flags,
+				   &proxy_port);
+	if (ret)
+		return DROP(skb, FILE_BPF_OVERLAY, METRIC_INGRESS, ret, dst->lxc_id, src_id,
+			    dst->sec_id, dst->lxc_id);
 	if (ct.status == CT_NEW)
 		ct_create4_from(&tuple, src_id, 0, 0, l4.tcp_flags, skb->len, tunnel_src);
 

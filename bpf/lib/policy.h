@@ -26,6 +26,7 @@
 
 #include "common.h"
 #include "drop.h"
+#include "conntrack.h"
 
 /* Shared-map key: 16 B.
  *   0 prefixlen | 4 endpoint_id | 8 sec_label | 12 egress | 13 protocol | 14 dport (be16)
@@ -135,6 +136,29 @@ static __always_inline int policy_can_access(struct __sk_buff *skb, __u16 endpoi
 					     __be16 dport)
 {
 	return policy_can_access_proxy(skb, endpoint_id, remote_id, egress, proto, dport, NULL);
+}
+
+/* The destination's ingress check of a local delivery (cil_from_container to a pod of this
+ * node, and the overlay's receive): a new connection, or an established one the policy
+ * changed under since it was last allowed (conntrack.h), whose pass is then recorded.
+ * Returns 0 or a drop reason (the caller reports it, so the drop names its own line);
+ * *proxy_port: the L7 redirect of the chosen entry. */
+static __always_inline int policy_ingress_check(struct __sk_buff *skb,
+						const struct endpoint_info *dst, __u32 src_id,
+						__u8 proto, __be16 dport, const struct ct_result *ct,
+						const struct ipv4_ct_tuple *tuple, __u32 flags,
+						__u16 *proxy_port)
+{
+	int ret;
+
+	if (!(ct->status == CT_NEW || ct->policy_stale) || !(flags & RUNTIME_F_POLICY))
+		return 0;
+	ret = policy_can_access_proxy(skb, dst->lxc_id, src_id, 0, proto, dport, proxy_port);
+	if (ret)
+		return ret;
+	if (ct->policy_stale)
+		ct_policy_checked4(tuple);
+	return 0;
 }
 
 #endif /* CILIATE_POLICY_H */
