@@ -87,6 +87,21 @@ static __always_inline int inner_wire_len(struct __sk_buff *skb, __u32 *len)
 	return 0;
 }
 
+/* Out of the device a FIB lookup chose (its verdict in fib_ret: SUCCESS or NO_NEIGH):
+ * the MACs it resolved written, or the neighbour left to bpf_redirect_neigh (Cilium's
+ * fib_redirect in fib.h).  Returns a tc verdict, or -1 when the MACs could not be
+ * written. */
+static __always_inline int fib_redirect_to(struct __sk_buff *skb,
+					   const struct bpf_fib_lookup *fib, int fib_ret)
+{
+	if (fib_ret == BPF_FIB_LKUP_RET_NO_NEIGH)
+		return bpf_redirect_neigh(fib->ifindex, NULL, 0, 0);
+	if (bpf_skb_store_bytes(skb, 0, fib->dmac, ETH_ALEN, 0) < 0 ||
+	    bpf_skb_store_bytes(skb, ETH_ALEN, fib->smac, ETH_ALEN, 0) < 0)
+		return -1;
+	return bpf_redirect(fib->ifindex, 0);
+}
+
 /* Native encapsulation (decision 0011): the program builds the VXLAN headers itself
  * (bpf_skb_adjust_room, the flags Cilium's native tunnel uses) and sends the packet out of
  * the device the FIB picks toward the far node, instead of handing it to cilium_vxlan.
@@ -143,12 +158,8 @@ static __always_inline int encap_vxlan_native(struct __sk_buff *skb, __be32 tunn
 	h.vx_vni = bpf_htonl((src_identity & 0xFFFFFF) << 8);
 	if (bpf_skb_store_bytes(skb, ETH_HLEN, &h, sizeof(h), 0) < 0)
 		return -2;
-	if (fib_ret == BPF_FIB_LKUP_RET_NO_NEIGH)
-		return bpf_redirect_neigh(fib.ifindex, NULL, 0, 0);
-	if (bpf_skb_store_bytes(skb, 0, fib.dmac, ETH_ALEN, 0) < 0 ||
-	    bpf_skb_store_bytes(skb, ETH_ALEN, fib.smac, ETH_ALEN, 0) < 0)
-		return -2;
-	return bpf_redirect(fib.ifindex, 0);
+	fib_ret = fib_redirect_to(skb, &fib, fib_ret);
+	return fib_ret < 0 ? -2 : fib_ret;
 }
 
 /* Tunnel to a remote node: the VNI carries the source identity (cilium.md §4), the outer
@@ -190,15 +201,9 @@ static __always_inline int fib_redirect_v4(struct __sk_buff *skb, __be32 saddr, 
 	fib.ipv4_dst = daddr;
 	fib.ifindex = skb->ingress_ifindex;
 	ret = bpf_fib_lookup(skb, &fib, sizeof(fib), 0);
-	if (ret == BPF_FIB_LKUP_RET_SUCCESS) {
-		if (bpf_skb_store_bytes(skb, 0, fib.dmac, ETH_ALEN, 0) < 0 ||
-		    bpf_skb_store_bytes(skb, ETH_ALEN, fib.smac, ETH_ALEN, 0) < 0)
-			return -1;
-		return bpf_redirect(fib.ifindex, 0);
-	}
-	if (ret == BPF_FIB_LKUP_RET_NO_NEIGH)
-		return bpf_redirect_neigh(fib.ifindex, NULL, 0, 0);
-	return -1;
+	if (ret != BPF_FIB_LKUP_RET_SUCCESS && ret != BPF_FIB_LKUP_RET_NO_NEIGH)
+		return -1;
+	return fib_redirect_to(skb, &fib, ret);
 }
 
 #endif /* CILIATE_ENCAP_H */

@@ -170,9 +170,6 @@ static __always_inline int from_overlay_ipv4(struct __sk_buff *skb, __u32 src_id
 }
 
 
-/* Outer IPv4 (no options) + UDP + VXLAN + inner Ethernet: what the native path strips. */
-#define VXLAN_NATIVE_STRIP (sizeof(struct iphdr) + sizeof(struct udphdr) + VXLAN_HLEN + ETH_HLEN)
-
 /* Native VXLAN receive, called by cil_from_netdev for a UDP packet to VXLAN_PORT whose
  * outer IPv4 header (without options) starts at ETH_HLEN.
  *
@@ -180,13 +177,13 @@ static __always_inline int from_overlay_ipv4(struct __sk_buff *skb, __u32 src_id
  * every received packet and frees it through RCU; on this machine's veth fabric that cost
  * a fifth of a single TCP stream's throughput with the default congestion control (BBR),
  * and the UDP socket, GRO cells and a route lookup stand between eth0 and the pod besides
- * (decision 0011).  The wire format is unchanged: the sender still encapsulates through
- * cilium_vxlan, and the VNI still carries the source identity.
+ * (decision 0011).  The wire format is the device's (whichever side built it, encap.h or
+ * cilium_vxlan), and the VNI still carries the source identity.
  *
  * Taken only for a well-formed, unfragmented VXLAN packet (a first fragment holds only
  * the start of the inner packet: fragments are reassembled by the stack and reach the
- * device) to this node's address whose inner frame is
- * IPv4 to a local pod: those are delivered locally (or to the local proxy) and never
+ * device) to this node's address whose inner frame is IPv4 to a local pod: those
+ * (VXLAN_ENCAP_LEN of headers stripped) are delivered locally (or to the local proxy) and never
  * segmented again, so the encapsulation state that bpf_skb_adjust_room leaves on a GSO
  * packet (kernels without BPF_F_ADJ_ROOM_DECAP_L4_UDP) is never used.  Everything else
  * (the node's own addresses, service replies to send on, ARP, fragments, anything
@@ -225,7 +222,7 @@ static __always_inline int overlay_native_rx(struct __sk_buff *skb,
 	/* the outer IP, UDP and VXLAN headers and the inner Ethernet header go; eth0's
 	 * Ethernet header stays in front of the inner IPv4 header (its MACs are rewritten on
 	 * delivery).  FIXED_GSO: a GSO packet's segment size is the inner TCP's MSS. */
-	if (bpf_skb_adjust_room(skb, -(__s32)VXLAN_NATIVE_STRIP, BPF_ADJ_ROOM_MAC,
+	if (bpf_skb_adjust_room(skb, -(__s32)VXLAN_ENCAP_LEN, BPF_ADJ_ROOM_MAC,
 				BPF_F_ADJ_ROOM_FIXED_GSO) < 0)
 		return -1;
 	return from_overlay_ipv4(skb, src_id, tunnel_src);

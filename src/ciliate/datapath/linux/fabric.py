@@ -79,12 +79,8 @@ class FabricSwitch:
         """Frames for ``mac`` (a node's eth0) go straight out of ``port`` (its fabric
         port), and frames arriving on ``port`` take the fast path."""
         obj, fdb = self._load()
-        sock = self._sock()
-        idx = rtnl.link_index(sock, port)
-        if not idx:
-            raise FileNotFoundError(f"no port {port} in netns {self.names.fabric}")
-        loader.attach_program(sock, self.names.fabric, port, "ingress",
-                              obj.program_fd(PROGRAM), PROGRAM)  # fmt: skip
+        idx = loader.attach_program(self._sock(), self.names.fabric, port, "ingress",
+                                    obj.program_fd(PROGRAM), PROGRAM)  # fmt: skip
         fdb.update(fdb_key(mac), fdb_value(idx))
 
     def unplug(self, mac: str) -> None:
