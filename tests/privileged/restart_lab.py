@@ -27,7 +27,7 @@ from _cli import run_cli
 from _paths import PACKAGED
 from ciliate.datapath.linux import bpf, runtime
 from ciliate.datapath.linux import netns as nl
-from ciliate.datapath.linux.maps import KernelMaps
+from ciliate.datapath.linux.maps import POLICY_REV, KernelMaps
 from ciliate.datapath.linux.workloads import WORKLOAD_MARKER, launch_argv
 
 EXAMPLES = PACKAGED  # the examples shipped in the package (a fresh clone has them)
@@ -266,6 +266,9 @@ class Stream:
 
 # maps whose contents depend on traffic or time, not on the desired state
 VOLATILE_MAPS = re.compile(r"ct|nat|events|metrics|affinity|snat|frag", re.I)
+# counters of the agent's history, not of the desired state: a resumed up may have
+# written policy in more batches than a clean one, so only "set" is compared
+HISTORY_MAPS = {POLICY_REV}
 
 
 def map_ids(tag: str) -> dict[str, int]:
@@ -333,7 +336,13 @@ def kernel_snapshot(state: Path) -> dict[str, Any]:
                 for name in km.names():
                     if VOLATILE_MAPS.search(name):
                         continue
-                    with_entries = sorted(k.hex() + "=" + v.hex() for k, v in km.dump(name))
+                    entries = km.dump(name)
+                    if name in HISTORY_MAPS:
+                        with_entries = [
+                            k.hex() + "=" + ("set" if any(v) else "zero") for k, v in entries
+                        ]
+                    else:
+                        with_entries = sorted(k.hex() + "=" + v.hex() for k, v in entries)
                     snap["maps"][f"{node_dir.name}/{name}"] = with_entries
             finally:
                 km.close()

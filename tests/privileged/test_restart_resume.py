@@ -83,7 +83,13 @@ def _diff(got: dict[str, Any], want: dict[str, Any]) -> list[str]:
     for m in sorted(set(got["maps"]) | set(want["maps"])):
         g, w = got["maps"].get(m), want["maps"].get(m)
         if g != w:
-            out.append(f"map {m}: {len(g or [])} entries, want {len(w or [])}")
+            extra, missing = (
+                sorted(set(g or []) - set(w or [])),
+                sorted(set(w or []) - set(g or [])),
+            )
+            out.append(
+                f"map {m}: +{extra[:5]} -{missing[:5]} ({len(g or [])} entries, want {len(w or [])})"
+            )
     if got["workloads"] != want["workloads"]:
         out.append(f"workloads: {got['workloads']} != {want['workloads']}")
     return out
