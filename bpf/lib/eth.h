@@ -12,14 +12,15 @@
 typedef __u64 mac_t;
 
 /* Rewrite destination and source MAC: the only change local delivery needs (no checksum
- * covers the Ethernet header). */
+ * covers the Ethernet header), in one store: each helper call makes the header writable
+ * again. */
 static __always_inline int eth_store_macs(struct __sk_buff *skb, const mac_t *dst, const mac_t *src)
 {
-	if (bpf_skb_store_bytes(skb, 0, dst, ETH_ALEN, 0) < 0)
-		return -1;
-	if (bpf_skb_store_bytes(skb, ETH_ALEN, src, ETH_ALEN, 0) < 0)
-		return -1;
-	return 0;
+	__u8 macs[2 * ETH_ALEN];
+
+	__builtin_memcpy(macs, dst, ETH_ALEN);
+	__builtin_memcpy(macs + ETH_ALEN, src, ETH_ALEN);
+	return bpf_skb_store_bytes(skb, 0, macs, sizeof(macs), 0) < 0 ? -1 : 0;
 }
 
 static __always_inline int eth_is_bcast(const __u8 *mac)
