@@ -34,7 +34,9 @@ allowing the client identity on another port, so the server endpoint's policy ma
 Metrics: ``sockperf pp --tcp`` (half round trip p50/p99, round trips/s; client and server
 pinned to vCPU 1), TCP connect + 1-byte echo + close (p50 over a bounded loop, same pin:
 the per-connection cost, where the iptables chain is walked), iperf3 single stream
-(client on vCPU 0, server on vCPU 1). Ratios are per rep to the baseline of the same rep.
+(client on vCPU 0, server on vCPU 1). Ratios are per rep to the baseline of the same rep;
+throughput's to the group baseline's stream measured right before or after the variant's
+(alternating by rep), since a CPU-bound stream drifts with the host over a rep's minutes.
 """
 
 from __future__ import annotations
@@ -347,19 +349,46 @@ def build_ciliate(lab: nl.Lab, short: str, n_policies: int) -> list[Target]:
 SETTLE_S = 1.0
 
 
-def measure(t: Target, rr_secs: float, stream_secs: float, conns: int) -> dict[str, float]:
+def measure(t: Target, rr_secs: float, stream_secs: float, conns: int,
+            base: Target | None = None, base_first: bool = False) -> dict[str, float]:  # fmt: skip
+    """One run of every metric for ``t``; with ``base`` (its group's baseline) that
+    baseline's stream is measured next to ``t``'s as well (``gbps_pair``)."""
     rr = nl.sockperf_pp(t.client_ns, t.server_ip, RR_PORT, rr_secs, cpu=1)
     time.sleep(SETTLE_S)
     conn = nl.connect_latency(t.client_ns, t.server_ip, ECHO_PORT, conns, cpu=1,
                               tool=_TOOLS["connect_loop"])  # fmt: skip
     time.sleep(SETTLE_S)
+    pair = math.nan
+    if base is not None and base_first:
+        pair = stream_pair(base, stream_secs, base_first=True)
     stream = nl.iperf3(t.client_ns, t.server_ip, IPERF_PORT, stream_secs, cpu=0)
+    if base is not None and not base_first:
+        pair = stream_pair(base, stream_secs, base_first=False)
+    if base is None:  # a group baseline: its own neighbour
+        pair = stream.gbps
     return {"rr_p50": rr.p50, "rr_p99": rr.p99, "rr_per_s": rr.rr_per_s,
             "conn_p50": nl.median(conn), "conn_p99": nl.quantile(conn, 0.99),
-            "gbps": stream.gbps, "retransmits": stream.retransmits}  # fmt: skip
+            "gbps": stream.gbps, "retransmits": stream.retransmits,
+            "gbps_pair": pair}  # fmt: skip
 
 
-METRICS = ("rr_p50", "rr_p99", "rr_per_s", "conn_p50", "conn_p99", "gbps", "retransmits")
+METRICS = ("rr_p50", "rr_p99", "rr_per_s", "conn_p50", "conn_p99", "gbps", "retransmits",
+           "gbps_pair")  # fmt: skip
+# the group baselines: the throughput ratio's denominator is measured next to each variant
+BASELINES = {"same": "veth", "cross": "vxlan"}
+
+
+def stream_pair(base: Target, stream_secs: float, base_first: bool) -> float:
+    """The group baseline's throughput measured right next to a variant's stream (before it
+    or after it, alternating by rep): single-stream throughput is CPU-bound on one vCPU
+    and drifts with the host's load over the minutes a rep takes, so its ratio is taken
+    between neighbours in time rather than against the rep's first and last baseline."""
+    if not base_first:
+        time.sleep(SETTLE_S)
+    gbps = nl.iperf3(base.client_ns, base.server_ip, IPERF_PORT, stream_secs, cpu=0).gbps
+    if base_first:
+        time.sleep(SETTLE_S)
+    return gbps
 
 
 def run(reps: int, quick: bool) -> dict[str, Any]:
@@ -395,6 +424,7 @@ def run(reps: int, quick: bool) -> dict[str, Any]:
                 errors[t.name] = f"server {t.server_ip}:{ECHO_PORT} not reachable from the client"
         order = [t for t in targets if t.name not in errors]
         base = order[0]  # veth: first and last in every rep (the drift guard)
+        by_name = {t.name: t for t in order}
         print(
             f"   built {len(order)} variants in {time.time() - started:.0f} s; "
             f"rr {rr_secs}s, stream {stream_secs}s, {conns} connects per run",
@@ -406,7 +436,10 @@ def run(reps: int, quick: bool) -> dict[str, Any]:
             rot = order[1:]
             k = rep % max(1, len(rot))
             for t in rot[k:] + rot[:k]:  # rotate so no variant always runs right after another
-                res[t.name] = measure(t, rr_secs, stream_secs, conns)
+                pair = by_name.get(BASELINES[t.group])
+                res[t.name] = measure(t, rr_secs, stream_secs, conns,
+                                      base=None if pair is t else pair,
+                                      base_first=rep % 2 == 1)  # fmt: skip
             res["__last"] = measure(base, rr_secs, stream_secs, conns)
             return res
 
@@ -438,7 +471,7 @@ def run(reps: int, quick: bool) -> dict[str, Any]:
 def summarize_results(order: list[Target], raw: dict[str, dict[str, list[float]]], reps: int,
                       quick: bool, n_pol: int, errors: dict[str, str],
                       noisy_reps: int) -> dict[str, Any]:  # fmt: skip
-    baselines = {"same": "veth", "cross": "vxlan"}
+    baselines = BASELINES
     bridged = raw.get("vxlan-br", {})  # the second cross-node baseline (same underlay)
     md = raw.get("vxlan-md", {})  # the third: the same in collect-metadata mode
     summary: dict[str, Any] = {}
@@ -449,7 +482,11 @@ def summarize_results(order: list[Target], raw: dict[str, dict[str, list[float]]
             entry["server_policy_map_entries"] = t.policy_entries
         for m in METRICS:
             entry[m] = nl.summarize(raw[t.name][m]).as_dict()
-            if b:
+            if m == "gbps":  # against the baseline stream next to it (stream_pair)
+                entry[f"ratio_{m}"] = nl.summarize(
+                    nl.paired_ratios(raw[t.name][m], raw[t.name]["gbps_pair"])
+                ).as_dict()
+            elif b and m != "gbps_pair":
                 entry[f"ratio_{m}"] = nl.summarize(nl.paired_ratios(raw[t.name][m], b[m])).as_dict()
             for kind, other in (("br", bridged), ("md", md)):
                 if t.group == "cross" and other:

@@ -14,7 +14,13 @@ import pytest
 sys.path.insert(0, str(Path(__file__).resolve().parents[3]))  # the repo root holds bench/
 
 from bench import netlab as nl
-from bench.suite_datapath import iptables_policy, policies_manifest
+from bench.suite_datapath import (
+    METRICS,
+    Target,
+    iptables_policy,
+    policies_manifest,
+    summarize_results,
+)
 from bench.suite_services import kube_proxy_rules, service_ip
 
 
@@ -124,6 +130,29 @@ def test_policies_select_the_server_and_allow_the_client_once_on_the_measured_po
     ports = [p["port"] for d in docs for r in d["spec"]["ingress"] for tp in r["toPorts"]
              for p in tp["ports"]]  # fmt: skip
     assert ports.count("11111") == 1 and len(set(ports)) == len(ports)
+
+
+def test_the_throughput_ratio_is_to_the_baseline_stream_next_to_the_variant() -> None:
+    """Single-stream throughput drifts over a rep: its ratio uses the group baseline's
+    stream measured right next to the variant's (gbps_pair), while latency ratios stay
+    per rep against the baseline's own runs."""
+    veth = Target("veth", "same", "ns-a", "10.0.0.1")
+    cil = Target("cil-0", "same", "ns-b", "10.0.0.2")
+
+    def runs(**vals: list[float]) -> dict[str, list[float]]:
+        return {m: vals.get(m, [1.0, 1.0, 1.0]) for m in METRICS}
+
+    raw = {
+        # the rep's baseline (mean of its first and last run) drifted up...
+        "veth": runs(gbps=[22.0, 24.0, 23.0], gbps_pair=[22.0, 24.0, 23.0], rr_p50=[2.0] * 3),
+        # ...the stream next to the variant saw the machine as the variant did
+        "cil-0": runs(gbps=[19.0, 19.0, 19.0], gbps_pair=[20.0, 21.0, 20.0], rr_p50=[2.2] * 3),
+    }
+    summary = summarize_results([veth, cil], raw, 3, False, 0, {}, 0)["summary"]
+    assert summary["cil-0"]["ratio_gbps"]["median"] == pytest.approx(0.95)
+    assert summary["cil-0"]["ratio_rr_p50"]["median"] == pytest.approx(1.1)
+    assert summary["veth"]["ratio_gbps"]["median"] == pytest.approx(1.0)
+    assert "ratio_gbps_pair" not in summary["cil-0"]
 
 
 def test_kube_proxy_layout() -> None:
