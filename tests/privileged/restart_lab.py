@@ -271,6 +271,10 @@ VOLATILE_MAPS = re.compile(r"ct|nat|events|metrics|affinity|snat|frag", re.I)
 HISTORY_MAPS = {POLICY_REV}
 
 
+def _set_or_zero(value: bytes) -> str:
+    return "set" if any(value) else "zero"
+
+
 def map_ids(tag: str) -> dict[str, int]:
     """Pin path -> kernel map id of every pinned map of the cluster."""
     out = {}
@@ -336,13 +340,8 @@ def kernel_snapshot(state: Path) -> dict[str, Any]:
                 for name in km.names():
                     if VOLATILE_MAPS.search(name):
                         continue
-                    entries = km.dump(name)
-                    if name in HISTORY_MAPS:
-                        with_entries = [
-                            k.hex() + "=" + ("set" if any(v) else "zero") for k, v in entries
-                        ]
-                    else:
-                        with_entries = sorted(k.hex() + "=" + v.hex() for k, v in entries)
+                    value = _set_or_zero if name in HISTORY_MAPS else bytes.hex
+                    with_entries = sorted(k.hex() + "=" + value(v) for k, v in km.dump(name))
                     snap["maps"][f"{node_dir.name}/{name}"] = with_entries
             finally:
                 km.close()
